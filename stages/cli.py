@@ -1,0 +1,112 @@
+"""The `vidtool` command: global options, lazy stage loading and the exit-status rules.
+
+Exit status: 0 success; 2 a user error (one line on stderr, `--debug` for the traceback) or a usage
+error; 1 a bug (traceback); 130 interrupted; 141 the reader of our stdout went away (as `head` or a
+closed pipe causes) — quietly, like other Unix filters.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+from enum import Enum
+
+import typer
+from typer.core import TyperGroup
+
+from stages import STAGES
+from stages.context import settings
+
+
+class StageGroup(TyperGroup):
+    """Lists stages from the STAGES table and imports a stage's module only when it is asked for.
+
+    Stage modules import nothing heavy at module level, so listing them for `--help` stays fast.
+    """
+
+    def list_commands(self, ctx) -> list[str]:
+        return sorted(STAGES)
+
+    def get_command(self, ctx, name: str):
+        if name not in STAGES:
+            return None
+        if name not in self.commands:
+            command = typer.main.get_command(importlib.import_module(STAGES[name]).app)
+            command.name = name
+            self.commands[name] = command
+        return self.commands[name]
+
+    def resolve_command(self, ctx, args):
+        for name in STAGES:  # typo suggestions look at self.commands
+            self.get_command(ctx, name)
+        return super().resolve_command(ctx, args)
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+app = typer.Typer(cls=StageGroup, add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+                  context_settings={"help_option_names": ["-h", "--help"]})
+
+
+def _version(value: bool) -> None:
+    if value:
+        from vidtool import __version__
+
+        print(f"vidtool {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    device: Device = typer.Option(Device.auto, envvar="VIDTOOL_DEVICE", help="Where models run; auto = CUDA when available."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or messages on stderr (errors still print)."),
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """vidtool: text-to-video stages that read and write safetensors tensor files.
+
+    Each stage reads a file or stdin and writes a file (-o) or stdout, so stages pipe:
+
+    [bold]vidtool generate "a red circle moving right" | vidtool interpolate | vidtool decode -o out.mp4[/]
+
+    Run [bold]vidtool STAGE --help[/] for a stage's options and an example.
+    """
+    settings.device, settings.quiet, settings.debug = device.value, quiet, debug
+
+
+def main(argv: list[str] | None = None) -> None:
+    from vidtool.errors import UserError
+
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        status = typer.main.get_command(app).main(args=args, prog_name="vidtool", standalone_mode=False)
+    except typer.Exit as e:
+        status = e.exit_code
+    except typer.TyperException as e:  # usage errors: bad option, missing argument, unknown stage
+        e.show()
+        sys.exit(e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        print("vidtool: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except BrokenPipeError:
+        # Point stdout at /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
+    except UserError as e:
+        if debug:
+            traceback.print_exc()
+        print(f"vidtool: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    if isinstance(status, int) and status:
+        sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""`vidtool convert`: media ⇄ video tensor files, and validated tensor-file copies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(add_completion=False)
+
+MEDIA_OUT = {".mp4", ".gif", ".png"}
+
+HELP = """Convert between media and video tensor files.
+
+Input: an mp4/webm/mov/gif, a folder of PNG/JPG frames, or a tensor file (path or - for stdin).
+Output (-o): .mp4 (H.264, plays in a browser), .gif, .png (contact sheet of the frames),
+.safetensors, or - / nothing for stdout. Media output needs a 'video' tensor file.
+
+Examples:
+
+  vidtool convert clip.mp4 --fps 8 --size 64 --frames 16 -o clip.safetensors
+
+  vidtool convert clip.safetensors -o sheet.png
+
+  cat clip.safetensors | vidtool convert - -o clip.gif"""
+
+
+@app.command(help=HELP)
+def convert(
+    source: str = typer.Argument("-", help="Video, frame folder, tensor file, or - for stdin."),
+    out: str = typer.Option("-", "--out", "-o", help="Output path (.mp4/.gif/.png/.safetensors) or - for stdout."),
+    fps: float = typer.Option(None, min=0.1, max=240, help="Resample to this frame rate (media input)."),
+    size: int = typer.Option(None, min=8, max=4096, help="Resize the short side and center-crop to a square (media input)."),
+    frames: int = typer.Option(None, min=1, help="Keep at most this many frames (media input)."),
+) -> None:
+    from vidtool import tensorfile, video
+    from vidtool.errors import UserError
+
+    if _is_tensor_file(source):
+        tf = tensorfile.load(source, kinds=None if _suffix(out) not in MEDIA_OUT else ["video"])
+        if any(v is not None for v in (fps, size, frames)):
+            raise UserError("--fps/--size/--frames apply to media input; a tensor file is copied as it is")
+    else:
+        clip = video.read_video(source, fps=fps, size=size, max_frames=frames)
+        import torch
+
+        tf = tensorfile.TensorFile(kind="video", tensors={"video": torch.from_numpy(clip.frames)[None]},
+                                   fps=clip.fps, params={"source": Path(source).name})
+    if _suffix(out) in MEDIA_OUT:
+        batch = tf.main.numpy()
+        if batch.shape[0] != 1:
+            raise UserError(f"{source} holds {batch.shape[0]} videos; media output takes one (use `decode` to write a batch)")
+        video.write_video(out, batch[0], tf.fps or 8.0)
+    else:
+        tensorfile.save(tf, out)
+
+
+def _suffix(path: str) -> str:
+    return Path(path).suffix.lower() if path != "-" else ""
+
+
+def _is_tensor_file(source: str) -> bool:
+    return source == "-" or _suffix(source) == ".safetensors"

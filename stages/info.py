@@ -1,0 +1,50 @@
+"""`vidtool info`: what a tensor file or model folder holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(add_completion=False)
+
+EXAMPLE = """Examples:
+
+  vidtool info clip.safetensors
+
+  vidtool encode in.mp4 | vidtool info -
+
+  vidtool info models/mbq-vae-tiny --json"""
+
+
+@app.command(help=f"Show a tensor file or model folder: kind, tensors, metadata, provenance.\n\n{EXAMPLE}")
+def info(
+    path: str = typer.Argument("-", help="Tensor file, model folder, or - for stdin."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout instead of a table."),
+) -> None:
+    from vidtool.info import describe
+
+    report = describe(path)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    _print_table(report)
+
+
+def _print_table(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Console()
+    title = f"{report['path']}  ({report['what']}, {report.get('kind') or report.get('family')})"
+    tensors = Table(title=title, show_lines=False)
+    for column in ("tensor", "dtype", "shape"):
+        tensors.add_column(column)
+    for name, t in report["tensors"].items():
+        tensors.add_row(name, t["dtype"], "×".join(map(str, t["shape"])))
+    out.print(tensors)
+    meta = Table(show_header=False, box=None)
+    for key, value in report["metadata"].items():
+        meta.add_row(f"[bold]{key}[/]", value if isinstance(value, str) else json.dumps(value))
+    out.print(meta)

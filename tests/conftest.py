@@ -1,0 +1,36 @@
+"""Shared fixtures: run the real `vidtool` command in a subprocess, as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_vidtool(*args: str, input: bytes | None = None, cwd: Path | None = None, env: dict | None = None,
+                timeout: float = 300) -> subprocess.CompletedProcess:
+    """`vidtool ARGS…` with stdin from `input` (or /dev/null) and captured stdout/stderr bytes."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "stages.cli", *map(str, args)], input=input,
+                          stdin=None if input is not None else subprocess.DEVNULL, capture_output=True,
+                          cwd=cwd, env=full_env, timeout=timeout)
+
+
+@pytest.fixture
+def vidtool():
+    return run_vidtool
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    """Assert the documented user-error contract (exit 2, one stderr line, no traceback); return it."""
+    err = result.stderr.decode()
+    assert result.returncode == 2, (result.returncode, err)
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    return lines[0]

@@ -1,0 +1,107 @@
+"""Model folders: `config.json` (family + hyperparameters) and `model.safetensors`.
+
+Every model class carries a class attribute `family` and a dataclass `config`, and is rebuilt from
+the config alone (`Model(config)`), in the Hugging Face `save_pretrained`/`from_pretrained` style.
+Nothing here downloads: a checkpoint is always a local folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+from vidtool.atomic import atomic_path, atomic_write_text
+from vidtool.errors import UserError
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+# family -> "module:Class". Families added by later work register here.
+FAMILIES: dict[str, str] = {
+    "mbq-vae": "vidtool.autoencoders.mbq_vae:MBQVAE",
+    "cm-vae": "vidtool.autoencoders.cm_vae:CMVAE",
+    "movq-temporal": "vidtool.autoencoders.movq_temporal:MoVQTemporal",
+}
+
+
+def model_class(family: str) -> type:
+    if family not in FAMILIES:
+        raise UserError(f"unknown model family {family!r}; known: {', '.join(sorted(FAMILIES))}")
+    module, name = FAMILIES[family].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
+    """Build the model's config dataclass, turning JSON lists back into tuples where declared."""
+    config_cls = cls.config_class
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise UserError(f"config has keys {sorted(unknown)} that {config_cls.__name__} does not know")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return config_cls(**kwargs)
+
+
+def save_pretrained(model: Any, folder: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write config.json and model.safetensors atomically; `extra` is stored beside the config."""
+    from safetensors.torch import save_model
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / WEIGHTS_NAME) as tmp:
+        save_model(model, str(tmp), metadata={"vidtool.family": model.family})
+    doc = {"family": model.family, "config": dataclasses.asdict(model.config)}
+    if extra:
+        doc["extra"] = extra
+    atomic_write_text(folder / CONFIG_NAME, json.dumps(doc, indent=2) + "\n")
+    return folder
+
+
+def read_config(folder: str | Path) -> dict[str, Any]:
+    folder = Path(folder)
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        raise UserError(f"{folder} is not a model folder (no {CONFIG_NAME}); pass the folder a train stage wrote")
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path} is not valid JSON ({e.msg} at line {e.lineno})") from e
+    if "family" not in doc or "config" not in doc:
+        raise UserError(f"{path} lacks 'family' or 'config'; it was not written by vidtool")
+    return doc
+
+
+def from_pretrained(folder: str | Path, device: str = "cpu") -> Any:
+    """Rebuild a model from its folder and load its weights (strict)."""
+    from safetensors.torch import load_model
+
+    folder = Path(folder)
+    doc = read_config(folder)
+    cls = model_class(doc["family"])
+    model = cls(config_from_dict(cls, doc["config"]))
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        raise UserError(f"{folder} has no {WEIGHTS_NAME}")
+    try:
+        load_model(model, str(weights), strict=True, device=device)
+    except Exception as e:  # safetensors raises several types for corrupt or mismatched files
+        raise UserError(f"cannot load {weights}: {str(e).splitlines()[0]}") from e
+    return model.to(device).eval()
+
+
+def digest(folder: str | Path) -> str:
+    """Short content digest of a checkpoint's weights; tensor files record it as `vidtool.model`."""
+    h = hashlib.sha256()
+    with open(Path(folder) / WEIGHTS_NAME, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def model_tag(folder: str | Path) -> str:
+    """`family@digest`, the value of the `vidtool.model` metadata key."""
+    return f"{read_config(folder)['family']}@{digest(folder)}"
