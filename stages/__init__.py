@@ -7,6 +7,9 @@ live inside the command function), so `vidtool --help` can list every stage with
 
 STAGES: dict[str, str] = {
     "convert": "stages.convert",
+    "decode": "stages.decode",
+    "encode": "stages.encode",
     "info": "stages.info",
     "make-dataset": "stages.make_dataset",
+    "tokenize": "stages.tokenize",
 }

@@ -1,0 +1,35 @@
+"""`vidtool decode`: latents or tokens → video, with the decoder that wrote them."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(add_completion=False)
+
+HELP = """Decode latents or token ids back into video.
+
+The decoder is found from the input's 'vidtool.model' record (bundled models and folders on
+$VIDTOOL_MODELS are searched); --model names one explicitly and is refused if it is not the one
+that wrote the input. Output: .mp4 (H.264), .gif, .png (contact sheet), .safetensors or - (a
+'video' tensor file). A batch written to media gives NAME-0.mp4, NAME-1.mp4, ...
+
+Examples:
+
+  vidtool decode z.safetensors -o out.mp4
+
+  vidtool encode in.mp4 | vidtool decode -o rec.mp4
+
+  vidtool decode tokens.safetensors --tile 16 -o out.gif"""
+
+
+@app.command("decode", help=HELP)
+def decode(
+    source: str = typer.Argument("-", help="A 'latents' or 'tokens' tensor file, or - for stdin."),
+    out: str = typer.Option("-", "--out", "-o", help="Output .mp4/.gif/.png/.safetensors, or - for stdout."),
+    model: str = typer.Option(None, "--model", "-m", help="Decoder folder (must match the input's model)."),
+    chunk: int = typer.Option(4, min=1, help="Latent frames per temporal chunk (memory vs speed)."),
+    tile: int = typer.Option(None, min=2, help="Latent tile edge for spatial tiling of large frames."),
+) -> None:
+    from stages.autoencode import decode_file
+
+    decode_file(source, out, model=model, chunk=chunk, tile=tile)

@@ -1,0 +1,104 @@
+"""Encode and decode clips longer and larger than memory allows in one piece.
+
+Time is cut into chunks whose boundaries fall on multiples of the temporal factor; each chunk is run
+with `margin` latent frames of context on either side that are computed and then discarded, so the
+model never sees an artificial clip boundary next to a kept frame. Decoding streams: chunks are
+yielded as they finish, so peak memory is set by the chunk size, not by the clip length.
+Space (decode only) is cut into overlapping latent tiles whose outputs are blended with linear
+ramps across the overlap; encoding keeps whole frames because token ids cannot be blended.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+
+from vidtool.autoencoders.outputs import EncoderOutput
+
+
+@dataclass(frozen=True)
+class Tiling:
+    chunk: int = 4  # latent frames kept per temporal chunk
+    margin: int = 1  # latent frames of context on each side, computed then dropped
+    tile: int | None = None  # latent tile edge for spatial tiling; None = whole frames
+    overlap: int = 4  # latent pixels shared by neighbouring tiles, blended linearly
+
+    def __post_init__(self) -> None:
+        assert self.chunk >= 1 and self.margin >= 0, "chunk must be ≥ 1 and margin ≥ 0"
+        assert self.tile is None or self.tile > self.overlap >= 0, "tile must exceed overlap; try tile=16, overlap=4"
+
+
+def _spans(length: int, chunk: int, margin: int) -> Iterator[tuple[int, int, int, int]]:
+    """(start, stop) of the kept span and (lo, hi) of the span computed with context."""
+    for start in range(0, length, chunk):
+        stop = min(start + chunk, length)
+        yield start, stop, max(0, start - margin), min(length, stop + margin)
+
+
+@torch.inference_mode()
+def encode_chunked(model: Any, video: torch.Tensor, tiling: Tiling = Tiling(), **kwargs: Any) -> EncoderOutput:
+    """Encode [B, 3, T, H, W] chunk by chunk along time; T must be a multiple of the temporal factor."""
+    tf = model.temporal_factor
+    latents, tokens = [], []
+    for start, stop, lo, hi in _spans(video.shape[2] // tf, tiling.chunk, tiling.margin):
+        out = model.encode(video[:, :, lo * tf : hi * tf], **kwargs)
+        keep = slice(start - lo, stop - lo)
+        latents.append(out.latents[:, :, keep])
+        if out.tokens is not None:
+            tokens.append(out.tokens[:, keep])
+    return EncoderOutput(latents=torch.cat(latents, 2), tokens=torch.cat(tokens, 1) if tokens else None)
+
+
+@torch.inference_mode()
+def iter_decode(model: Any, latents: torch.Tensor, tiling: Tiling = Tiling(), **kwargs: Any) -> Iterator[torch.Tensor]:
+    """Yield decoded video [B, 3, T_chunk, H, W] chunk by chunk, in order."""
+    tf = model.temporal_factor
+    for start, stop, lo, hi in _spans(latents.shape[2], tiling.chunk, tiling.margin):
+        video = _decode_tiled(model, latents[:, :, lo:hi], tiling, **kwargs)
+        yield video[:, :, (start - lo) * tf : (stop - lo) * tf]
+
+
+def decode_chunked(model: Any, latents: torch.Tensor, tiling: Tiling = Tiling(), **kwargs: Any) -> torch.Tensor:
+    return torch.cat(list(iter_decode(model, latents, tiling, **kwargs)), 2)
+
+
+def _decode_tiled(model: Any, latents: torch.Tensor, tiling: Tiling, **kwargs: Any) -> torch.Tensor:
+    h, w = latents.shape[-2:]
+    if tiling.tile is None or (h <= tiling.tile and w <= tiling.tile):
+        return model.decode(latents, **kwargs)
+    sf, step = model.spatial_factor, tiling.tile - tiling.overlap
+    out = weight = None
+    for y in _tile_starts(h, tiling.tile, step):
+        for x in _tile_starts(w, tiling.tile, step):
+            part = model.decode(latents[..., y : y + tiling.tile, x : x + tiling.tile], **kwargs)
+            ramp = _ramp(part.shape[-2:], tiling.overlap * sf, y > 0, x > 0, y + tiling.tile < h, x + tiling.tile < w).to(part)
+            if out is None:
+                out = part.new_zeros(*part.shape[:3], h * sf, w * sf)
+                weight = part.new_zeros(h * sf, w * sf)
+            region = (..., slice(y * sf, y * sf + part.shape[-2]), slice(x * sf, x * sf + part.shape[-1]))
+            out[region] += part * ramp
+            weight[region[1:]] += ramp
+    return out / weight
+
+
+def _tile_starts(length: int, tile: int, step: int) -> list[int]:
+    starts = list(range(0, max(length - tile, 0) + 1, step))
+    if starts[-1] + tile < length:
+        starts.append(length - tile)
+    return starts
+
+
+def _ramp(shape: torch.Size, width: int, top: bool, left: bool, bottom: bool, right: bool) -> torch.Tensor:
+    """Blend weights: rising linearly over `width` pixels on the sides that overlap a neighbour."""
+    def axis(n: int, rise: bool, fall: bool) -> torch.Tensor:
+        w = torch.ones(n)
+        ramp = (torch.arange(width) + 0.5) / width
+        if rise and width:
+            w[:width] = torch.minimum(w[:width], ramp)
+        if fall and width:
+            w[n - width :] = torch.minimum(w[n - width :], ramp.flip(0))
+        return w
+
+    return axis(shape[0], top, bottom)[:, None] * axis(shape[1], left, right)[None, :]

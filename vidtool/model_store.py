@@ -1,0 +1,52 @@
+"""Where checkpoints are found: the bundled defaults, folders on $VIDTOOL_MODELS, or a path given.
+
+A tensor file records `vidtool.model = family@digest`; `find_by_tag` returns the folder whose
+weights have that digest, so `decode` picks the decoder that matches its input and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from vidtool.checkpoint import CONFIG_NAME, WEIGHTS_NAME, model_tag
+from vidtool.errors import UserError
+
+BUNDLED = Path(__file__).parent / "defaults"
+
+# What a stage uses when the user names no model.
+DEFAULTS: dict[str, str] = {
+    "encode": "cm-vae-tiny",
+    "tokenize": "mbq-vae-tiny",
+}
+
+
+def search_paths() -> list[Path]:
+    extra = [Path(p) for p in os.environ.get("VIDTOOL_MODELS", "").split(os.pathsep) if p]
+    return [*extra, BUNDLED]
+
+
+def _model_folders() -> list[Path]:
+    found = []
+    for root in search_paths():
+        if (root / CONFIG_NAME).is_file():
+            found.append(root)
+        elif root.is_dir():
+            found.extend(sorted(p for p in root.iterdir() if (p / CONFIG_NAME).is_file() and (p / WEIGHTS_NAME).is_file()))
+    return found
+
+
+def default_model(role: str) -> Path:
+    name = DEFAULTS[role]
+    for root in search_paths():
+        if (root / name / WEIGHTS_NAME).is_file():
+            return root / name
+    raise UserError(f"the default model '{name}' is not installed; pass --model DIR or train one (recipes/tiny/)")
+
+
+def find_by_tag(tag: str) -> Path:
+    for folder in _model_folders():
+        if model_tag(folder) == tag:
+            return folder
+    raise UserError(f"no model matching {tag} on the search path; pass --model DIR with the checkpoint that wrote the input "
+                    "(or add its parent folder to $VIDTOOL_MODELS)")

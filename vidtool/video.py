@@ -1,0 +1,391 @@
+"""Video files in and out: decord and Pillow read, ffmpeg writes, contact sheets preview.
+
+In memory a video is a numpy uint8 array [T, H, W, 3] (RGB) plus its frame rate. Models see float
+[B, 3, T, H, W] in [-1, 1]; `frames_to_model` and `frames_from_model` convert between the two.
+torch, decord and ffmpeg-python are imported inside the functions that use them, so importing this
+module stays cheap (`vidtool --help` must not pay for them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from einops import rearrange
+from PIL import Image, ImageSequence
+
+from vidtool.atomic import atomic_path
+from vidtool.errors import UserError
+
+DECORD_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".avi")
+FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
+FOLDER_FPS = 8.0
+# Browsers show a GIF frame with no (or zero) delay for 100 ms, so read it the same way.
+GIF_DEFAULT_DELAY_MS = 100
+
+
+@dataclass(frozen=True)
+class Video:
+    frames: np.ndarray  # uint8 [T, H, W, 3], RGB
+    fps: float
+
+
+@dataclass(frozen=True)
+class _Source:
+    """An opened video: when each frame starts, and a loader for chosen frames."""
+
+    times: np.ndarray  # start of each frame in seconds, increasing
+    duration: float  # seconds
+    fps: float  # native rate (the average one for a GIF with uneven delays)
+    load: Callable[[np.ndarray], np.ndarray]  # frame indices -> uint8 [T, H, W, 3]
+
+
+def read_video(
+    path,
+    *,
+    fps: float | None = None,
+    size: int | tuple[int, int] | None = None,
+    max_frames: int | None = None,
+    start: float = 0.0,
+) -> Video:
+    """Read a video file (mp4/webm/mov/mkv/avi, gif) or a folder of PNG/JPG frames.
+
+    With `fps`, output frame k is the source frame nearest to t_k = start + k/fps for every t_k
+    before the end, so the duration is kept; without it every frame from `start` on is returned.
+    `size` s resizes the short side to s and centre-crops s x s; (H, W) covers H x W keeping the
+    aspect, then centre-crops. `max_frames` caps T. A folder's frames play at `fps` (default 8).
+    """
+    _check_read_options(fps, max_frames, start)
+    out_size = _target_size(size)
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"no such file: {path}")
+    if path.is_dir():
+        source = _open_folder(path, fps or FOLDER_FPS)
+    elif path.suffix.lower() == ".gif":
+        source = _open_gif(path)
+    elif path.suffix.lower() in DECORD_SUFFIXES:
+        source = _open_decord(path)
+    else:
+        raise UserError(
+            f"cannot read {path}: unknown video type '{path.suffix}'; "
+            f"use {'/'.join(s[1:] for s in DECORD_SUFFIXES)}/gif or a folder of PNG/JPG frames"
+        )
+    indices = _pick_frames(source, fps=fps, start=start, max_frames=max_frames)
+    if len(indices) == 0:
+        raise UserError(
+            f"no frames in {path} from start={start:g}s (it lasts {source.duration:g}s); "
+            "use an earlier start or a complete video"
+        )
+    frames = source.load(indices)
+    if out_size is not None:
+        frames = _cover_and_crop(frames, out_size)
+    return Video(frames=frames, fps=float(fps or source.fps))
+
+
+def _check_read_options(fps, max_frames, start) -> None:
+    if fps is not None and not fps > 0:
+        raise UserError(f"fps must be positive, got {fps}")
+    if max_frames is not None and max_frames < 1:
+        raise UserError(f"max_frames must be at least 1, got {max_frames}")
+    if not start >= 0:
+        raise UserError(f"start must be 0 or more seconds, got {start}")
+
+
+def _target_size(size) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    out_size = (size, size) if np.ndim(size) == 0 else tuple(size)
+    if len(out_size) != 2 or min(out_size) < 1:
+        raise UserError(f"size must be a positive int or (height, width), got {size}")
+    return out_size
+
+
+def _pick_frames(source: _Source, *, fps, start, max_frames) -> np.ndarray:
+    if fps is None:
+        if start >= source.duration:
+            return np.zeros(0, dtype=np.int64)
+        first = _nearest(source.times, np.array([start]))[0]
+        return np.arange(first, len(source.times))[:max_frames]
+    # t_k < duration; the epsilon keeps float error from adding a frame past the end
+    count = max(0, math.ceil((source.duration - start) * fps - 1e-6))
+    if max_frames is not None:
+        count = min(count, max_frames)
+    return _nearest(source.times, start + np.arange(count) / fps)
+
+
+def _nearest(times: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Index of the frame whose start time is nearest to each t (ties go to the earlier frame)."""
+    after = np.searchsorted(times, t).clip(0, len(times) - 1)
+    before = (after - 1).clip(0)
+    return np.where(np.abs(times[before] - t) <= np.abs(times[after] - t), before, after)
+
+
+def _open_decord(path: Path) -> _Source:
+    import decord
+
+    # ffmpeg inside decord would otherwise print its own complaints about a bad file on stderr
+    decord.logging.set_level(decord.logging.QUIET)
+    try:
+        with _native_stderr_silenced():  # decord's C++ opener logs past QUIET; our error says it all
+            reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
+        fps, count = reader.get_avg_fps(), len(reader)
+        # decord takes linesize / width as the channel count, so at a few narrow widths (2-8, 12,
+        # 16, 24, 48, 72 px seen) where ffmpeg pads each RGB row, a frame comes out as [H, W, 4+]
+        # and get_batch fails; those frames are read one by one and the padding cut off.
+        row_padded = count > 0 and reader[0].shape[2] != 3
+    except (RuntimeError, decord.DECORDError) as error:
+        raise UserError(_cannot_decode(path, error)) from error
+    if not fps > 0:
+        raise UserError(_cannot_decode(path, "the stream has no frame rate"))
+
+    def load(indices: np.ndarray) -> np.ndarray:
+        try:
+            if not row_padded:
+                return reader.get_batch(indices.tolist()).asnumpy()
+            return np.stack([_unpad_rows(reader[int(i)].asnumpy()) for i in indices])
+        except (RuntimeError, decord.DECORDError) as error:
+            raise UserError(_cannot_decode(path, error)) from error
+
+    return _Source(times=np.arange(count) / fps, duration=count / fps, fps=fps, load=load)
+
+
+def _unpad_rows(frame: np.ndarray) -> np.ndarray:
+    w = frame.shape[1]
+    rows = rearrange(frame, "h w c -> h (w c)")[:, : w * 3]
+    return rearrange(rows, "h (w c) -> h w c", c=3)
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Point file descriptor 2 at /dev/null for native code that writes to it directly."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _open_gif(path: Path) -> _Source:
+    try:
+        with Image.open(path) as gif:
+            frames, delays = [], []
+            for frame in ImageSequence.Iterator(gif):
+                frames.append(np.asarray(frame.convert("RGB")))
+                delays.append(frame.info.get("duration") or GIF_DEFAULT_DELAY_MS)
+    except (OSError, EOFError) as error:
+        raise UserError(_cannot_decode(path, error)) from error
+    ends = np.cumsum(delays) / 1000.0
+    return _Source(
+        times=np.concatenate([[0.0], ends[:-1]]),
+        duration=float(ends[-1]),
+        fps=len(delays) / float(ends[-1]),
+        load=lambda indices: np.stack([frames[i] for i in indices]),
+    )
+
+
+def _open_folder(path: Path, fps: float) -> _Source:
+    files = sorted(
+        (f for f in path.iterdir() if f.suffix.lower() in FRAME_SUFFIXES), key=_natural_key
+    )
+    if not files:
+        raise UserError(
+            f"no PNG/JPG frames in folder {path}; put frame images (frame1.png, ...) in it"
+        )
+
+    def load(indices: np.ndarray) -> np.ndarray:
+        frames = []
+        for i in indices:
+            try:
+                with Image.open(files[i]) as image:
+                    frames.append(np.asarray(image.convert("RGB")))
+            except OSError as error:
+                reason = _first_line(error)
+                raise UserError(f"cannot read frame image {files[i]}: {reason}") from error
+        sizes = {frame.shape for frame in frames}
+        if len(sizes) > 1:
+            raise UserError(
+                f"frames in {path} differ in size ({sorted(sizes)}); make them all the same size"
+            )
+        return np.stack(frames)
+
+    return _Source(times=np.arange(len(files)) / fps, duration=len(files) / fps, fps=fps, load=load)
+
+
+def _natural_key(file: Path) -> list:
+    """frame2.png before frame10.png: digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", file.name)]
+
+
+def _cannot_decode(path: Path, reason) -> str:
+    return f"cannot decode video {path}: {_first_line(reason)}; is it a complete mp4/webm/mov/gif?"
+
+
+def _first_line(reason) -> str:
+    lines = str(reason).strip().splitlines() or [type(reason).__name__]
+    # decord prefixes its messages with "[hh:mm:ss] /its/source/file.cc:123: ", noise to a user
+    return re.sub(r"^\[[\d:]+\] \S+:\d+: ", "", lines[0])
+
+
+def _cover_and_crop(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    out_h, out_w = size
+    h, w = frames.shape[1:3]
+    if (h, w) == size:
+        return frames
+    # Cropping the source to the target aspect first means one resampling step, with the crop box
+    # at sub-pixel precision; LANCZOS in Pillow widens its kernel when shrinking, so it averages
+    # like an area filter instead of aliasing.
+    scale = max(out_h / h, out_w / w)
+    crop_h, crop_w = out_h / scale, out_w / scale
+    box = ((w - crop_w) / 2, (h - crop_h) / 2, (w + crop_w) / 2, (h + crop_h) / 2)
+    return np.stack([
+        np.asarray(Image.fromarray(frame).resize((out_w, out_h), Image.Resampling.LANCZOS, box=box))
+        for frame in frames
+    ])
+
+
+def write_video(path, frames, fps: float, *, crf: int = 12, preset: str = "medium") -> None:
+    """Write uint8 [T, H, W, 3] frames by extension: .mp4 (H.264), .gif, or .png (contact sheet).
+
+    The mp4 is yuv420p with the index up front, so browsers play it. yuv420p needs even sides: an
+    odd height or width gains one repeated last row or column. At the default crf 12 a smooth clip
+    reads back at about 42 dB PSNR; even lossless H.264 stops near 44 dB, because yuv420p halves
+    the colour resolution and the RGB conversion on reading rounds, so a lower crf buys little. Identical consecutive GIF frames are
+    merged into one longer frame (Pillow does this), so read a GIF back with `fps` to recover T.
+    """
+    path = Path(path)
+    frames = _check_frames(frames)
+    if not fps > 0:
+        raise UserError(f"fps must be positive, got {fps}")
+    suffix = path.suffix.lower()
+    if suffix == ".mp4":
+        _write_mp4(path, frames, fps, crf=crf, preset=preset)
+    elif suffix == ".gif":
+        _write_gif(path, frames, fps)
+    elif suffix == ".png":
+        write_contact_sheet(path, frames)
+    else:
+        raise UserError(
+            f"cannot write {path}: unknown extension '{path.suffix}'; use .mp4, .gif or .png"
+        )
+
+
+def _check_frames(frames) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+        raise ValueError(
+            f"expected uint8 frames [T, H, W, 3] with T > 0, got {frames.dtype} {frames.shape}"
+        )
+    return frames
+
+
+def _write_mp4(path: Path, frames: np.ndarray, fps: float, *, crf: int, preset: str) -> None:
+    import ffmpeg
+
+    # libx264 cannot encode yuv420p (colour at half resolution) at an odd size: repeat the edge
+    frames = np.pad(
+        frames, ((0, 0), (0, frames.shape[1] % 2), (0, frames.shape[2] % 2), (0, 0)), mode="edge"
+    )
+    _, h, w, _ = frames.shape
+    with atomic_path(path) as tmp:
+        # the temp file ends in .tmp, so name the container rather than let ffmpeg guess it
+        command = (
+            ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{w}x{h}", framerate=fps)
+            .output(
+                str(tmp), format="mp4", vcodec="libx264", pix_fmt="yuv420p", crf=crf,
+                preset=preset, movflags="+faststart",
+            )
+            .global_args("-loglevel", "error")
+            .overwrite_output()
+        )
+        try:
+            command.run(input=frames.tobytes(), capture_stdout=True, capture_stderr=True)
+        except FileNotFoundError as error:
+            raise UserError("ffmpeg is not on PATH; install it (apt-get install ffmpeg)") from error
+        except ffmpeg.Error as error:
+            # with -loglevel error the first line is the cause; later ones are consequences
+            lines = error.stderr.decode(errors="replace").strip().splitlines() or ["no message"]
+            raise UserError(f"ffmpeg could not write {path}: {lines[0]}") from error
+
+
+def _write_gif(path: Path, frames: np.ndarray, fps: float) -> None:
+    # GIF delays are whole centiseconds, and browsers slow delays under 20 ms down to 100 ms
+    delay_ms = 10 * max(2, round(100 / fps))
+    images = [Image.fromarray(frame) for frame in frames]
+    with atomic_path(path) as tmp:
+        images[0].save(
+            tmp, format="GIF", save_all=True, append_images=images[1:], duration=delay_ms, loop=0
+        )
+
+
+def contact_sheet(frames, columns: int | None = None, *, pad: int = 2) -> np.ndarray:
+    """Frames in a grid, row by row, on white: [rows*(H+pad)+pad, columns*(W+pad)+pad, 3].
+
+    columns defaults to ceil(sqrt(T)); rows = ceil(T / columns); unused cells stay white.
+    """
+    frames = _check_frames(frames)
+    t, h, w, _ = frames.shape
+    columns = columns or math.ceil(math.sqrt(t))
+    if columns < 1:
+        raise ValueError(f"columns must be at least 1, got {columns}")
+    rows = math.ceil(t / columns)
+    cells = np.full((rows * columns, h + pad, w + pad, 3), 255, dtype=np.uint8)
+    cells[:t, pad:, pad:] = frames
+    sheet = rearrange(cells, "(r c) h w ch -> (r h) (c w) ch", r=rows)
+    return np.pad(sheet, ((0, pad), (0, pad), (0, 0)), constant_values=255)
+
+
+def write_contact_sheet(path, frames, columns: int | None = None) -> None:
+    sheet = contact_sheet(frames, columns)
+    with atomic_path(path) as tmp:
+        Image.fromarray(sheet).save(tmp, format="PNG")
+
+
+def frames_to_model(video):
+    """uint8 [B, T, H, W, 3] (torch or numpy) -> float32 torch [B, 3, T, H, W] in [-1, 1].
+
+    Unbatched [T, H, W, 3] gives [3, T, H, W].
+    """
+    import torch
+
+    video = torch.as_tensor(video)
+    if video.dtype != torch.uint8 or video.ndim not in (4, 5) or video.shape[-1] != 3:
+        raise ValueError(
+            f"expected uint8 [B, T, H, W, 3] or [T, H, W, 3], got {video.dtype} {list(video.shape)}"
+        )
+    pattern = "b t h w c -> b c t h w" if video.ndim == 5 else "t h w c -> c t h w"
+    return rearrange(video.float(), pattern) / 127.5 - 1
+
+
+def frames_from_model(x):
+    """float [B, 3, T, H, W] in [-1, 1] -> uint8 torch [B, T, H, W, 3] on x's device; inverts
+    `frames_to_model` exactly. Unbatched [3, T, H, W] gives [T, H, W, 3]."""
+    import torch
+
+    if x.ndim not in (4, 5) or x.shape[-4] != 3:
+        raise ValueError(f"expected [B, 3, T, H, W] or [3, T, H, W], got {tuple(x.shape)}")
+    pattern = "b c t h w -> b t h w c" if x.ndim == 5 else "c t h w -> t h w c"
+    pixels = ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    return rearrange(pixels, pattern).contiguous()
+
+
+def psnr(a, b) -> float:
+    """Peak signal-to-noise ratio in dB of two uint8 arrays (data range 255)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"psnr needs equal shapes, got {a.shape} and {b.shape}")
+    mse = np.mean((a - b) ** 2)
+    # Identical arrays have infinite PSNR; a finite cap keeps means over clips and comparisons sane.
+    return 100.0 if mse == 0 else float(10 * np.log10(255.0**2 / mse))
