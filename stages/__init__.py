@@ -11,5 +11,6 @@ STAGES: dict[str, str] = {
     "encode": "stages.encode",
     "info": "stages.info",
     "make-dataset": "stages.make_dataset",
+    "train-vae": "stages.train_vae",
     "tokenize": "stages.tokenize",
 }

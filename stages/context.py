@@ -40,11 +40,11 @@ def resolve_device() -> str:
 
 @contextlib.contextmanager
 def progress_bar(description: str, total: int | None) -> Iterator:
-    """A rich progress bar on stderr (hidden with --quiet); yields `advance(n=1)`."""
+    """A rich progress bar on stderr (hidden with --quiet); yields `done(count)` to report progress."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TimeRemainingColumn(), console=console(), transient=False, disable=settings.quiet or not sys.stderr.isatty())
     with bar:
         task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
+        yield lambda count: bar.update(task, completed=count)

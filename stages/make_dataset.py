@@ -17,6 +17,7 @@ class Kind(str, Enum):
 
 class Format(str, Enum):
     mp4 = "mp4"
+    gif = "gif"
     png = "png"
 
 
@@ -46,12 +47,12 @@ def make_dataset(
     fps: int = typer.Option(8, min=1, max=120, help="Frames per second recorded in the clips."),
     seed: int = typer.Option(0, help="Generator seed; clip i is a function of (seed, i)."),
     held_out_only: bool = typer.Option(False, "--held-out-only", help="shapes: only the held-out combinations (for evaluation)."),
-    fmt: Format = typer.Option(Format.mp4, "--format", help="mp4 (H.264) or png (lossless frame folders)."),
+    fmt: Format = typer.Option(Format.mp4, "--format", help="mp4 (H.264), gif, or png (lossless frame folders)."),
 ) -> None:
     from stages.context import console, progress_bar
     from vidtool.data.make import make_dataset as build
 
-    with progress_bar(f"make-dataset {kind.value}", n) as advance:
+    with progress_bar(f"make-dataset {kind.value}", n) as done:
         manifest = build(kind.value, out, n, frames=frames, size=size, fps=fps, seed=seed,
-                         only_held_out=held_out_only, fmt=fmt.value, progress=lambda i, total: advance())
+                         only_held_out=held_out_only, fmt=fmt.value, progress=lambda count, total: done(count))
     console().print(f"wrote {n} {kind.value} clips; manifest: {manifest}")

@@ -1,0 +1,1 @@
+"""Datasets: JSONL manifests, a clip loader for training, and the offline `shapes` and `photos` makers."""

@@ -1,0 +1,84 @@
+"""Dataset manifests: a JSONL file, one record per clip.
+
+A record has `path` (relative to the manifest's folder, or absolute) and usually `caption`; optional
+`fps`, `mask`, `sketch`, `label`; any other keys pass through untouched. `mask` and `sketch` are
+paths too and follow the same rules as `path`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from vidtool.atomic import atomic_write_text
+from vidtool.errors import UserError
+
+PATH_KEYS = ("path", "mask", "sketch")
+
+
+def read_manifest(path: str | os.PathLike) -> list[dict]:
+    """Records of a JSONL manifest; blank lines are skipped, anything malformed names its line."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UserError(f"manifest not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read manifest {path}: {e}") from None
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{number}: not valid JSON ({e.msg}); one JSON object per line") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{path}:{number}: a record must be a JSON object, got {type(record).__name__}")
+        if not isinstance(record.get("path"), str) or not record["path"]:
+            raise UserError(f'{path}:{number}: record has no "path"; every clip needs one')
+        if "caption" in record and not isinstance(record["caption"], str):
+            raise UserError(f'{path}:{number}: "caption" must be a string')
+        for key in PATH_KEYS:
+            if key in record:
+                try:
+                    _check_inside(record[key])
+                except UserError as e:
+                    raise UserError(f"{path}:{number}: {e}") from None
+        records.append(record)
+    return records
+
+
+def write_manifest(path: str | os.PathLike, records: list[dict]) -> None:
+    """Write records as JSONL atomically, so a reader never sees half a manifest."""
+    lines = []
+    for record in records:
+        if not isinstance(record.get("path"), str):
+            raise ValueError(f'every manifest record needs a string "path": {record!r}')
+        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+    atomic_write_text(path, "".join(lines))
+
+
+def resolve(manifest_path: str | os.PathLike, record_path: str | os.PathLike) -> Path:
+    """The file a record points at: absolute paths as they are, relative ones from the manifest's folder."""
+    record_path = Path(record_path)
+    if record_path.is_absolute():
+        return record_path
+    _check_inside(record_path)
+    return Path(manifest_path).parent / record_path
+
+
+def _check_inside(record_path: str | os.PathLike) -> None:
+    # A relative path that climbs out with ".." would let a downloaded manifest read any file the
+    # user can; absolute paths are explicit, so they are the way to point elsewhere.
+    if not isinstance(record_path, (str, os.PathLike)):
+        raise UserError(f"a path must be a string, got {record_path!r}")
+    if os.path.isabs(record_path):
+        return
+    normal = os.path.normpath(record_path)
+    if normal == ".." or normal.startswith(".." + os.sep):
+        raise UserError(
+            f"relative path {str(record_path)!r} escapes the manifest's folder with '..'; "
+            "move the file inside it or give an absolute path"
+        )
