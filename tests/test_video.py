@@ -15,6 +15,7 @@ from vidtool.video import (
     frames_to_model,
     psnr,
     read_video,
+    write_mp4s,
     write_video,
 )
 
@@ -165,6 +166,27 @@ def test_unreadable_input_raises_a_one_line_user_error(tmp_path, make_input, phr
 def test_failed_mp4_write_is_a_one_line_user_error_and_leaves_no_file(tmp_path):
     with pytest.raises(UserError, match="invalid preset") as caught:
         write_video(tmp_path / "clip.mp4", distinct_frames(2), fps=8, preset="no-such-preset")
+    assert "\n" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_mp4s_writes_each_clip_from_its_own_frames_in_one_call(tmp_path):
+    # The largest clip is not first: an output left unmapped would get ffmpeg's pick, the largest.
+    clips = [smooth_video(8, 48, 64), smooth_video(8, 64, 80), smooth_video(8, 63, 65)]
+    items = [(tmp_path / f"{k}.mp4", frames) for k, frames in enumerate(clips)]
+    write_mp4s(items, fps=12)
+    for path, frames in items:
+        video = read_video(path)
+        t, h, w, _ = frames.shape
+        assert video.frames.shape == (t, h + h % 2, w + w % 2, 3)  # odd sides gain one edge copy
+        assert video.fps == 12
+        assert psnr(video.frames[:, :h, :w], frames) >= 40
+
+
+def test_failed_write_mp4s_leaves_none_of_its_files(tmp_path):
+    items = [(tmp_path / f"{k}.mp4", distinct_frames(2)) for k in range(3)]
+    with pytest.raises(UserError, match="invalid preset") as caught:
+        write_mp4s(items, fps=8, preset="no-such-preset")
     assert "\n" not in str(caught.value)
     assert list(tmp_path.iterdir()) == []
 

@@ -12,9 +12,24 @@ from pathlib import Path
 from typing import Iterator
 
 
+def _read_umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+# mkstemp creates its file 0600, but an output should get the mode open() would give a new file. The
+# umask can only be read by setting it, and a file another thread created meanwhile would get umask
+# 0, so it is read once, at import, not on each write (make_dataset writes from threads).
+_NEW_FILE_MODE = 0o666 & ~_read_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `dest`; on success it is fsynced and renamed onto `dest`."""
+    """Yield a temporary path beside `dest`; on success it is fsynced and renamed onto `dest`.
+
+    `dest` gets a new file's usual mode, 0o666 less the umask the process had at import.
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
@@ -22,6 +37,7 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, _NEW_FILE_MODE)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, dest)

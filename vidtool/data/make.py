@@ -21,11 +21,9 @@ clips whose files exist and a larger `n` extends a dataset without changing its 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,13 +36,10 @@ from vidtool.atomic import atomic_path, atomic_write_text
 from vidtool.data.manifest import write_manifest
 from vidtool.data.shapes import HELD_OUT
 from vidtool.errors import UserError
+from vidtool.video import write_mp4s, write_video
 
 KINDS = ("shapes", "photos")
 FORMATS = ("mp4", "gif", "png")
-# write_video's H.264 settings, so a clip is the same whether one or a batch was encoded.
-X264 = [
-    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "12", "-preset", "medium", "-movflags", "+faststart",
-]
 BATCH = 64
 WRITERS = 2
 
@@ -231,47 +226,14 @@ class _ClipWriter:
                 _write_npz(clip.masks_path, clip.masks)
         # Videos go last: a video's presence is what marks its clip done on a rerun.
         if fmt == "mp4":
-            _encode_mp4s([(clip.path, clip.video) for clip in clips], fps)
+            # One ffmpeg run per batch: starting one per clip would cost more than encoding it.
+            write_mp4s([(clip.path, clip.video) for clip in clips], fps)
         elif fmt == "gif":
-            from vidtool.video import write_video
-
             for clip in clips:
                 write_video(clip.path, clip.video, fps)
         else:
             for clip in clips:
                 _write_png_folder(clip.path, clip.video)
-
-
-def _encode_mp4s(clips: list[tuple[Path, np.ndarray]], fps: float) -> None:
-    """Encode many short clips with one ffmpeg process, one input and one libx264 output per clip.
-
-    Starting ffmpeg takes 0.1-0.2 s (it links some 200 libraries), far longer than encoding a
-    16-frame 64x64 clip, so `write_video` per clip spends a dataset's time starting processes:
-    about 0.2 s a clip against 15 ms batched, on a busy two-core machine. Each output has its own
-    encoder with `write_video`'s settings, so every file is a standalone mp4 like the ones it writes.
-    """
-    command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y"]
-    with tempfile.TemporaryDirectory(prefix="vidtool-raw-") as raw_dir, contextlib.ExitStack() as outputs:
-        for k, (_, video) in enumerate(clips):
-            # yuv420p needs even sides; repeat the edge as write_video does.
-            odd = ((0, 0), (0, video.shape[1] % 2), (0, video.shape[2] % 2), (0, 0))
-            video = np.pad(video, odd, mode="edge")
-            raw = Path(raw_dir) / f"{k}.rgb"
-            raw.write_bytes(video.tobytes())
-            size = f"{video.shape[2]}x{video.shape[1]}"
-            command += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", size, "-framerate", str(fps)]
-            command += ["-i", str(raw)]
-        for k, (dest, _) in enumerate(clips):
-            tmp = outputs.enter_context(atomic_path(dest))
-            # One thread per encoder: there are dozens of them, and the batch is the parallelism.
-            command += ["-map", f"{k}:v", *X264, "-threads", "1", "-f", "mp4", str(tmp)]
-        try:
-            result = subprocess.run(command, capture_output=True)
-        except FileNotFoundError:
-            raise UserError("ffmpeg is not on PATH; install it (apt-get install ffmpeg)") from None
-        if result.returncode != 0:
-            lines = result.stderr.decode(errors="replace").strip().splitlines() or ["no message"]
-            raise UserError(f"ffmpeg could not write clips into {clips[0][0].parent}: {lines[0]}")
 
 
 def _write_png_folder(dest: Path, video: np.ndarray) -> None:
