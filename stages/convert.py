@@ -41,11 +41,13 @@ def convert(
         if any(v is not None for v in (fps, size, frames)):
             raise UserError("--fps/--size/--frames apply to media input; a tensor file is copied as it is")
     else:
-        clip = video.read_video(source, fps=fps, size=size, max_frames=frames)
         import torch
 
-        tf = tensorfile.TensorFile(kind="video", tensors={"video": torch.from_numpy(clip.frames)[None]},
-                                   fps=clip.fps, params={"source": Path(source).name})
+        from stages.media_input import read_video_input
+
+        clip = read_video_input(source, fps=fps, size=size, frames=frames)
+        tf = tensorfile.TensorFile(kind="video", tensors={"video": torch.from_numpy(clip.frames)}, fps=clip.fps,
+                                   params={"source": Path(source).name}, parents=[clip.parent])
     if _suffix(out) in MEDIA_OUT:
         batch = tf.main.numpy()
         if batch.shape[0] != 1:
