@@ -1,0 +1,90 @@
+"""`encode`, `tokenize` and `decode` as a user runs them, with tiny untrained models built here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import one_line_error
+from vidtool import checkpoint, tensorfile, video
+from vidtool.autoencoders import cm_vae, mbq_vae
+from vidtool.tensorfile import TensorFile
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    cm = cm_vae.CMVAE(cm_vae.preset("tiny", block_out_channels=(8, 16, 16, 16), temporal_block_out_channels=(16, 16, 16)))
+    mbq = mbq_vae.MBQVAE(mbq_vae.MBQVAEConfig(encoder_channels=(8, 16, 16), decoder_channels=(8, 16, 16), mfi_hidden=8))
+    return {"root": root, "cm": checkpoint.save_pretrained(cm, root / "cm"),
+            "mbq": checkpoint.save_pretrained(mbq, root / "mbq")}
+
+
+@pytest.fixture
+def clip(tmp_path):
+    ramp = np.linspace(0, 255, 64, dtype=np.uint8)
+    frames = np.stack([np.roll(np.broadcast_to(ramp[None, :, None], (64, 64, 3)), 3 * t, axis=1) for t in range(18)])
+    video.write_video(tmp_path / "clip.mp4", frames, 8)
+    return tmp_path / "clip.mp4"
+
+
+def test_encode_then_decode_restores_length_and_finds_the_decoder(vidtool, models, clip, tmp_path):
+    env = {"VIDTOOL_MODELS": str(models["root"])}
+    encoded = vidtool("encode", clip, "--model", models["cm"], env=env)
+    assert encoded.returncode == 0, encoded.stderr
+    assert b"padded 18" in encoded.stderr  # 18 frames are padded to 20 for the x4 temporal factor
+    decoded = vidtool("decode", "-", "-o", tmp_path / "rec.safetensors", input=encoded.stdout, env=env)
+    assert decoded.returncode == 0, decoded.stderr
+    rec = tensorfile.load(tmp_path / "rec.safetensors", kinds=["video"])
+    assert rec.main.shape == (1, 18, 64, 64, 3) and rec.fps == 8.0
+    assert rec.model == checkpoint.model_tag(models["cm"])
+
+
+def test_tokens_round_trip_through_decode(vidtool, models, clip, tmp_path):
+    env = {"VIDTOOL_MODELS": str(models["root"])}
+    tokens = vidtool("tokenize", clip, "--model", models["mbq"], "--frames", "16", "-o", tmp_path / "t.safetensors", env=env)
+    assert tokens.returncode == 0, tokens.stderr
+    tf = tensorfile.load(tmp_path / "t.safetensors", kinds=["tokens"])
+    assert tf.main.shape == (1, 4, 16, 16)
+    out = vidtool("decode", tmp_path / "t.safetensors", "-o", tmp_path / "rec.mp4", env=env)
+    assert out.returncode == 0, out.stderr
+    assert video.read_video(tmp_path / "rec.mp4").frames.shape == (16, 64, 64, 3)
+
+
+def test_decode_refuses_a_model_that_did_not_write_the_input(vidtool, models, clip):
+    encoded = vidtool("encode", clip, "--model", models["cm"])
+    line = one_line_error(vidtool("decode", "-", "--model", models["mbq"], input=encoded.stdout))
+    assert "was written by cm-vae@" in line
+
+
+def test_tokens_given_to_a_continuous_decoder_exit_2(vidtool, models, tmp_path):
+    path = tmp_path / "t.safetensors"
+    tensorfile.save(TensorFile(kind="tokens", tensors={"tokens": torch.zeros(1, 2, 8, 8, dtype=torch.int32)},
+                               model=checkpoint.model_tag(models["cm"])), path)
+    line = one_line_error(vidtool("decode", path, "--model", models["cm"], "-o", tmp_path / "x.mp4"))
+    assert "token ids need a quantized decoder" in line
+
+
+def test_latents_of_the_wrong_channel_count_exit_2(vidtool, models, tmp_path):
+    path = tmp_path / "z.safetensors"
+    tensorfile.save(TensorFile(kind="latents", tensors={"latents": torch.zeros(1, 3, 2, 8, 8)},
+                               model=checkpoint.model_tag(models["cm"])), path)
+    line = one_line_error(vidtool("decode", path, "--model", models["cm"], "-o", tmp_path / "x.mp4"))
+    assert "latents have 3 channels" in line and "expects 4" in line
+
+
+def test_a_clip_shorter_than_the_temporal_factor_exits_2(vidtool, models, tmp_path):
+    video.write_video(tmp_path / "short.mp4", np.zeros((2, 64, 64, 3), np.uint8), 8)
+    line = one_line_error(vidtool("encode", tmp_path / "short.mp4", "--model", models["cm"]))
+    assert "has 2 frame(s)" in line and "at least 4" in line
+
+
+def test_tokenize_refuses_a_continuous_model(vidtool, models, clip):
+    assert "continuous autoencoder" in one_line_error(vidtool("tokenize", clip, "--model", models["cm"]))
+
+
+def test_frames_not_divisible_by_the_spatial_factor_exit_2(vidtool, models, tmp_path):
+    video.write_video(tmp_path / "odd.mp4", np.zeros((8, 60, 60, 3), np.uint8), 8)
+    assert "divisible by 8" in one_line_error(vidtool("encode", tmp_path / "odd.mp4", "--model", models["cm"]))

@@ -1,0 +1,235 @@
+"""Cross-modal Video VAE (`cm-vae`): shapes, image path, text, losses, save/load, 2D-VAE inflation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vidtool import checkpoint
+from vidtool.autoencoders.cm_vae import CMVAE, CMVAEConfig, count_parameters, inflate_from_autoencoder_kl, preset
+from vidtool.errors import UserError
+from vidtool.nn.cm_vae_blocks import TemporalAttention, TemporalConv, TextCrossAttention
+
+TEXT_DIM = 12
+
+
+def small_config(**overrides) -> CMVAEConfig:
+    base = dict(block_out_channels=(8, 16, 16, 16), layers_per_block=1, norm_num_groups=4, latent_channels=4,
+                temporal_kernel=(3, 3, 3), temporal_block_out_channels=(8, 16, 16), text_heads=2, text_head_dim=8,
+                disc_channels=8, disc_layers=2, gan_start_step=10)
+    return CMVAEConfig(**{**base, **overrides})
+
+
+def moving_square(batch: int = 2, frames: int = 8, size: int = 32) -> torch.Tensor:
+    """A bright square sliding right 2 px per frame over a dark horizontal gradient, in [-1, 1]."""
+    video = torch.linspace(-0.8, -0.2, size).expand(batch, 3, frames, size, size).clone()
+    for t in range(frames):
+        for b in range(batch):
+            x0 = 2 * t + 4 * b
+            video[b, :, t, 10:18, x0:x0 + 8] = torch.tensor([0.9, 0.1, -0.5])[:, None, None]
+    return video
+
+
+def text_batch(batch: int = 2, tokens: int = 5) -> torch.Tensor:
+    return torch.randn(batch, tokens, TEXT_DIM, generator=torch.Generator().manual_seed(3))
+
+
+def randomize_text_projections(model: CMVAE) -> None:
+    """Text layers start as the identity (zero-initialised projection); give them a trained-like state."""
+    for module in model.modules():
+        if isinstance(module, TextCrossAttention):
+            torch.nn.init.normal_(module.proj_out.weight, std=0.05)
+
+
+def test_latents_are_x4_temporal_x8_spatial_and_decode_back():
+    model = CMVAE(small_config()).eval()
+    assert (model.temporal_factor, model.spatial_factor, model.latent_channels) == (4, 8, 4)
+    with torch.no_grad():
+        encoded = model.encode(moving_square(frames=8))
+        assert encoded.latents.shape == (2, 4, 2, 4, 4)
+        assert encoded.mean.shape == encoded.logvar.shape == encoded.latents.shape
+        assert torch.equal(encoded.latents, encoded.mean)  # encode is deterministic by default
+        video = model.decode(encoded.latents)
+        assert video.shape == (2, 3, 8, 32, 32) and video.abs().max() <= 1
+        four_frames = model.decode(model.encode(moving_square(frames=4)).latents, image=False)
+        assert four_frames.shape == (2, 3, 4, 32, 32)
+
+
+def test_clip_length_must_be_one_or_a_multiple_of_four():
+    with pytest.raises(UserError, match="multiple of 4"):
+        CMVAE(small_config()).encode(moving_square(frames=6))
+
+
+def test_image_batch_skips_temporal_convs_attention_and_temporal_ae():
+    model = CMVAE(small_config()).eval()
+    calls = []
+    for name, module in model.named_modules():
+        if isinstance(module, (TemporalConv, TemporalAttention)) or name in ("temporal_encoder", "temporal_decoder"):
+            module.register_forward_hook(lambda *_, name=name: calls.append(name))
+    with torch.no_grad():
+        encoded = model.encode(moving_square(frames=1))
+        assert encoded.latents.shape == (2, 4, 1, 4, 4) and encoded.mean is None  # Z1, no posterior
+        assert model.decode(encoded.latents).shape == (2, 3, 1, 32, 32)
+        assert calls == []
+        model.decode(model.encode(moving_square(frames=4)).latents, image=False)
+    assert {"temporal_encoder", "temporal_decoder"} <= set(calls) and len(calls) > 2
+
+
+def test_few_adam_steps_on_a_moving_square_lower_the_loss():
+    torch.manual_seed(0)
+    model = CMVAE(small_config())
+    batch = {"video": moving_square()}
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def eval_loss() -> float:
+        model.eval()
+        with torch.no_grad():
+            return model.training_losses(batch, step=0, total_steps=3)["loss"].item()
+
+    before = eval_loss()
+    model.train()
+    for step in range(3):
+        optimizer.zero_grad()
+        model.training_losses(batch, step=step, total_steps=3)["loss"].backward()
+        optimizer.step()
+    assert eval_loss() < before
+
+
+def test_save_and_load_reproduce_outputs_bit_for_bit(tmp_path):
+    model = CMVAE(small_config(text_dim=TEXT_DIM)).eval()
+    randomize_text_projections(model)
+    checkpoint.save_pretrained(model, tmp_path / "cm")
+    loaded = checkpoint.from_pretrained(tmp_path / "cm")
+    assert isinstance(loaded, CMVAE) and loaded.config == model.config
+    video, text = moving_square(), text_batch()
+    with torch.no_grad():
+        assert torch.equal(loaded(video, text), model(video, text))
+        assert torch.equal(loaded(video[:, :, :1]), model(video[:, :, :1]))
+
+
+def test_text_cross_attention_starts_neutral_then_changes_output_and_gets_gradients():
+    video, text = moving_square(), text_batch()
+    model = CMVAE(small_config(text_dim=TEXT_DIM)).eval()
+    with torch.no_grad():
+        assert torch.equal(model(video, text), model(video))  # zero-initialised projections
+    randomize_text_projections(model)
+    mask = torch.tensor([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    with torch.no_grad():
+        with_text, without = model(video, text), model(video)
+        assert not torch.allclose(with_text, without, atol=1e-4)
+        assert not torch.allclose(model(video, text, text_mask=mask)[0], with_text[0], atol=1e-4)
+        assert torch.allclose(model(video, text, text_mask=mask)[1], with_text[1], atol=1e-5)
+
+    model.train()
+    model.training_losses({"video": video, "text": text}, step=0, total_steps=1)["loss"].backward()
+    text_params = {n: p for n, p in model.named_parameters() if "text_attentions" in n}
+    # 4 + 4 spatial encoder/decoder levels, 2 temporal encoder levels, 2 decoder levels x 2 blocks
+    assert len({n.rsplit(".", 2)[0] for n in text_params}) == 4 * 1 + 4 * 2 + 2 + 4
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in text_params.values())
+    assert not any("text_attentions" in n for n, _ in CMVAE(small_config()).named_parameters())
+
+
+def test_kl_is_on_z2_only_and_scales_with_beta():
+    video = moving_square()
+    losses = {}
+    for beta in (0.0, 2.0):
+        torch.manual_seed(0)
+        model = CMVAE(small_config(kl_weight=beta)).eval()
+        with torch.no_grad():
+            losses[beta] = model.training_losses({"video": video}, step=0, total_steps=1)
+            encoded = model.encode(video)
+            image_losses = model.training_losses({"video": video[:, :, :1]}, step=0, total_steps=1)
+    mean, logvar = encoded.mean, encoded.logvar
+    closed_form = 0.5 * (mean**2 + logvar.exp() - 1 - logvar).sum() / video.numel()  # per input value
+    kl = losses[2.0]["kl"]
+    assert torch.allclose(kl, closed_form, rtol=1e-5) and kl > 0
+    assert torch.allclose(losses[2.0]["loss"] - losses[0.0]["loss"], 2.0 * kl, rtol=1e-4)
+    assert image_losses["kl"] == 0  # images stop at the deterministic Z1
+
+
+def test_gan_terms_are_zero_before_gan_start_step_and_active_after():
+    torch.manual_seed(0)
+    model = CMVAE(small_config(gan_start_step=10))
+    batch = {"video": moving_square()}
+    before = model.training_losses(batch, step=9, total_steps=20)
+    assert before["adv_g"] == 0 and before["disc"] == 0 and before["gan_lambda"] == 0
+    after = model.training_losses(batch, step=10, total_steps=20)
+    assert after["adv_g"] != 0 and after["disc"] > 0 and after["gan_lambda"] > 0
+    after["loss"].backward()
+    assert all(p.grad is not None for p in model.discriminator.parameters())
+
+
+def test_discriminator_is_trained_only_by_the_disc_loss():
+    torch.manual_seed(0)
+    model = CMVAE(small_config())
+    video = moving_square()
+    generator = [p for n, p in model.named_parameters() if not n.startswith("discriminator.")]
+
+    adv_g, disc = model.gan_losses(video, model(video))
+    adv_g.backward(retain_graph=True)
+    assert all(p.grad is None for p in model.discriminator.parameters())
+    assert model.decoder.conv_out.weight.grad.abs().sum() > 0
+    model.zero_grad(set_to_none=True)
+    disc.backward()
+    assert all(p.grad is None for p in generator)
+    disc_only = [p.grad.clone() for p in model.discriminator.parameters()]
+
+    # In the full objective the discriminator's gradient is exactly the disc loss's.
+    model.zero_grad(set_to_none=True)
+    model.eval()  # deterministic Z2, so the reconstruction is the one above
+    with torch.enable_grad():
+        model.training_losses({"video": video}, step=10, total_steps=20)["loss"].backward()
+    for full, alone in zip((p.grad for p in model.discriminator.parameters()), disc_only):
+        assert torch.allclose(full, alone, atol=1e-6)
+
+
+@pytest.mark.parametrize("use_quant_conv", [True, False], ids=["sd1-style", "sd3-style"])
+def test_inflated_spatial_ae_reproduces_autoencoder_kl_per_frame(tmp_path, use_quant_conv):
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(block_out_channels=(16, 16, 32, 32), down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=1, norm_num_groups=8,
+                        latent_channels=4, use_quant_conv=use_quant_conv, use_post_quant_conv=use_quant_conv)
+    with torch.no_grad():  # non-trivial norms, so a missed norm copy would show
+        for name, p in vae.named_parameters():
+            if "norm" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    vae.save_pretrained(tmp_path / "vae")
+
+    model = CMVAE.from_2d_vae(tmp_path / "vae").eval()
+    assert model.spatial_factor == 8 and model.config.use_quant_conv == use_quant_conv
+    copied = inflate_from_autoencoder_kl(CMVAE(model.config), vae)
+    assert len(copied) == len(vae.state_dict())
+
+    # float64, so the only differences left are summation order (~1e-15), not float32 rounding.
+    model, vae = model.double(), vae.double()
+    video = moving_square(batch=1, frames=4).double()
+    frames = video[0].transpose(0, 1)  # [T, 3, H, W]: the 2D VAE sees each frame alone
+    with torch.no_grad():
+        mean_2d = vae.encode(frames).latent_dist.mean
+        z1 = model.encode_spatial(video)  # temporal convs run, zero-initialised
+        assert torch.allclose(z1[0].transpose(0, 1), mean_2d, rtol=0, atol=1e-10)
+        assert torch.allclose(model.encode(video[:, :, :1]).latents[0, :, 0], mean_2d[0], rtol=0, atol=1e-10)
+        decoded = model.decode_spatial(z1)
+        assert torch.allclose(decoded[0].transpose(0, 1), vae.decode(mean_2d).sample, rtol=0, atol=1e-10)
+
+
+def test_paper_presets_are_the_sd_vaes_plus_temporal_layers():
+    from diffusers import AutoencoderKL
+
+    for name, latent, sd_quant in (("4ch", 4, True), ("16ch", 16, False)):
+        config = preset(name)
+        assert config.latent_channels == latent and config.temporal_kernel == (7, 3, 3)
+        with torch.device("meta"):
+            model = CMVAE(config)
+            sd = AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                               up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, latent_channels=latent,
+                               use_quant_conv=sd_quant, use_post_quant_conv=sd_quant)
+        assert (model.temporal_factor, model.spatial_factor) == (4, 8)
+        temporal = sum(p.numel() for m in model.modules() if isinstance(m, (TemporalConv, TemporalAttention))
+                       for p in m.parameters())
+        dropped_logvar_rows = (2 * latent * 2 * latent + 2 * latent) // 2 if sd_quant else 0
+        sd_count = sum(p.numel() for p in sd.parameters())
+        assert count_parameters(config)["spatial_ae"] - temporal == sd_count - dropped_logvar_rows
+    assert sum(count_parameters(preset("tiny")).values()) - count_parameters(preset("tiny"))["discriminator"] < 3e6

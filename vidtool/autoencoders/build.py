@@ -1,0 +1,51 @@
+"""Build an autoencoder for training from a family, a named preset and KEY=VALUE overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+from vidtool import checkpoint
+from vidtool.errors import UserError
+
+
+def parse_overrides(pairs: list[str], config_cls: type) -> dict[str, Any]:
+    """`["codebook_size=4096", "patch_sizes=[8,16]"]` → typed values (JSON, lists become tuples)."""
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    overrides = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise UserError(f"--set {pair!r}: expected KEY=VALUE")
+        if key not in names:
+            raise UserError(f"--set {key}: {config_cls.__name__} has no field {key!r}; fields: {', '.join(sorted(names))}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw  # a bare word is a string
+        overrides[key] = tuple(value) if isinstance(value, list) else value
+    return overrides
+
+
+def build_autoencoder(family: str, preset: str, overrides: list[str], init: Path | None = None) -> Any:
+    cls = checkpoint.model_class(family)
+    module = importlib.import_module(cls.__module__)
+    try:
+        config = module.preset(preset)
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    try:
+        config = dataclasses.replace(config, **parse_overrides(overrides, cls.config_class))
+    except (ValueError, AssertionError, TypeError) as e:
+        raise UserError(f"bad {family} config: {e}") from e
+    if init is None:
+        return cls(config)
+    source = checkpoint.from_pretrained(init)
+    if hasattr(cls, "from_init"):
+        return cls.from_init(source, config)
+    model = cls(config)
+    model.load_state_dict(source.state_dict())
+    return model

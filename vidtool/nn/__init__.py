@@ -1,0 +1,1 @@
+"""Shared neural-network layers: attention, RoPE, AdaLN, LoRA, temporal blocks, quantizers."""

@@ -1,0 +1,144 @@
+"""Discrete bottlenecks: lookup-free quantization (LFQ) and Euclidean vector quantization (VQ).
+
+Both take channel-first latents `z` [B, C, *grid] and return a `QuantizerOutput` whose `quantized`
+has the same shape (straight-through gradients while `z` requires grad, the exact codes otherwise),
+`indices` int64 [B, *grid], and the unweighted auxiliary losses; the model that owns the quantizer
+weights and sums them. `indices_to_codes(indices)` gives back the codes a decoder takes, so tokens
+written by one process decode in another.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+
+@dataclass
+class QuantizerOutput:
+    quantized: torch.Tensor  # [B, C, *grid], what the decoder takes
+    indices: torch.Tensor  # int64 [B, *grid]
+    losses: dict[str, torch.Tensor]  # unweighted; LFQ: commit, entropy; VQ: commit, codebook
+
+
+def _straight_through(z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    # Exact codes when no gradient is wanted, so `decode(encode(v).latents)` and
+    # `decode_tokens(tokens)` see bit-identical inputs; z + (codes - z) is only equal up to rounding.
+    return z + (codes - z).detach() if z.requires_grad else codes
+
+
+class LFQ(nn.Module):
+    """Lookup-free quantization (MAGVIT-v2, Yu et al. 2023c; MotionAura App. B.2.1 default quantizer).
+
+    Each of the `bits` channels is quantized to its sign, so the implicit codebook is {-1, +1}^bits
+    with 2**bits entries and no parameters. The index of a code is the binary number whose bits are
+    the positive channels, channel 0 being the most significant bit.
+
+    An affine-free GroupNorm (one group: the whole latent of a sample) sits inside the quantizer, in
+    front of the sign, so that the signs are balanced and the commitment target ±1 matches the
+    latent's scale whatever the encoder's output scale is.
+
+    Losses (MAGVIT-v2 §3.1, its entropy penalty): `commit` = ||z - sg[sign(z)]||^2, and `entropy` = E[H(q(z))] -
+    codebook_entropy_weight * H(E[q(z)]), with q(z) the soft assignment
+    softmax(-inv_temperature * ||z - c||^2) over codes c. The soft assignment is computed in
+    factorised groups of at most `entropy_group_bits` channels so a 2**bits x bits code table never
+    exists. Because -||z - c||^2 is a sum over channels, q(z) is a product over groups and the
+    per-sample entropy is exact; the codebook entropy summed over groups is an upper bound of the
+    joint one (subadditivity), equal to it when the groups' code usage is independent over the batch.
+    """
+
+    def __init__(self, bits: int, *, entropy_group_bits: int = 8, inv_temperature: float = 100.0,
+                 codebook_entropy_weight: float = 1.0):
+        super().__init__()
+        assert 1 <= bits <= 62, f"LFQ needs 1..62 bits for int64 indices, got {bits}; try 14 (16384 codes)"
+        assert entropy_group_bits >= 1, "entropy_group_bits must be at least 1; try 8"
+        self.bits = bits
+        self.inv_temperature = inv_temperature
+        self.codebook_entropy_weight = codebook_entropy_weight
+        groups = math.ceil(bits / entropy_group_bits)
+        self.group_sizes = [bits // groups + (1 if i < bits % groups else 0) for i in range(groups)]
+        self.norm = nn.GroupNorm(1, bits, affine=False)
+        self.register_buffer("powers", 2 ** torch.arange(bits - 1, -1, -1), persistent=False)
+        for size in set(self.group_sizes):
+            self.register_buffer(f"corners_{size}", self._corners(size), persistent=False)
+
+    @property
+    def codebook_size(self) -> int:
+        return 2**self.bits
+
+    @staticmethod
+    def _corners(size: int) -> torch.Tensor:
+        """All 2**size codes in index order, [2**size, size] of ±1."""
+        index = torch.arange(2**size)[:, None]
+        return torch.where(index & (2 ** torch.arange(size - 1, -1, -1)) != 0, 1.0, -1.0)
+
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        assert z.shape[1] == self.bits, f"LFQ expects {self.bits} channels, got {z.shape[1]}"
+        z = self.norm(z)
+        positive = z > 0
+        codes = torch.where(positive, 1.0, -1.0).to(z.dtype)
+        indices = (rearrange(positive, "b d ... -> b ... d").long() * self.powers).sum(-1)
+        sample_entropy, codebook_entropy = self.entropy_terms(rearrange(z, "b d ... -> (b ...) d"))
+        losses = {
+            "commit": F.mse_loss(z, codes),
+            "entropy": sample_entropy - self.codebook_entropy_weight * codebook_entropy,
+        }
+        return QuantizerOutput(_straight_through(z, codes), indices, losses)
+
+    def entropy_terms(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean per-sample entropy, codebook entropy) in nats of the soft assignment of z [N, bits]."""
+        sample_entropy = z.new_zeros(())
+        codebook_entropy = z.new_zeros(())
+        for part in z.float().split(self.group_sizes, dim=-1):
+            corners = getattr(self, f"corners_{part.shape[-1]}")
+            # -||z - c||^2 = 2 z.c - ||z||^2 - size; the last two are the same for every code c.
+            logits = 2 * self.inv_temperature * part @ corners.T
+            log_prob = logits.log_softmax(-1)
+            prob = log_prob.exp()
+            sample_entropy = sample_entropy - (prob * log_prob).sum(-1).mean()
+            usage = prob.mean(0)
+            # Clamped inside the log only: entr()'s gradient at a never-used code (usage 0) is inf.
+            codebook_entropy = codebook_entropy - (usage * usage.clamp_min(1e-12).log()).sum()
+        return sample_entropy, codebook_entropy
+
+    def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """int64 [B, *grid] -> ±1 codes [B, bits, *grid]."""
+        bits = (indices.unsqueeze(-1) & self.powers) != 0
+        # Contiguous, like the codes `forward` makes: conv kernels round differently per layout.
+        return rearrange(torch.where(bits, 1.0, -1.0), "b ... d -> b d ...").contiguous()
+
+
+class VectorQuantizer(nn.Module):
+    """Euclidean nearest-neighbour VQ (van den Oord et al. 2017; MotionAura §3.1, Eq. 1).
+
+    Losses: `codebook` = ||sg[z] - e||^2 moves the codes, `commit` = ||z - sg[e]||^2 the encoder
+    (the model weights the latter by beta). Codes are plain parameters learned by gradient, no EMA.
+    """
+
+    def __init__(self, codebook_size: int, dim: int):
+        super().__init__()
+        self.codebook = nn.Parameter(torch.randn(codebook_size, dim))
+
+    @property
+    def codebook_size(self) -> int:
+        return self.codebook.shape[0]
+
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        dim = self.codebook.shape[1]
+        assert z.shape[1] == dim, f"VectorQuantizer expects {dim} channels, got {z.shape[1]}"
+        channels_last = rearrange(z, "b d ... -> b ... d")
+        flat = channels_last.reshape(-1, dim)
+        distance = (flat.pow(2).sum(1, keepdim=True) - 2 * flat @ self.codebook.T
+                    + self.codebook.pow(2).sum(1))
+        indices = distance.argmin(1).reshape(channels_last.shape[:-1])
+        codes = self.indices_to_codes(indices)
+        losses = {"codebook": F.mse_loss(codes, z.detach()), "commit": F.mse_loss(z, codes.detach())}
+        return QuantizerOutput(_straight_through(z, codes), indices, losses)
+
+    def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """int64 [B, *grid] -> codebook vectors [B, dim, *grid]."""
+        return rearrange(self.codebook[indices], "b ... d -> b d ...").contiguous()
