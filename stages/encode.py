@@ -22,16 +22,23 @@ Examples:
   vidtool encode in.mp4 --model runs/cm-vae --fps 8 --size 64 -o z.safetensors"""
 
 
-@app.command("encode", help=HELP)
-def encode(
-    source: str = typer.Argument("-", help="Video file, frame folder, 'video' tensor file, or - for stdin."),
-    out: str = typer.Option("-", "--out", "-o", help="Output tensor file, or - for stdout."),
-    model: str = typer.Option(None, "--model", "-m", help="Model folder; default: the bundled cm-vae."),
-    fps: float = typer.Option(None, min=0.1, max=240, help="Resample the input to this frame rate."),
-    size: int = typer.Option(None, min=8, max=4096, help="Resize the short side and center-crop to a square."),
-    frames: int = typer.Option(None, min=1, help="Use at most this many frames."),
-    chunk: int = typer.Option(4, min=1, help="Latent frames per temporal chunk (memory vs speed)."),
-) -> None:
-    from stages.autoencode import encode_video
+def encoder_command(role: str, model_help: str):
+    """The shared options of `encode` and `tokenize`; `role` picks the output kind and default model."""
 
-    encode_video(source, out, model=model, fps=fps, size=size, frames=frames, chunk=chunk, role="encode")
+    def command(
+        source: str = typer.Argument("-", help="Video file, frame folder, 'video' tensor file, or - for stdin."),
+        out: str = typer.Option("-", "--out", "-o", help="Output tensor file, or - for stdout."),
+        model: str = typer.Option(None, "--model", "-m", help=model_help),
+        fps: float = typer.Option(None, min=0.1, max=240, help="Resample the input to this frame rate."),
+        size: int = typer.Option(None, min=8, max=4096, help="Resize the short side and center-crop to a square."),
+        frames: int = typer.Option(None, min=1, help="Use at most this many frames."),
+        chunk: int = typer.Option(4, min=1, help="Latent frames per temporal chunk (memory vs speed)."),
+    ) -> None:
+        from stages.autoencode import encode_video
+
+        encode_video(source, out, model=model, fps=fps, size=size, frames=frames, chunk=chunk, role=role)
+
+    return command
+
+
+app.command("encode", help=HELP)(encoder_command("encode", "Model folder; default: the bundled cm-vae."))
