@@ -5,5 +5,5 @@ Every autoencoder takes video as float [B, 3, T, H, W] in [-1, 1] and exposes:
 `latent_channels`, and `training_losses(batch, *, step, total_steps) -> dict` whose "loss" entry is
 optimised (the other entries are detached terms for logging).
 Quantized families also expose `tokenize(video) -> LongTensor [B, t, h, w]` and
-`decode_tokens(tokens) -> video`.
+`decode_tokens(tokens) -> video`, `indices_to_latents(tokens) -> latents` and `codebook_size`.
 """
