@@ -38,7 +38,8 @@ def encode_video(source: str, out: str, *, model: str | None, fps: float | None,
         kind, tensors = "latents", {"latents": encoded.latents}
     params = {"frames": length, "height": int(clip.frames.shape[2]), "width": int(clip.frames.shape[3])}
     tensorfile.save(tensorfile.TensorFile(kind=kind, tensors=tensors, model=checkpoint.model_tag(folder), fps=clip.fps,
-                                          prompt=clip.prompt, params=params, parents=[clip.parent]), out)
+                                          prompt=clip.prompt, params=params, parents=[clip.parent],
+                                          extra={"model_path": str(folder.resolve())}), out)
 
 
 def decode_file(source: str, out: str, *, model: str | None, chunk: int, tile: int | None) -> None:
@@ -60,7 +61,7 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int, tile: i
             raise UserError(f"{source} was written by {tf.model}, but --model {folder} is {checkpoint.model_tag(folder)}; "
                             "decode with the model that encoded it")
     else:
-        folder = model_store.find_by_tag(tf.model)
+        folder = model_store.find_by_tag(tf.model, hint=tf.extra.get("model_path"))
     device = resolve_device()
     ae = checkpoint.from_pretrained(folder, device=device)
     with torch.inference_mode():

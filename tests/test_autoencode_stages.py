@@ -88,3 +88,10 @@ def test_tokenize_refuses_a_continuous_model(vidtool, models, clip):
 def test_frames_not_divisible_by_the_spatial_factor_exit_2(vidtool, models, tmp_path):
     video.write_video(tmp_path / "odd.mp4", np.zeros((8, 60, 60, 3), np.uint8), 8)
     assert "divisible by 8" in one_line_error(vidtool("encode", tmp_path / "odd.mp4", "--model", models["cm"]))
+
+
+def test_decode_finds_the_encoders_folder_without_a_search_path(vidtool, models, clip, tmp_path):
+    encoded = vidtool("encode", clip, "--model", models["cm"], "--frames", "8")
+    decoded = vidtool("decode", "-", "-o", tmp_path / "rec.gif", input=encoded.stdout, env={"VIDTOOL_MODELS": ""})
+    assert decoded.returncode == 0, decoded.stderr
+    assert video.read_video(tmp_path / "rec.gif", fps=8).frames.shape[0] == 8

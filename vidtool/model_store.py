@@ -1,7 +1,8 @@
 """Where checkpoints are found: the bundled defaults, folders on $VIDTOOL_MODELS, or a path given.
 
-A tensor file records `vidtool.model = family@digest`; `find_by_tag` returns the folder whose
-weights have that digest, so `decode` picks the decoder that matches its input and nothing else.
+A tensor file records `vidtool.model = family@digest` (and `vidtool.model_path`, where the writer
+found it); `find_by_tag` returns a folder whose weights have that digest, so `decode` picks the
+decoder that matches its input and nothing else, even if the folder has moved.
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ def default_model(role: str) -> Path:
     raise UserError(f"the default model '{name}' is not installed; pass --model DIR or train one (recipes/tiny/)")
 
 
-def find_by_tag(tag: str) -> Path:
-    for folder in _model_folders():
+def find_by_tag(tag: str, hint: str | None = None) -> Path:
+    """The model folder whose `family@digest` is `tag`; `hint` (the folder the writer used) goes first."""
+    candidates = [Path(hint)] if hint and (Path(hint) / WEIGHTS_NAME).is_file() else []
+    for folder in candidates + _model_folders():
         if model_tag(folder) == tag:
             return folder
     raise UserError(f"no model matching {tag} on the search path; pass --model DIR with the checkpoint that wrote the input "
