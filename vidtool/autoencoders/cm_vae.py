@@ -52,6 +52,7 @@ from vidtool.nn.cm_vae_blocks import (
     TemporalEncoder,
     spatial_conv,
 )
+from vidtool.nn.params import parameter_count
 
 
 @dataclass
@@ -161,12 +162,11 @@ class CMVAE(nn.Module):
         return self.config.latent_channels
 
     def parameter_counts(self) -> dict[str, int]:
-        count = lambda *modules: sum(p.numel() for m in modules if m is not None for p in m.parameters())  # noqa: E731
         temporal = (self.temporal_encoder, self.temporal_decoder) if self.config.use_temporal_ae else ()
         return {
-            "spatial_ae": count(self.encoder, self.quant_conv, self.post_quant_conv, self.decoder),
-            "temporal_ae": count(*temporal),
-            "discriminator": count(self.discriminator),
+            "spatial_ae": parameter_count(self.encoder, self.quant_conv, self.post_quant_conv, self.decoder),
+            "temporal_ae": parameter_count(*temporal),
+            "discriminator": parameter_count(self.discriminator),
         }
 
     # --- checks -------------------------------------------------------------------------------

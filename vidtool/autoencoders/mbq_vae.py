@@ -28,6 +28,7 @@ from torch import nn
 
 from vidtool.autoencoders.outputs import EncoderOutput
 from vidtool.nn.quantizers import LFQ, QuantizerOutput, VectorQuantizer
+from vidtool.nn.params import parameter_count
 
 
 @dataclass
@@ -298,10 +299,9 @@ class MBQVAE(nn.Module):
 
     def parameter_counts(self) -> dict[str, int]:
         """Encoder (with quantizer and MFI head) and decoder, the split the paper reports (140M + 177M)."""
-        count = lambda *modules: sum(p.numel() for m in modules for p in m.parameters())  # noqa: E731
         return {
-            "encoder": count(self.encoder, self.quantizer, self.mfi_head),
-            "decoder": count(self.decoder),
+            "encoder": parameter_count(self.encoder, self.quantizer, self.mfi_head),
+            "decoder": parameter_count(self.decoder),
         }
 
     def _check_video(self, video: torch.Tensor) -> None:

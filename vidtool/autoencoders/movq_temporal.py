@@ -41,6 +41,7 @@ from vidtool.autoencoders.outputs import EncoderOutput
 from vidtool.errors import UserError
 from vidtool.nn.movq_blocks import TEMPORAL_KINDS, Decoder, Encoder, is_temporal
 from vidtool.nn.quantizers import QuantizerOutput, VectorQuantizer
+from vidtool.nn.params import parameter_count
 
 
 @dataclass
@@ -164,11 +165,10 @@ class MoVQTemporal(nn.Module):
         return self.config.codebook_size
 
     def parameter_counts(self) -> dict[str, int]:
-        count = lambda *modules: sum(p.numel() for m in modules for p in m.parameters())  # noqa: E731
         return {
-            "encoder": count(self.encoder, self.quant_conv),
-            "codebook": count(self.quantizer),
-            "decoder": count(self.post_quant_conv, self.decoder),  # what Table 3's "# Params" counts
+            "encoder": parameter_count(self.encoder, self.quant_conv),
+            "codebook": parameter_count(self.quantizer),
+            "decoder": parameter_count(self.post_quant_conv, self.decoder),  # what Table 3's "# Params" counts
             "temporal_layers": sum(p.numel() for name, p in self.decoder.named_parameters() if is_temporal(name)),
         }
 
