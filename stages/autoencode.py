@@ -52,7 +52,7 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int, tile: i
     from vidtool.autoencoders.tiling import Tiling
     from vidtool.errors import UserError
 
-    tf = tensorfile.load(source, kinds=["latents", "tokens"])
+    tf = tensorfile.load(source, kinds=["latents", "keyframes", "tokens"])
     if tf.model is None:
         raise UserError(f"{source}: no 'vidtool.model' record, so the decoder is unknown; pass --model DIR")
     if model:
@@ -77,6 +77,9 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int, tile: i
             for i, one in enumerate(clip):
                 video.write_video(Path(out).with_name(f"{Path(out).stem}-{i}{suffix}"), one, fps)
         return
-    tensorfile.save(tensorfile.TensorFile(kind="video", tensors={"video": torch.from_numpy(clip)}, model=tf.model,
-                                          fps=fps, prompt=tf.prompt, seed=tf.seed, params=tf.params,
-                                          parents=[tf.digest]), out)
+    decoded = tensorfile.TensorFile(kind="video", tensors={"video": torch.from_numpy(clip)}, model=tf.model, fps=fps,
+                                    prompt=tf.prompt, seed=tf.seed, params=tf.params, parents=[tf.digest])
+    prompts = tf.prompts()
+    if prompts is not None:
+        decoded.set_prompts(prompts)
+    tensorfile.save(decoded, out)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from stages import train_options as opt
+
 app = typer.Typer(add_completion=False)
 
 HELP = """Train a video autoencoder (mbq-vae, cm-vae, movq-temporal) on clip manifests.
@@ -30,39 +32,33 @@ Examples:
 def train_vae(
     family: str = typer.Option(..., help="Model family: mbq-vae, cm-vae or movq-temporal."),
     data: list[Path] = typer.Option(..., help="Clip manifest (JSONL); repeat to mix data sets."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output model folder."),
-    preset: str = typer.Option("tiny", help="Named configuration of the family (e.g. tiny, paper)."),
-    set_: list[str] = typer.Option([], "--set", help="Override a config field: KEY=VALUE (VALUE as JSON)."),
+    out: opt.Out = ...,
+    preset: opt.Preset = "tiny",
+    set_: opt.Overrides = [],
     init: Path = typer.Option(None, help="Start from this model folder's weights (e.g. a movq-temporal image stage)."),
-    steps: int = typer.Option(2000, min=1, help="Optimizer updates."),
-    batch_size: int = typer.Option(8, min=1, help="Clips per micro-batch (per process)."),
-    grad_accum: int = typer.Option(1, min=1, help="Micro-batches per update."),
-    lr: float = typer.Option(1e-3, min=0, help="Peak learning rate (AdamW)."),
-    warmup: int = typer.Option(100, min=0, help="Warm-up updates."),
-    schedule: str = typer.Option("cosine", help="LR decay: cosine, linear or constant."),
-    ema: float = typer.Option(None, min=0, max=1, help="EMA decay of the saved weights (off if not given)."),
-    frames: int = typer.Option(16, min=1, help="Frames per training clip."),
-    size: int = typer.Option(64, min=8, help="Square frame size."),
-    fps: float = typer.Option(None, min=0.1, help="Resample clips to this rate (default: their own)."),
-    seed: int = typer.Option(0, help="Seed of data order, initialisation and masking."),
-    checkpoint_every: int = typer.Option(250, min=1, help="Steps between checkpoints."),
-    workers: int = typer.Option(0, min=0, help="DataLoader worker processes."),
-    resume: bool = typer.Option(False, help="Continue from OUT's saved training state."),
+    steps: opt.Steps = 2000,
+    batch_size: opt.BatchSize = 8,
+    grad_accum: opt.GradAccum = 1,
+    lr: opt.LearningRate = 1e-3,
+    warmup: opt.Warmup = 100,
+    schedule: opt.Schedule = "cosine",
+    ema: opt.Ema = None,
+    frames: opt.Frames = 16,
+    size: opt.Size = 64,
+    fps: opt.Fps = None,
+    seed: opt.Seed = 0,
+    checkpoint_every: opt.CheckpointEvery = 250,
+    workers: opt.Workers = 0,
+    resume: opt.Resume = False,
 ) -> None:
     import torch
 
-    from stages.context import console, settings
     from vidtool.autoencoders.build import build_autoencoder
     from vidtool.data.clips import ClipDataset, collate_clips
-    from vidtool.train.config import TrainConfig
-    from vidtool.train.loop import train
 
     torch.manual_seed(seed)
     model = build_autoencoder(family, preset, set_, init)
     dataset = torch.utils.data.ConcatDataset([ClipDataset(m, frames=frames, fps=fps, size=size) for m in data])
-    config = TrainConfig(steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup_steps=min(warmup, steps),
-                         schedule=schedule, ema_decay=ema, seed=seed, checkpoint_every=checkpoint_every,
-                         num_workers=workers, resume=resume, device=settings.device)
-    result = train(model, dataset, collate_clips, config, out, progress=not settings.quiet)
-    terms = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k not in ("step", "samples_seen"))
-    console().print(f"trained {family} to step {result.step}: {terms}; model folder {result.out_dir}")
+    opt.run_training(model, dataset, collate_clips, out, what=family, steps=steps, batch_size=batch_size,
+                     grad_accum=grad_accum, lr=lr, warmup=warmup, schedule=schedule, ema=ema, seed=seed,
+                     checkpoint_every=checkpoint_every, workers=workers, resume=resume)

@@ -25,6 +25,11 @@ FAMILIES: dict[str, str] = {
     "mbq-vae": "vidtool.autoencoders.mbq_vae:MBQVAE",
     "cm-vae": "vidtool.autoencoders.cm_vae:CMVAE",
     "movq-temporal": "vidtool.autoencoders.movq_temporal:MoVQTemporal",
+    "t2i": "vidtool.generators.t2i:T2IModel",
+    "harivo": "vidtool.generators.harivo:HarivoModel",
+    "keyframes": "vidtool.generators.keyframes:KeyframeModel",
+    "interp": "vidtool.generators.interpolation:InterpolationModel",
+    "interp-mfi": "vidtool.generators.masked_interpolation:MaskedInterpolationModel",
 }
 
 

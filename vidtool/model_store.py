@@ -19,6 +19,10 @@ BUNDLED = Path(__file__).parent / "defaults"
 DEFAULTS: dict[str, str] = {
     "encode": "cm-vae-tiny",
     "tokenize": "mbq-vae-tiny",
+    "generate": "keyframes-tiny",
+    "harivo": "harivo-tiny",
+    "interpolate": "interp-tiny",
+    "interpolate-mfi": "interp-mfi-tiny",
 }
 
 

@@ -74,6 +74,25 @@ class TensorFile:
     def main(self) -> "torch.Tensor":
         return self.tensors[KINDS[self.kind].main]
 
+    def prompts(self) -> list[str] | None:
+        """One prompt per batch item: `vidtool.prompts` (a JSON list, written for batches) if present,
+        else `vidtool.prompt` repeated; None when the file records no prompt."""
+        # A dataset shard has no main tensor and holds per-set extras (batch 1) beside its N items.
+        sizes = [t.shape[0] for t in self.tensors.values()]
+        batch = self.main.shape[0] if KINDS[self.kind].main else max(sizes, default=1)
+        if "prompts" in self.extra:
+            prompts = json.loads(self.extra["prompts"])
+            if not isinstance(prompts, list) or len(prompts) != batch:
+                raise UserError(f"vidtool.prompts holds {len(prompts) if isinstance(prompts, list) else 'no list of'} "
+                                f"prompts for a batch of {batch}; the file was edited or not written by vidtool")
+            return [str(p) for p in prompts]
+        return None if self.prompt is None else [self.prompt] * batch
+
+    def set_prompts(self, prompts: list[str]) -> None:
+        """Record one prompt per batch item (`prompt` too when they are all the same)."""
+        self.extra["prompts"] = json.dumps(list(prompts))
+        self.prompt = prompts[0] if len(set(prompts)) == 1 else None
+
     def metadata(self) -> dict[str, str]:
         meta = {f"{PREFIX}kind": self.kind, f"{PREFIX}version": str(self.version)}
         for key in ("model", "fps", "prompt", "seed"):

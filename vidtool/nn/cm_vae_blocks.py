@@ -311,13 +311,15 @@ def temporal_conv3d(c_in: int, c_out: int, stride_t: int = 1) -> nn.Conv3d:
 
 
 class ResBlock3D(nn.Module):
-    """Plain 3D ResNet block of the temporal AE (§3.2 Option 2)."""
+    """Plain 3D ResNet block of the temporal AE (§3.2 Option 2). Its norms take statistics per
+    frame: pooled over time they would let every output frame depend on the whole clip, and a
+    clip decoded in temporal chunks would then differ from the clip decoded whole."""
 
     def __init__(self, channels: int, groups: int):
         super().__init__()
-        self.norm1 = nn.GroupNorm(groups, channels, eps=1e-6)
+        self.norm1 = FrameGroupNorm(groups, channels, eps=1e-6)
         self.conv1 = temporal_conv3d(channels, channels)
-        self.norm2 = nn.GroupNorm(groups, channels, eps=1e-6)
+        self.norm2 = FrameGroupNorm(groups, channels, eps=1e-6)
         self.conv2 = temporal_conv3d(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -336,7 +338,7 @@ class TemporalEncoder(nn.Module):
         self.resnets = nn.ModuleList([ResBlock3D(w, groups) for w in widths[1:]])
         self.text_attentions = nn.ModuleList([TextAttentions(1, w, 1, text_dim, text_heads, text_head_dim)
                                               for w in widths[1:]])
-        self.norm_out = nn.GroupNorm(groups, widths[-1], eps=1e-6)
+        self.norm_out = FrameGroupNorm(groups, widths[-1], eps=1e-6)
         self.conv_out = temporal_conv3d(widths[-1], 2 * latent_channels)
 
     def forward(self, z1, text=None, text_mask=None) -> torch.Tensor:
@@ -373,7 +375,7 @@ class TemporalDecoder(nn.Module):
         self.conv_in = temporal_conv3d(latent_channels, widths[0])
         self.ups = nn.ModuleList([TemporalUpLevel(widths[i], widths[i + 1], groups, text_dim, text_heads, text_head_dim)
                                   for i in range(len(widths) - 1)])
-        self.norm_out = nn.GroupNorm(groups, widths[-1], eps=1e-6)
+        self.norm_out = FrameGroupNorm(groups, widths[-1], eps=1e-6)
         self.conv_out = temporal_conv3d(widths[-1], latent_channels)
 
     def forward(self, z2, text=None, text_mask=None) -> torch.Tensor:

@@ -1,0 +1,137 @@
+"""`vidtool generate` (also `vidtool sample-keyframes`): prompts → keyframe or video latents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(add_completion=False)
+
+HELP = """Generate latents from text prompts with a text-to-video generator.
+
+--family fusionframes (the default) samples FusionFrames keyframes (a 'keyframes' file at the
+keyframe rate, 2 fps for the bundled model) for `vidtool interpolate` to fill in; --family harivo
+samples full-rate video latents (a 'latents' file) for `vidtool decode`. `sample-keyframes` is the
+same stage under the name of the FusionFrames pipeline step. Item i of a run uses seed + i, so a
+batch gives the same result as its prompts run one by one.
+
+Examples:
+
+  vidtool generate "a red circle moving right" | vidtool interpolate | vidtool decode -o out.mp4
+
+  vidtool generate --prompts prompts.txt --seed 3 --frames 4 --steps 50 --cfg 7.5 -o keyframes.safetensors
+
+  vidtool generate "a blue square moving up" --family harivo | vidtool decode -o out.mp4
+
+  vidtool sample-keyframes "a green triangle moving left" --model runs/keyframes -o keyframes.safetensors"""
+
+# --family → (model_store role of its default folder, the model family that folder must hold).
+GENERATORS: dict[str, tuple[str, str]] = {
+    "fusionframes": ("generate", "keyframes"),
+    "harivo": ("harivo", "harivo"),
+}
+# Model family → kind of the tensor file its generate() output is written as.
+WRITES: dict[str, str] = {
+    "keyframes": "keyframes",
+    "harivo": "latents",
+}
+
+
+@app.command("generate", help=HELP)
+def generate(
+    prompt: str = typer.Argument(None, help="The prompt (or --prompts FILE)."),
+    out: str = typer.Option("-", "--out", "-o", help="Output tensor file, or - for stdout."),
+    model: Path = typer.Option(None, "--model", "-m", help="Generator folder (default: the bundled one of --family)."),
+    family: str = typer.Option(None, help="fusionframes or harivo (default: the --model folder's, else fusionframes)."),
+    prompts: Path = typer.Option(None, help="Text file with one prompt per line; items are batched."),
+    text_encoder: Path = typer.Option(None, help="Local transformers text-encoder folder (default all-MiniLM-L6-v2)."),
+    seed: int = typer.Option(0, help="Seed of item 0; item i uses seed + i."),
+    frames: int = typer.Option(4, help="Frames to generate (keyframes for fusionframes)."),
+    steps: int = typer.Option(25, help="DDIM steps."),
+    cfg: float = typer.Option(5.0, help="Classifier-free guidance scale (1 = none)."),
+    batch_size: int = typer.Option(8, help="Prompts sampled together (memory vs speed; results do not change)."),
+) -> None:
+    from vidtool.checkpoint import read_config
+    from vidtool.errors import UserError
+    from vidtool.model_store import default_model
+
+    for name, value in (("frames", frames), ("steps", steps), ("batch-size", batch_size)):
+        if value < 1:
+            raise UserError(f"--{name} must be at least 1, got {value}")
+    items = _read_prompts(prompt, prompts)
+    if family is not None and family not in GENERATORS:
+        raise UserError(f"unknown --family {family!r}; known: {', '.join(GENERATORS)}")
+    folder = model if model is not None else default_model(GENERATORS[family or "fusionframes"][0])
+    found = read_config(folder)["family"]
+    if found not in WRITES:
+        raise UserError(f"{folder} is a {found} model, not a text-to-video generator; pass --model with a "
+                        f"{' or '.join(WRITES)} folder")
+    if family is not None and GENERATORS[family][1] != found:
+        raise UserError(f"--family {family} needs a {GENERATORS[family][1]} model, but {folder} is a {found} model")
+    sample(items, folder, out, text_encoder=text_encoder, seed=seed, frames=frames, steps=steps, cfg=cfg,
+           batch_size=batch_size)
+
+
+def _read_prompts(prompt: str | None, prompts: Path | None) -> list[str]:
+    from vidtool.errors import UserError
+
+    if (prompt is None) == (prompts is None):
+        raise UserError("give one prompt as an argument or --prompts FILE (one prompt per line), not both or neither")
+    if prompt is not None:
+        if not prompt.strip():
+            raise UserError("the prompt is empty; describe the video, e.g. \"a red circle moving right\"")
+        return [prompt.strip()]
+    if not prompts.is_file():
+        raise UserError(f"no such prompts file: {prompts}")
+    items = [line.strip() for line in prompts.read_text().splitlines() if line.strip()]
+    if not items:
+        raise UserError(f"{prompts} holds no prompts; write one prompt per line")
+    return items
+
+
+def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | None, seed: int, frames: int, steps: int,
+           cfg: float, batch_size: int) -> None:
+    import time
+
+    import torch
+
+    from stages.context import console, progress_bar, resolve_device
+    from vidtool import checkpoint, tensorfile
+    from vidtool.errors import UserError
+    from vidtool.text import TextEncoder
+
+    started = time.monotonic()
+    device = resolve_device()
+    generator = checkpoint.from_pretrained(folder, device=device)
+    base = generator.base.config
+    encoder = TextEncoder(text_encoder, device=device, max_length=base.text_max_length)
+    if encoder.dim != base.cross_attention_dim:
+        raise UserError(f"{folder} was trained with {base.text_encoder} ({base.cross_attention_dim}-d tokens); the text "
+                        f"encoder {encoder.path} gives {encoder.dim}-d tokens; pass the matching --text-encoder")
+    if encoder.name != base.text_encoder:
+        console().print(f"[yellow]{folder} was trained with {base.text_encoder}; using {encoder.name}[/]")
+    null = encoder.encode([""])
+    batches = [list(range(i, min(i + batch_size, len(items)))) for i in range(0, len(items), batch_size)]
+    results = []
+    with progress_bar("sampling", total=steps * len(batches)) as done:
+        for n, batch in enumerate(batches):
+            embedded = encoder.encode([items[i] for i in batch])
+            noise = [torch.Generator().manual_seed(seed + i) for i in batch]
+            results.append(generator.generate(
+                embedded.tokens, embedded.mask, null.tokens[0], null.mask[0], frames=frames, steps=steps, cfg=cfg,
+                generator=noise, progress=lambda k, n=n: done(n * steps + k)).float().cpu())
+    latents = torch.cat(results)
+    kind = WRITES[generator.family]
+    tag = checkpoint.model_tag(folder)
+    fps = getattr(generator, "fps", None)  # the rate of what generate() returns, where the family records one
+    tf = tensorfile.TensorFile(kind=kind, tensors={"latents": latents}, model=base.vae, fps=fps, seed=seed,
+                               params={"frames": frames, "steps": steps, "cfg": cfg, "sampler": "ddim"},
+                               extra={"generator": tag})
+    tf.set_prompts(items)
+    tensorfile.save(tf, out)
+    _, c, t, h, w = latents.shape
+    rate = f", {fps:g} fps" if fps else ""
+    console().print(f"[green]{kind}[/] {len(items)} × {t} frames ({c}×{h}×{w}{rate}) from {tag}, "
+                    f"{steps} steps, cfg {cfg:g}, seed {seed}, {time.monotonic() - started:.1f} s "
+                    f"→ {'stdout' if out == '-' else out}", soft_wrap=True)

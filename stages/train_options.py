@@ -1,0 +1,43 @@
+"""Options every training stage shares (train-vae, train-denoiser): one declaration each, so the
+trainer's flags read the same everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+Preset = Annotated[str, typer.Option(help="Named configuration of the family (e.g. tiny, paper).")]
+Overrides = Annotated[list[str], typer.Option("--set", help="Override a config field: KEY=VALUE (VALUE as JSON).")]
+Out = Annotated[Path, typer.Option("--out", "-o", help="Output model folder.")]
+Steps = Annotated[int, typer.Option(min=1, help="Optimizer updates.")]
+BatchSize = Annotated[int, typer.Option(min=1, help="Clips per micro-batch (per process).")]
+GradAccum = Annotated[int, typer.Option(min=1, help="Micro-batches per update.")]
+LearningRate = Annotated[float, typer.Option(min=0, help="Peak learning rate (AdamW).")]
+Warmup = Annotated[int, typer.Option(min=0, help="Warm-up updates.")]
+Schedule = Annotated[str, typer.Option(help="LR decay: cosine, linear or constant.")]
+Ema = Annotated[float, typer.Option(min=0, max=1, help="EMA decay of the saved weights (off if not given).")]
+Frames = Annotated[int, typer.Option(min=1, help="Frames per training clip.")]
+Size = Annotated[int, typer.Option(min=8, help="Square frame size.")]
+Fps = Annotated[float, typer.Option(min=0.1, help="Resample clips to this rate (default: their own).")]
+Seed = Annotated[int, typer.Option(help="Seed of data order, initialisation and noise.")]
+CheckpointEvery = Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")]
+Workers = Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")]
+Resume = Annotated[bool, typer.Option(help="Continue from OUT's saved training state.")]
+
+
+def run_training(model, dataset, collate_fn, out: Path, *, what: str, steps: int, batch_size: int, grad_accum: int,
+                 lr: float, warmup: int, schedule: str, ema: float | None, seed: int, checkpoint_every: int,
+                 workers: int, resume: bool) -> None:
+    """Train with the shared loop and print a one-line summary."""
+    from stages.context import console, settings
+    from vidtool.train.config import TrainConfig
+    from vidtool.train.loop import train
+
+    config = TrainConfig(steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup_steps=min(warmup, steps),
+                         schedule=schedule, ema_decay=ema, seed=seed, checkpoint_every=checkpoint_every,
+                         num_workers=workers, resume=resume, device=settings.device)
+    result = train(model, dataset, collate_fn, config, out, progress=not settings.quiet)
+    terms = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k not in ("step", "samples_seen"))
+    console().print(f"trained {what} to step {result.step}: {terms}; model folder {result.out_dir}")

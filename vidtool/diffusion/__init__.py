@@ -1,0 +1,1 @@
+"""Diffusion machinery shared by the generators: Gaussian schedules (diffusers' schedulers) and guidance."""

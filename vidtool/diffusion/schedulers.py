@@ -1,0 +1,62 @@
+"""Gaussian noise schedules through diffusers' DDPM/DDIM schedulers.
+
+One `NoiseSchedule` config travels in every generator's config, so training (`add_noise`, the
+target for the chosen parameterisation) and sampling (a DDIM or DDPM scheduler over the same betas)
+can never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+PREDICTIONS = ("epsilon", "v_prediction")
+
+
+@dataclass
+class NoiseSchedule:
+    train_timesteps: int = 1000
+    beta_start: float = 0.00085  # Stable Diffusion's scaled-linear schedule
+    beta_end: float = 0.012
+    beta_schedule: str = "scaled_linear"
+    prediction_type: str = "epsilon"  # or "v_prediction" (FusionFrames' interpolation, §4.2)
+
+    def __post_init__(self):
+        if self.prediction_type not in PREDICTIONS:
+            raise ValueError(f"prediction_type must be one of {PREDICTIONS}, got {self.prediction_type!r}")
+
+    def _kwargs(self) -> dict:
+        return dict(num_train_timesteps=self.train_timesteps, beta_start=self.beta_start, beta_end=self.beta_end,
+                    beta_schedule=self.beta_schedule, prediction_type=self.prediction_type)
+
+    def training_scheduler(self):
+        from diffusers import DDPMScheduler
+
+        return DDPMScheduler(**self._kwargs())
+
+    def sampler(self, kind: str = "ddim"):
+        """A fresh sampling scheduler: "ddim" (deterministic, eta 0) or "ddpm"."""
+        from diffusers import DDIMScheduler, DDPMScheduler
+
+        if kind == "ddim":
+            # "trailing" spacing reaches t = T-1 at the first step, so few-step sampling starts from
+            # pure noise, and no final-alpha shortcut is needed at the end.
+            return DDIMScheduler(**self._kwargs(), clip_sample=False, set_alpha_to_one=False,
+                                 timestep_spacing="trailing")
+        if kind == "ddpm":
+            return DDPMScheduler(**self._kwargs(), clip_sample=False, timestep_spacing="trailing")
+        raise ValueError(f"unknown sampler {kind!r}; known: ddim, ddpm")
+
+
+def diffusion_pair(schedule: NoiseSchedule, clean: torch.Tensor, generator: torch.Generator | None = None,
+                   timesteps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(noisy, timesteps, target) for a batch of clean samples [B, ...]: uniform t per sample unless
+    given, target = noise (epsilon) or v = alpha_t * noise - sigma_t * x0 (v-prediction)."""
+    scheduler = schedule.training_scheduler()
+    noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype).to(clean.device)
+    if timesteps is None:
+        timesteps = torch.randint(0, schedule.train_timesteps, (clean.shape[0],), generator=generator).to(clean.device)
+    noisy = scheduler.add_noise(clean, noise, timesteps)
+    target = noise if schedule.prediction_type == "epsilon" else scheduler.get_velocity(clean, noise, timesteps)
+    return noisy, timesteps, target

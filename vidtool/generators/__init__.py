@@ -1,0 +1,1 @@
+"""Generators: the frozen text-to-image base and the video families built on it."""

@@ -1,0 +1,122 @@
+"""Masked frame interpolation (MFI), FusionFrames' baseline (Appendix 10, after Video LDM).
+
+Each frame of a 5-frame window [c^g, x^1, x^2, x^3, c^g+1] is one U-Net image: the input is its
+noisy latent, the "upsampled video" (the keyframe latent at the two ends, zeros in between) and a
+one-channel mask marking the keyframes:
+
+    input  [z_t, upsampled, mask]   2C + 1 channels per frame     output  v   C channels per frame
+
+so a group of three new frames costs five U-Net images where FusionFrames' model (interpolation.py)
+costs one: the point of §6.3 / Figure 7. Everything else is shared with that model so the two differ
+only in this layout: the U-Net copied from the T2I model with the new input channels at zero
+(App. 10: "we initialize additional parameters with zeros"; the T2I weights read z_t), 3x1x1
+temporal convs — here over the five frames of a window, which is Video LDM's temporal context —
+the learned context instead of text, s and tp conditioning, conditional frame perturbation
+(App. 10), v-prediction, 10% context dropout (keyframes and mask zeroed) and context guidance.
+
+The loss covers the three unknown frames of each window; the keyframe slots are diffused with the
+window but their prediction is not trained (they are given) and is discarded at sampling.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+from torch import nn
+
+from vidtool.diffusion.guidance import guide
+from vidtool.diffusion.schedulers import diffusion_pair
+from vidtool.errors import UserError
+from vidtool.generators.interpolation import (FRAMES_PER_GROUP, InterpolationConfig, VideoUNet, as_batch,
+                                              check_keyframes, configure, drop_context, interleave, perturb, preset,
+                                              sample_groups)
+
+WINDOW = FRAMES_PER_GROUP + 2  # keyframe, three unknown frames, keyframe
+KEY_MASK = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0])
+
+
+def windows_of(keyframes: torch.Tensor, inbetweens: torch.Tensor) -> torch.Tensor:
+    """Keyframes [B, C, G+1, h, w] and in-betweens [B, C, 3G, h, w] -> windows [B, C, G, 5, h, w]."""
+    groups = rearrange(inbetweens, "b c (g k) h w -> b c g k h w", k=FRAMES_PER_GROUP)
+    return torch.cat([keyframes[:, :, :-1, None], groups, keyframes[:, :, 1:, None]], dim=3)
+
+
+class MaskedInterpolationModel(nn.Module):
+    family = "interp-mfi"
+    config_class = InterpolationConfig
+
+    def __init__(self, config: InterpolationConfig):
+        super().__init__()
+        self.config = config
+        c = config.base.latent_channels
+        self.net = VideoUNet(config.base, in_channels=2 * c + 1, out_channels=c, temporal_kernel=config.temporal_kernel)
+
+    @classmethod
+    def from_base(cls, base: nn.Module, config: InterpolationConfig) -> "MaskedInterpolationModel":
+        model = cls(config)
+        model.net.load_base(base.unet, input_slot=0, output_copies=1)  # slot 0 = the noisy frame
+        return model
+
+    @property
+    def latent_channels(self) -> int:
+        return self.config.base.latent_channels
+
+    def predict(self, noisy: torch.Tensor, timesteps: torch.Tensor, keyframes: torch.Tensor, skip: torch.Tensor,
+                perturbation: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """Noisy windows [B, C, G, 5, h, w] at `timesteps` [B], keyframes [B, C, G+1, h, w] (scaled,
+        perturbed or zeroed), s, tp and `present` (m, bool) [B] -> v for every window frame."""
+        b, c, g, _, h, w = noisy.shape
+        upsampled = windows_of(keyframes, noisy.new_zeros(b, c, FRAMES_PER_GROUP * g, h, w))
+        mask = KEY_MASK.to(noisy)[None, None, None, :, None, None] * present.to(noisy.dtype).view(b, 1, 1, 1, 1, 1)
+        mask = mask.expand(b, 1, g, WINDOW, h, w)
+        frames = rearrange(torch.cat([noisy, upsampled, mask], dim=1), "b c g n h w -> (b g n) c h w")
+        per_frame = lambda v: repeat(v, "b -> (b g n)", g=g, n=WINDOW)  # noqa: E731
+        out = self.net(frames, per_frame(timesteps), per_frame(skip), per_frame(perturbation), length=WINDOW)
+        return rearrange(out, "(b g n) c h w -> b c g n h w", b=b, g=g)
+
+    def training_losses(self, batch: dict, *, step: int, total_steps: int) -> dict[str, torch.Tensor]:
+        config = self.config
+        groups = sample_groups(batch["latents"], config.max_groups)
+        b, device = groups.keyframes.shape[0], groups.keyframes.device
+        level = torch.randint(0, config.max_perturbation + 1, (b,)).to(device)
+        keyframes = perturb(config.schedule, groups.keyframes, level)
+        keyframes, level, present = drop_context(keyframes, level, config.cond_dropout)
+        noisy, timesteps, target = diffusion_pair(config.schedule, windows_of(groups.keyframes, groups.inbetweens))
+        skip = as_batch(groups.stride * config.skip_per_data_frame, b, device)
+        prediction = self.predict(noisy, timesteps, keyframes, skip, level, present)
+        return {"loss": F.mse_loss(prediction[:, :, :, 1:-1], target[:, :, :, 1:-1])}
+
+    @torch.no_grad()
+    def interpolate(self, keyframes: torch.Tensor, *, steps: int = 25, skip: int = 3, tp: int = 0,
+                    guidance: float = 0.25, generator: torch.Generator | None = None, sampler: str = "ddim",
+                    progress=None) -> torch.Tensor:
+        """The same contract as InterpolationModel.interpolate: [B, C, T, h, w] -> [B, C, 4T-3, h, w]."""
+        check_keyframes(keyframes, self.latent_channels)
+        if not 0 <= tp <= self.config.max_perturbation:
+            raise UserError(f"tp must lie in [0, {self.config.max_perturbation}] (the training range), got {tp}")
+        scale = self.config.latent_scale
+        b, c, t, h, w = keyframes.shape
+        device = keyframes.device
+        level = as_batch(tp, b, device)
+        cond = perturb(self.config.schedule, keyframes * scale, level, generator)
+        x = torch.randn((b, c, t - 1, WINDOW, h, w), generator=generator, device=device)
+        keyframes_both = torch.cat([cond, torch.zeros_like(cond)])
+        skips, levels = as_batch(skip, 2 * b, device), torch.cat([level, torch.zeros_like(level)])
+        present = torch.arange(2 * b, device=device) < b
+        scheduler = self.config.schedule.sampler(sampler)
+        scheduler.set_timesteps(steps)
+        for i, step_t in enumerate(scheduler.timesteps):
+            ts = as_batch(int(step_t), 2 * b, device)
+            conditional, unconditional = self.predict(torch.cat([x, x]), ts, keyframes_both, skips, levels,
+                                                      present).chunk(2)
+            x = scheduler.step(guide(conditional, unconditional, guidance), step_t, x, generator=generator).prev_sample
+            if progress:
+                progress(i + 1)
+        inbetweens = rearrange(x[:, :, :, 1:-1], "b c g k h w -> b c (g k) h w")
+        return interleave(keyframes, inbetweens / scale)
+
+
+def build(preset_name: str, overrides: dict, base, data) -> MaskedInterpolationModel:
+    config = preset(preset_name, **overrides)
+    return MaskedInterpolationModel.from_base(base, configure(config, base, data))

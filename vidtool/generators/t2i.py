@@ -1,0 +1,173 @@
+"""The text-to-image base every video family builds on: a diffusers `UNet2DConditionModel` over the
+latents of an image/video autoencoder, conditioned on text-encoder token embeddings.
+
+The `tiny` preset is trained here (`vidtool train-denoiser --family t2i`) on single frames of the
+`shapes` and `photos` clips in the latent space of the bundled movq-temporal model; a Stable
+Diffusion-style U-Net can be taken from a local diffusers folder instead (`T2IModel.from_unet_folder`).
+The video families (FusionFrames keyframes and interpolation, HARIVO) load a trained T2I folder and
+freeze it.
+
+Batches are the latent-dataset dicts (vidtool.data.latents): "latents" [B, C, T, h, w] (already
+multiplied by `latent_scale`), "text" [B, L, D], "text_mask" [B, L] bool, "null_text" [L, D] and
+"null_mask" [L]. The T2I model trains on `frames_per_clip` random frames of each clip, as images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+from torch import nn
+
+from vidtool.diffusion.guidance import cfg_weight, guide
+from vidtool.diffusion.schedulers import NoiseSchedule, diffusion_pair
+from vidtool.errors import UserError
+
+
+@dataclass
+class T2IConfig:
+    # diffusers UNet2DConditionModel arguments. Defaults are the `tiny` preset: 8x8x4 latents (the
+    # tiny movq-temporal's), three levels 8/4/2, cross-attention to 384-d MiniLM tokens.
+    latent_channels: int = 4
+    sample_size: int = 8
+    block_out_channels: tuple[int, ...] = (64, 128, 128)
+    down_block_types: tuple[str, ...] = ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D")
+    up_block_types: tuple[str, ...] = ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D")
+    layers_per_block: int = 1
+    # diffusers' UNet2DConditionModel reads `attention_head_dim` as the number of heads (a known
+    # misnomer it keeps for compatibility): 4 heads of 16/32 channels at widths 64/128.
+    attention_head_dim: int = 4
+    cross_attention_dim: int = 384
+    norm_num_groups: int = 16
+
+    schedule: NoiseSchedule = field(default_factory=NoiseSchedule)
+    # Latents are multiplied by this before diffusion so they have unit variance (the SD "scaling
+    # factor"); measured on the training data when the model is created (vidtool.data.latents).
+    latent_scale: float = 1.0
+    vae: str = ""  # "family@digest" of the autoencoder whose latent space this is
+    text_encoder: str = "all-MiniLM-L6-v2"
+    text_max_length: int = 32
+    cond_dropout: float = 0.1  # prompts replaced by the empty prompt in training, for CFG
+    frames_per_clip: int = 4  # frames of each training clip used as images
+
+    def unet_kwargs(self) -> dict:
+        return dict(sample_size=self.sample_size, in_channels=self.latent_channels, out_channels=self.latent_channels,
+                    block_out_channels=tuple(self.block_out_channels), down_block_types=tuple(self.down_block_types),
+                    up_block_types=tuple(self.up_block_types), layers_per_block=self.layers_per_block,
+                    attention_head_dim=self.attention_head_dim, cross_attention_dim=self.cross_attention_dim,
+                    norm_num_groups=self.norm_num_groups)
+
+
+def preset(name: str, **overrides) -> T2IConfig:
+    """`tiny`: 8x8x4 latents, 64/128/128 channels (about 5M parameters), trains on CPU."""
+    if name != "tiny":
+        raise ValueError(f"unknown t2i preset {name!r}; known: tiny (or load a diffusers U-Net folder)")
+    return dataclasses.replace(T2IConfig(), **overrides)
+
+
+def schedule_from_dict(values: dict | NoiseSchedule) -> NoiseSchedule:
+    return values if isinstance(values, NoiseSchedule) else NoiseSchedule(**values)
+
+
+class T2IModel(nn.Module):
+    family = "t2i"
+    config_class = T2IConfig
+
+    def __init__(self, config: T2IConfig):
+        super().__init__()
+        from diffusers import UNet2DConditionModel
+
+        config.schedule = schedule_from_dict(config.schedule)
+        self.config = config
+        self.unet = UNet2DConditionModel(**config.unet_kwargs())
+
+    @classmethod
+    def from_unet_folder(cls, folder: str | Path, **overrides) -> "T2IModel":
+        """Wrap a local diffusers UNet2DConditionModel folder (e.g. a Stable Diffusion `unet/`)."""
+        from diffusers import UNet2DConditionModel
+
+        folder = Path(folder)
+        if not (folder / "config.json").is_file():
+            raise UserError(f"{folder} is not a diffusers U-Net folder (no config.json)")
+        unet = UNet2DConditionModel.from_pretrained(folder, local_files_only=True)
+        c = unet.config
+        head_dim = c.attention_head_dim
+        config = dataclasses.replace(
+            T2IConfig(), latent_channels=c.in_channels, sample_size=c.sample_size,
+            block_out_channels=tuple(c.block_out_channels), down_block_types=tuple(c.down_block_types),
+            up_block_types=tuple(c.up_block_types), layers_per_block=c.layers_per_block,
+            attention_head_dim=head_dim if isinstance(head_dim, int) else tuple(head_dim)[0],
+            cross_attention_dim=c.cross_attention_dim, norm_num_groups=c.norm_num_groups, **overrides)
+        model = cls(config)
+        model.unet.load_state_dict(unet.state_dict())
+        return model
+
+    # --- prediction ---------------------------------------------------------------------------
+
+    def predict(self, noisy: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor,
+                text_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Images [N, C, h, w] at `timesteps` [N] -> the model output (epsilon or v)."""
+        return self.unet(noisy, timesteps, encoder_hidden_states=text,
+                         encoder_attention_mask=None if text_mask is None else text_mask.to(noisy.dtype)).sample
+
+    # --- training -----------------------------------------------------------------------------
+
+    def training_losses(self, batch: dict, *, step: int, total_steps: int) -> dict[str, torch.Tensor]:
+        """L_simple (MSE to the epsilon/v target) on `frames_per_clip` random frames of each clip."""
+        latents = batch["latents"]
+        b, _, t = latents.shape[:3]
+        k = min(self.config.frames_per_clip, t)
+        pick = torch.stack([torch.randperm(t)[:k] for _ in range(b)]).to(latents.device)
+        images = torch.stack([latents[i, :, pick[i]] for i in range(b)])  # [B, C, k, h, w]
+        images = rearrange(images, "b c k h w -> (b k) c h w")
+        text, mask = drop_prompts(batch, self.config.cond_dropout)
+        text, mask = (repeat(x, "b ... -> (b k) ...", k=k) for x in (text, mask))
+        noisy, timesteps, target = diffusion_pair(self.config.schedule, images)
+        loss = F.mse_loss(self.predict(noisy, timesteps, text, mask), target)
+        return {"loss": loss}
+
+    # --- sampling -----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(self, text: torch.Tensor, text_mask: torch.Tensor, null_text: torch.Tensor, null_mask: torch.Tensor,
+               *, noise: torch.Tensor, steps: int = 25, cfg: float = 5.0, sampler: str = "ddim") -> torch.Tensor:
+        """Images from `noise` [N, C, h, w] with classifier-free guidance; returns unscaled latents."""
+        scheduler = self.config.schedule.sampler(sampler)
+        scheduler.set_timesteps(steps)
+        x = noise
+        null_text, null_mask = (repeat(v, "... -> n ...", n=x.shape[0]) for v in (null_text, null_mask))
+        for t in scheduler.timesteps:
+            ts = torch.full((x.shape[0],), int(t), device=x.device)
+            both = self.predict(torch.cat([x, x]), torch.cat([ts, ts]), torch.cat([text, null_text]),
+                                torch.cat([text_mask, null_mask]))
+            cond, uncond = both.chunk(2)
+            x = scheduler.step(guide(cond, uncond, cfg_weight(cfg)), t, x).prev_sample
+        return x / self.config.latent_scale
+
+
+def drop_prompts(batch: dict, probability: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Text tokens and mask with each item's prompt replaced by the empty prompt with `probability`
+    (the classifier-free guidance training rule)."""
+    text, mask = batch["text"], batch["text_mask"]
+    drop = torch.rand(text.shape[0]) < probability
+    if not drop.any():
+        return text, mask
+    drop = drop.to(text.device)
+    null_text = batch["null_text"][0] if batch["null_text"].dim() == 3 else batch["null_text"]
+    null_mask = batch["null_mask"][0] if batch["null_mask"].dim() == 2 else batch["null_mask"]
+    text = torch.where(drop[:, None, None], null_text.to(text.dtype), text)
+    mask = torch.where(drop[:, None], null_mask, mask)
+    return text, mask
+
+
+def build(preset_name: str, overrides: dict, base: "T2IModel | None", data) -> T2IModel:
+    """The trainer's entry (vidtool.generators.build): latent geometry and scale come from the data."""
+    config = preset(preset_name, **overrides)
+    config.latent_scale = 1.0 / data.latent_std
+    config.vae = data.vae
+    config.text_encoder = data.text_encoder
+    return T2IModel(config)
