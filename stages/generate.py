@@ -47,9 +47,12 @@ def generate(
     prompts: Path = typer.Option(None, help="Text file with one prompt per line; items are batched."),
     text_encoder: Path = typer.Option(None, help="Local transformers text-encoder folder (default all-MiniLM-L6-v2)."),
     seed: int = typer.Option(0, help="Seed of item 0; item i uses seed + i."),
-    frames: int = typer.Option(4, help="Frames to generate (keyframes for fusionframes)."),
+    frames: int = typer.Option(None, help="Frames to generate (keyframes for fusionframes; default: the model's "
+                                          "training length, 4 keyframes / 16 frames for the bundled ones)."),
     steps: int = typer.Option(25, help="DDIM steps."),
-    cfg: float = typer.Option(5.0, help="Classifier-free guidance scale (1 = none)."),
+    cfg: float = typer.Option(None, help="Classifier-free guidance scale, 1 = none (default: 5 for fusionframes, "
+                                         "HARIVO's App. D schedule for harivo)."),
+    alpha: float = typer.Option(None, min=0, help="HARIVO mitigating-gradient strength (Algorithm 1; default 40, 0 = off)."),
     batch_size: int = typer.Option(8, help="Prompts sampled together (memory vs speed; results do not change)."),
 ) -> None:
     from vidtool.checkpoint import read_config
@@ -57,7 +60,7 @@ def generate(
     from vidtool.model_store import default_model
 
     for name, value in (("frames", frames), ("steps", steps), ("batch-size", batch_size)):
-        if value < 1:
+        if value is not None and value < 1:
             raise UserError(f"--{name} must be at least 1, got {value}")
     items = _read_prompts(prompt, prompts)
     if family is not None and family not in GENERATORS:
@@ -69,7 +72,11 @@ def generate(
                         f"{' or '.join(WRITES)} folder")
     if family is not None and GENERATORS[family][1] != found:
         raise UserError(f"--family {family} needs a {GENERATORS[family][1]} model, but {folder} is a {found} model")
-    sample(items, folder, out, text_encoder=text_encoder, seed=seed, frames=frames, steps=steps, cfg=cfg,
+    if alpha is not None and found != "harivo":
+        raise UserError("--alpha (mitigating-gradient sampling) belongs to --family harivo")
+    # Options left unset fall back to the family's own defaults in its generate().
+    options = {k: v for k, v in (("frames", frames), ("cfg", cfg), ("alpha", alpha)) if v is not None}
+    sample(items, folder, out, text_encoder=text_encoder, seed=seed, steps=steps, options=options,
            batch_size=batch_size)
 
 
@@ -90,8 +97,8 @@ def _read_prompts(prompt: str | None, prompts: Path | None) -> list[str]:
     return items
 
 
-def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | None, seed: int, frames: int, steps: int,
-           cfg: float, batch_size: int) -> None:
+def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | None, seed: int, steps: int,
+           options: dict, batch_size: int) -> None:
     import time
 
     import torch
@@ -119,19 +126,19 @@ def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | Non
             embedded = encoder.encode([items[i] for i in batch])
             noise = [torch.Generator().manual_seed(seed + i) for i in batch]
             results.append(generator.generate(
-                embedded.tokens, embedded.mask, null.tokens[0], null.mask[0], frames=frames, steps=steps, cfg=cfg,
-                generator=noise, progress=lambda k, n=n: done(n * steps + k)).float().cpu())
+                embedded.tokens, embedded.mask, null.tokens[0], null.mask[0], steps=steps, generator=noise,
+                progress=lambda k, n=n: done(n * steps + k), **options).float().cpu())
     latents = torch.cat(results)
     kind = WRITES[generator.family]
     tag = checkpoint.model_tag(folder)
     fps = getattr(generator, "fps", None)  # the rate of what generate() returns, where the family records one
     tf = tensorfile.TensorFile(kind=kind, tensors={"latents": latents}, model=base.vae, fps=fps, seed=seed,
-                               params={"frames": frames, "steps": steps, "cfg": cfg, "sampler": "ddim"},
+                               params={**options, "steps": steps, "sampler": "ddim"},
                                extra={"generator": tag})
     tf.set_prompts(items)
     tensorfile.save(tf, out)
     _, c, t, h, w = latents.shape
     rate = f", {fps:g} fps" if fps else ""
     console().print(f"[green]{kind}[/] {len(items)} × {t} frames ({c}×{h}×{w}{rate}) from {tag}, "
-                    f"{steps} steps, cfg {cfg:g}, seed {seed}, {time.monotonic() - started:.1f} s "
+                    f"{steps} steps, cfg {options.get('cfg', 'default')}, seed {seed}, {time.monotonic() - started:.1f} s "
                     f"→ {'stdout' if out == '-' else out}", soft_wrap=True)

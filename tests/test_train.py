@@ -174,6 +174,7 @@ def test_two_micro_batches_of_4_give_the_gradient_of_one_batch_of_8(tmp_path):
 
 
 def test_ema_equals_its_closed_form_after_two_steps(tmp_path):
+    """With the warm-up: d_n = min(decay, (1 + n) / (10 + n))."""
     decay = 0.9
     model = make_model()
     snapshots = [{k: v.clone() for k, v in model.state_dict().items()}]
@@ -181,8 +182,9 @@ def test_ema_equals_its_closed_form_after_two_steps(tmp_path):
           on_log=lambda record: snapshots.append({k: v.clone() for k, v in model.state_dict().items()}))
     p0, p1, p2 = snapshots
     saved = load_file(tmp_path / "run" / "model.safetensors")
+    d1, d2 = 2 / 11, 3 / 12  # the warm-up decays (1 + n) / (10 + n), below 0.9 for the first updates
     for name, value in saved.items():
-        expected = decay**2 * p0[name] + decay * (1 - decay) * p1[name] + (1 - decay) * p2[name]
+        expected = d2 * (d1 * p0[name] + (1 - d1) * p1[name]) + (1 - d2) * p2[name]
         torch.testing.assert_close(value, expected, rtol=1e-6, atol=1e-7)
     assert_state_dicts_equal(model.state_dict(), p2)  # the model object keeps the trained weights
 

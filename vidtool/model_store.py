@@ -17,8 +17,10 @@ BUNDLED = Path(__file__).parent / "defaults"
 
 # What a stage uses when the user names no model.
 DEFAULTS: dict[str, str] = {
-    "encode": "cm-vae-tiny",
-    "tokenize": "mbq-vae-tiny",
+    # FusionFrames' MoVQ (image stage) serves as the default autoencoder and tokenizer: the bundled
+    # generators work in its latent space, so one model covers encode, tokenize and decode.
+    "encode": "movq-tiny",
+    "tokenize": "movq-tiny",
     "generate": "keyframes-tiny",
     "harivo": "harivo-tiny",
     "interpolate": "interp-tiny",

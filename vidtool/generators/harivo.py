@@ -43,6 +43,7 @@ from vidtool.nn.params import parameter_count
 class HarivoConfig:
     base: T2IConfig = field(default_factory=T2IConfig)  # the frozen T2I model's config (from --base)
     frames: int = 16  # F: frames per clip in training; the token generator makes tokens for this many
+    clip_fps: float = 8.0  # frame rate of the training clips, and so of the generated videos
     frame_tokens: int = 3  # K (§3.5); 0 turns the frame-wise token generator off
     temporal_head_dim: int = 32  # temporal layers: channels // head_dim heads
     temporal_ff_mult: int = 2
@@ -265,6 +266,11 @@ class HarivoModel(nn.Module):
     # --- sampling -----------------------------------------------------------------------------
 
     @torch.no_grad()
+    @property
+    def fps(self) -> float:
+        """Frame rate of generated videos: that of the clips it was trained on."""
+        return self.config.clip_fps
+
     def generate(self, text: torch.Tensor, text_mask: torch.Tensor, null_text: torch.Tensor, null_mask: torch.Tensor,
                  *, frames: int | None = None, steps: int = 25,
                  cfg: float | mitigating.CfgSchedule = mitigating.CfgSchedule(),

@@ -244,7 +244,7 @@ class KeyframeModel(nn.Module):
 
     @torch.no_grad()
     def generate(self, text: torch.Tensor, text_mask: torch.Tensor, null_text: torch.Tensor, null_mask: torch.Tensor,
-                 *, frames: int = 4, steps: int = 25, cfg: float = 5.0,
+                 *, frames: int | None = None, steps: int = 25, cfg: float = 5.0,
                  generator: torch.Generator | list[torch.Generator] | None = None,
                  progress: Callable[[int], None] | None = None) -> torch.Tensor:
         """Keyframes for prompts `text` [B, L, D] by DDIM with classifier-free guidance.
@@ -252,6 +252,7 @@ class KeyframeModel(nn.Module):
         `null_text` [L, D] or [B, L, D] is the empty prompt. `generator`: one per prompt (item i's
         noise comes from generator i alone, so a batch equals its items run one by one) or one for
         the batch. `progress(k)` is called after step k. Returns unscaled latents [B, C, T, h, w]."""
+        frames = frames or self.config.keyframes
         device = self.frame_positions.weight.device
         base = self.config.base
         b = text.shape[0]

@@ -139,7 +139,7 @@ def train(
                 scaler.update()
                 optimizer.zero_grad(set_to_none=True)
                 if ema is not None:
-                    ema.update(trainable)
+                    ema.update(trainable, step + 1)
                 step, seen = step + 1, seen + per_micro * config.grad_accum
                 report.step_done(step, seen, lr, grad_norm)
 

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Reproduces the bundled harivo-tiny: HARIVO's temporal layers, mapping network and frame-wise
+# tokens on the frozen t2i-tiny (train it first with recipes/tiny/fusionframes.sh), then scores
+# prompt alignment on the 24-prompt set with the shapes probe.
+#   RUNS=runs/tiny bash recipes/tiny/harivo.sh
+set -euo pipefail
+RUNS=${RUNS:-runs/tiny}
+HERE=$(dirname "$0")
+vidtool --quiet train-denoiser --family harivo --base "$RUNS/t2i" --latent-set "$RUNS/t2i/latent-set.safetensors" \
+  -o "$RUNS/harivo" --steps 500 --batch-size 4 --lr 3e-4 --warmup 50 --ema 0.995
+python "$HERE/bundle.py" "$RUNS/harivo" harivo-tiny --dest "$RUNS/bundled" --command "bash recipes/tiny/harivo.sh"
+export VIDTOOL_MODELS="$RUNS/bundled"
+vidtool generate --prompts "$HERE/alignment-prompts.txt" --family harivo --model "$RUNS/bundled/harivo-tiny" \
+  | vidtool decode -o "$RUNS/harivo-alignment.safetensors"
+vidtool evaluate "$RUNS/harivo-alignment.safetensors" --metric shapes-probe -o "$RUNS/harivo-probe.json"
