@@ -32,6 +32,7 @@ from einops import rearrange, repeat
 from torch import nn
 
 from vidtool.diffusion import mitigating
+from vidtool.diffusion.noise import initial_noise
 from vidtool.diffusion.schedulers import NoiseSchedule, diffusion_pair
 from vidtool.generators.t2i import T2IConfig, T2IModel, drop_prompts, schedule_from_dict
 from vidtool.nn.harivo_blocks import (FrameTokenGenerator, MappingNetwork, ProjectionHead, TemporalLayer,
@@ -265,12 +266,12 @@ class HarivoModel(nn.Module):
 
     # --- sampling -----------------------------------------------------------------------------
 
-    @torch.no_grad()
     @property
     def fps(self) -> float:
         """Frame rate of generated videos: that of the clips it was trained on."""
         return self.config.clip_fps
 
+    @torch.no_grad()
     def generate(self, text: torch.Tensor, text_mask: torch.Tensor, null_text: torch.Tensor, null_mask: torch.Tensor,
                  *, frames: int | None = None, steps: int = 25,
                  cfg: float | mitigating.CfgSchedule = mitigating.CfgSchedule(),
@@ -286,12 +287,7 @@ class HarivoModel(nn.Module):
         b = text.shape[0]
         device = next(self.parameters()).device
         shape = (self.config.base.latent_channels, frames, self.config.base.sample_size, self.config.base.sample_size)
-        if isinstance(generator, (list, tuple)):
-            assert len(generator) == b, f"{len(generator)} generators for {b} prompts; pass one per prompt"
-            noise = torch.stack([torch.randn(shape, generator=g, device=g.device) for g in generator])
-        else:
-            noise = torch.randn((b, *shape), generator=generator,
-                                device=generator.device if generator is not None else "cpu")
+        noise = initial_noise(shape, b, generator)
         if null_text.dim() == 2:
             null_text, null_mask = repeat(null_text, "l d -> b l d", b=b), repeat(null_mask, "l -> b l", b=b)
         texts, masks = torch.cat([text, null_text]).to(device), torch.cat([text_mask, null_mask]).to(device)

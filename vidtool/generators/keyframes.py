@@ -46,6 +46,7 @@ from einops import rearrange, repeat
 from torch import nn
 
 from vidtool.diffusion.guidance import cfg_weight, guide
+from vidtool.diffusion.noise import initial_noise
 from vidtool.diffusion.schedulers import diffusion_pair
 from vidtool.errors import UserError
 from vidtool.generators.t2i import T2IConfig, T2IModel, drop_prompts
@@ -257,12 +258,7 @@ class KeyframeModel(nn.Module):
         base = self.config.base
         b = text.shape[0]
         shape = (base.latent_channels, frames, base.sample_size, base.sample_size)
-        if isinstance(generator, (list, tuple)):
-            assert len(generator) == b, f"{len(generator)} generators for {b} prompts; pass one per prompt"
-            noise = torch.stack([torch.randn(shape, generator=g, device=g.device) for g in generator])
-        else:
-            noise = torch.randn((b, *shape), generator=generator,
-                                device=generator.device if generator is not None else "cpu")
+        noise = initial_noise(shape, b, generator)
         x = noise.to(device)
         positions = self.positions(frames)
         if null_text.dim() == 2:
