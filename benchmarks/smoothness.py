@@ -2,6 +2,7 @@
 
     python benchmarks/smoothness.py                      # the bundled models, 24 alignment prompts
     python benchmarks/smoothness.py --n 6 --steps 10     # quicker
+    python benchmarks/smoothness.py --skip-fusionframes  # HARIVO only
 
 Smoothness is the mean absolute difference between consecutive decoded frames (uint8, 0-255),
 averaged over frames and videos: lower is smoother. Two comparisons, each with the same prompts and
@@ -60,6 +61,7 @@ def main() -> None:
     parser.add_argument("--keyframes", type=Path, help="keyframe model folder (default: bundled)")
     parser.add_argument("--interp", type=Path, help="interpolation model folder (default: bundled)")
     parser.add_argument("--harivo", type=Path, help="HARIVO model folder (default: bundled; 'none' to skip)")
+    parser.add_argument("--skip-fusionframes", action="store_true", help="measure HARIVO only")
     parser.add_argument("--n", type=int, default=24, help="prompts from the alignment set")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--cfg", type=float, default=5.0)
@@ -77,16 +79,17 @@ def main() -> None:
     text, null = encoder.encode(prompts), encoder.encode([""])
     noise = [torch.Generator().manual_seed(s) for s in seeds]
 
-    keyframes = keyframe_model.generate(text.tokens, text.mask, null.tokens[0], null.mask[0], steps=args.steps,
-                                        cfg=args.cfg, generator=noise)
-    video = interp.interpolate(keyframes, steps=args.steps, generator=torch.Generator().manual_seed(args.seed))
-    pipeline = frame_difference(decode(vae, video))
-    single = frame_difference(decode(vae, per_frame_t2i(keyframe_model.base, text, null, video.shape[2], seeds,
-                                                          args.steps, args.cfg)))
-    print(f"{len(prompts)} prompts, {video.shape[2]} frames, {args.steps} DDIM steps, cfg {args.cfg:g}")
-    print(f"  FusionFrames pipeline     mean |dframe| {pipeline:7.2f}")
-    print(f"  per-frame T2I, same seeds mean |dframe| {single:7.2f}")
-    print(f"  ratio pipeline / per-frame T2I = {pipeline / single:.3f}")
+    if not args.skip_fusionframes:
+        keyframes = keyframe_model.generate(text.tokens, text.mask, null.tokens[0], null.mask[0], steps=args.steps,
+                                            cfg=args.cfg, generator=noise)
+        video = interp.interpolate(keyframes, steps=args.steps, generator=torch.Generator().manual_seed(args.seed))
+        pipeline = frame_difference(decode(vae, video))
+        single = frame_difference(decode(vae, per_frame_t2i(keyframe_model.base, text, null, video.shape[2], seeds,
+                                                              args.steps, args.cfg)))
+        print(f"{len(prompts)} prompts, {video.shape[2]} frames, {args.steps} DDIM steps, cfg {args.cfg:g}")
+        print(f"  FusionFrames pipeline     mean |dframe| {pipeline:7.2f}")
+        print(f"  per-frame T2I, same seeds mean |dframe| {single:7.2f}")
+        print(f"  ratio pipeline / per-frame T2I = {pipeline / single:.3f}")
 
     if str(args.harivo) != "none":
         harivo = from_pretrained(args.harivo or default_model("harivo"))
@@ -96,6 +99,7 @@ def main() -> None:
             latents = harivo.generate(text.tokens, text.mask, null.tokens[0], null.mask[0], steps=args.steps,
                                       generator=noise, alpha=alpha)
             results[alpha] = frame_difference(decode(vae, latents))
+        print(f"{len(prompts)} prompts, HARIVO {latents.shape[2]} frames, {args.steps} DDIM steps, its default cfg")
         print(f"  HARIVO alpha 40           mean |dframe| {results[40.0]:7.2f}")
         print(f"  HARIVO alpha 0            mean |dframe| {results[0.0]:7.2f}")
         print(f"  ratio alpha 40 / alpha 0 = {results[40.0] / results[0.0]:.3f}")

@@ -16,11 +16,12 @@ the prompts), or a .safetensors file ('video'; 'tokens' for codebook stats).
 Paired metrics (psnr, ssim, lpips) compare video i with reference video i and
 refuse sets that differ in size or length: they never resize.
 
-Metrics: psnr, ssim, lpips, fvd, isv, clipsim, temporal-flickering,
+Metrics: psnr, ssim, lpips, fvd, cd-fvd, isv, clipsim, temporal-flickering,
 dynamic-degree, motion-smoothness, shapes-probe, codebook. Without --metric,
 every metric the inputs allow runs; those needing weights you did not give are
 reported as unavailable. Weights are local files only: --i3d (StyleGAN-V
-i3d_torchscript.pt), --c3d (c3d_ucf101.pt), --clip (transformers CLIP folder),
+i3d_torchscript.pt), --videomae (transformers VideoMAE folder, for cd-fvd),
+--c3d (c3d_ucf101.pt), --clip (transformers CLIP folder),
 --lpips-backbone (torchvision alexnet/vgg16 .pth) and --lpips-heads (v0.1).
 
 The JSON gives, beside every number, its protocol, the model file digests, the
@@ -30,7 +31,7 @@ flow instead of RAFT/AMT: not comparable with VBench numbers.
 
 Large sets: --shard I/N writes the per-video rows of shard I into the folder
 -o; --merge turns all shards into the numbers of one unsharded run. --cache DIR
-keeps I3D/C3D features per video for reruns.
+keeps I3D/VideoMAE/C3D features per video for reruns.
 
 Examples:
 
@@ -39,6 +40,8 @@ Examples:
   vidtool evaluate gen/manifest.jsonl --metric shapes-probe -o probe.json
 
   vidtool evaluate gen/ --ref real/ --metric fvd --i3d i3d_torchscript.pt -o fvd.json
+
+  vidtool evaluate gen/ --ref real/ --metric cd-fvd --videomae videomae-v2-ssv2/ -o cdfvd.json
 
   vidtool evaluate gen/ --ref real/ -m fvd --i3d i3d.pt --shard 3/8 -o parts/
 
@@ -54,10 +57,11 @@ def evaluate(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Folder for PNG plots (per-frame PSNR/SSIM, flicker over time)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: compute only shard I of N and write its rows to -o FOLDER."),
     merge: List[Path] = typer.Option([], "--merge", help="Shard files or folders to merge into one report (repeatable)."),
-    cache: Optional[Path] = typer.Option(None, "--cache", help="Folder caching per-video I3D/C3D features."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Folder caching per-video I3D/VideoMAE/C3D features."),
     i3d: Optional[str] = typer.Option(None, "--i3d", help="I3D TorchScript file (StyleGAN-V i3d_torchscript.pt) for fvd."),
     fvd_variant: str = typer.Option("16f", "--fvd-variant", help="16f, 128f or 128f_subsample8f (StyleGAN-V names)."),
-    fvd_videos: int = typer.Option(2048, "--fvd-videos", min=2, help="Use at most this many videos per set for fvd."),
+    fvd_videos: int = typer.Option(2048, "--fvd-videos", min=2, help="At most this many videos per set (fvd, cd-fvd)."),
+    videomae: Optional[str] = typer.Option(None, "--videomae", help="Local transformers VideoMAE folder for cd-fvd."),
     c3d: Optional[str] = typer.Option(None, "--c3d", help="C3D TorchScript file (StyleGAN-V c3d_ucf101.pt) for isv."),
     isv_videos: int = typer.Option(2048, "--isv-videos", min=1, help="Use at most this many videos for isv."),
     isv_splits: int = typer.Option(10, "--isv-splits", min=1, help="Splits for the inception score."),
@@ -87,7 +91,7 @@ def evaluate(
     if shard and (out == "-" or Path(out).suffix == ".json"):
         raise UserError("with --shard, -o names a folder for the shard file (e.g. -o parts/); merge with --merge parts/")
     config = evaluation.EvaluateConfig(
-        metrics=tuple(metric), i3d=i3d, fvd_variant=fvd_variant, fvd_videos=fvd_videos, c3d=c3d,
+        metrics=tuple(metric), i3d=i3d, fvd_variant=fvd_variant, fvd_videos=fvd_videos, videomae=videomae, c3d=c3d,
         isv_videos=isv_videos, isv_splits=isv_splits, clip=clip, clip_x100=clip_x100, lpips_backbone=lpips_backbone,
         lpips_heads=lpips_heads, codebook_size=codebook_size, model=model, cache=str(cache) if cache else None,
         batch=batch, device=resolve_device())
@@ -162,6 +166,8 @@ def _short_note(name: str, entry: dict) -> str:
         return "VBench formula"
     if name == "fvd":
         return f"StyleGAN-V {entry['frames']}-frame clips"
+    if name == "cd-fvd":
+        return f"VideoMAE {entry['frames']}-frame clips; not comparable with I3D FVD"
     return ""
 
 

@@ -193,7 +193,9 @@ def test_a_batch_samples_what_its_items_sample_one_by_one():
     alone = torch.cat([model.generate(text[i:i + 1], mask[i:i + 1], null_text, null_mask,
                                       generator=[torch.Generator().manual_seed(7 + i)], **options) for i in range(2)])
     assert together.shape == (2, 4, 3, 8, 8)
-    torch.testing.assert_close(together, alone, rtol=0, atol=1e-5)
+    # Batched and single matmuls round differently with several threads (~1e-4 after 3 CFG steps);
+    # a wrong seed or a shared noise draw would differ by order 1.
+    torch.testing.assert_close(together, alone, rtol=0, atol=1e-3)
     assert not torch.allclose(together[0], together[1], atol=1e-3)
 
 

@@ -8,6 +8,7 @@ Metrics and what they need:
 | psnr, ssim | generated paired with --ref (same order, same size) | |
 | lpips | paired | --lpips-backbone (+ --lpips-heads or an installed lpips package) |
 | fvd | generated and --ref, ≥ 2 videos each, ≥ 16 frames | --i3d |
+| cd-fvd | generated and --ref, ≥ 2 videos each, ≥ num_frames (16) frames | --videomae |
 | isv | generated, ≥ splits videos, ≥ 16 frames | --c3d |
 | clipsim | generated, with prompts | --clip |
 | temporal-flickering, dynamic-degree, motion-smoothness | generated | |
@@ -33,8 +34,9 @@ from vidtool.metrics.video_sets import VideoSet, describe_digests, set_descripti
 
 PAIRED = ("psnr", "ssim", "lpips")
 VIDEO_ONLY = ("temporal-flickering", "dynamic-degree", "motion-smoothness")
-METRICS = ("psnr", "ssim", "lpips", "fvd", "isv", "clipsim", *VIDEO_ONLY, "shapes-probe", "codebook")
+METRICS = ("psnr", "ssim", "lpips", "fvd", "cd-fvd", "isv", "clipsim", *VIDEO_ONLY, "shapes-probe", "codebook")
 PROTOCOL_OPTIONS = ("fvd_variant", "fvd_videos", "isv_videos", "isv_splits", "clip_x100")
+DISTRIBUTION = ("fvd", "cd-fvd")  # metrics that read the reference set as a distribution
 DEFAULT_FPS = 8.0  # a clip that records no frame rate (a frame folder, a bare tensor file)
 
 
@@ -44,6 +46,7 @@ class EvaluateConfig:
     i3d: str | None = None
     fvd_variant: str = "16f"
     fvd_videos: int = 2048
+    videomae: str | None = None
     c3d: str | None = None
     isv_videos: int = 2048
     isv_splits: int = 10
@@ -76,6 +79,7 @@ def plan_metrics(config: EvaluateConfig, generated: VideoSet, reference: VideoSe
     missing = {
         "lpips": None if config.lpips_backbone else "no LPIPS weights: pass --lpips-backbone (torchvision alexnet/vgg16 .pth)",
         "fvd": None if config.i3d else "no I3D weights: pass --i3d i3d_torchscript.pt",
+        "cd-fvd": None if config.videomae else "no VideoMAE weights: pass --videomae DIR (a local transformers VideoMAE folder)",
         "isv": None if config.c3d else "no C3D weights: pass --c3d c3d_ucf101.pt",
         "clipsim": None if config.clip else "no CLIP model: pass --clip DIR (a local transformers CLIP folder)",
         "codebook": None if config.codebook_size or config.model else "no codebook size: pass --codebook-size or --model",
@@ -83,6 +87,7 @@ def plan_metrics(config: EvaluateConfig, generated: VideoSet, reference: VideoSe
     needs = {
         **{m: None if reference is not None else f"{m} compares frame by frame with a reference: pass --ref" for m in PAIRED},
         "fvd": None if reference is not None else "fvd compares two sets: pass --ref REFERENCE",
+        "cd-fvd": None if reference is not None else "cd-fvd compares two sets: pass --ref REFERENCE",
         "clipsim": None if generated.has_prompts else "clipsim needs a prompt per video (tensor-file metadata or a manifest caption)",
         "shapes-probe": None if prompts or reference is not None else
         "shapes-probe needs shapes-grammar prompts ('a red circle moving left') or --ref for reconstruction mode",
@@ -124,6 +129,11 @@ def _check_counts(config: EvaluateConfig, plan: Plan, generated: VideoSet, refer
     if "fvd" in plan.metrics:
         FVDConfig(config.fvd_variant, config.fvd_videos)  # refuses an unknown variant or too small a count
         check_fvd_counts(len(generated), len(reference))
+    if "cd-fvd" in plan.metrics:
+        from vidtool.metrics.cdfvd import check_videos
+
+        check_videos(config.fvd_videos)
+        check_fvd_counts(len(generated), len(reference))
     if "isv" in plan.metrics:
         if config.isv_splits < 1:
             raise UserError(f"--isv-splits must be at least 1, got {config.isv_splits}")
@@ -138,6 +148,7 @@ class Networks:
 
     i3d: object = None  # TorchScriptDetector
     c3d: object = None  # TorchScriptDetector
+    videomae: object = None  # cdfvd.VideoMAEDetector
     lpips: object = None  # lpips.LPIPS
     clip: object = None  # clipsim.CLIPScorer
     files: dict = field(default_factory=dict)  # name -> {"path", "sha256", …}
@@ -156,6 +167,13 @@ def load_networks(config: EvaluateConfig, plan: Plan) -> Networks:
         if "isv" in plan.metrics:
             nets.c3d = TorchScriptDetector(config.c3d, name="C3D", call_kwargs=C3D_CALL, device=config.device)
             nets.files["c3d"] = {"path": nets.c3d.path, "sha256": nets.c3d.digest}
+    if "cd-fvd" in plan.metrics:
+        from vidtool.metrics.cdfvd import VideoMAEDetector
+
+        nets.videomae = VideoMAEDetector(config.videomae, config.device)
+        nets.files["videomae"] = {"path": nets.videomae.path, "sha256": nets.videomae.digest,
+                                  "image_size": nets.videomae.image_size, "frames": nets.videomae.frames,
+                                  "pooling": nets.videomae.pooling}
     if "lpips" in plan.metrics:
         from vidtool.metrics.lpips import load_lpips
 
@@ -202,6 +220,9 @@ class RowComputer:
 
             fvd = FVDConfig(config.fvd_variant, config.fvd_videos)
             self.jobs.append(("fvd", nets.i3d, fvd.clip, self._cache(nets.i3d, fvd.clip), fvd.max_videos))
+        if nets.videomae is not None:
+            clip = nets.videomae.clip
+            self.jobs.append(("cd-fvd", nets.videomae, clip, self._cache(nets.videomae, clip), config.fvd_videos))
         if nets.c3d is not None:
             from vidtool.metrics.video_inception_score import C3D_CLIP
 
@@ -232,7 +253,7 @@ class RowComputer:
         return rows
 
     def reference_rows(self, items, indices: list[int]) -> list[dict[str, np.ndarray]]:
-        """Reference-set rows: only what a distribution metric (FVD) needs from each video."""
+        """Reference-set rows: only what a distribution metric (FVD, cd-FVD) needs from each video."""
         clips = [item.load() for item in items]
         rows = [{"shape": np.array([c.frames.shape[:3]])} for c in clips]
         self._detector_rows(items, indices, clips, rows, "reference")
@@ -312,7 +333,8 @@ def compute_rows(config: EvaluateConfig, setup: dict, nets: Networks, generated:
     rows = Rows()
     paired = any(m in setup["metrics"] for m in PAIRED) or setup["probe_reconstruction"]
     gen_range = shard_range(len(generated), *shard)
-    ref_range = shard_range(len(reference), *shard) if reference is not None and "fvd" in setup["metrics"] else range(0)
+    distribution = reference is not None and any(m in setup["metrics"] for m in DISTRIBUTION)
+    ref_range = shard_range(len(reference), *shard) if distribution else range(0)
     done = 0
     step = max(1, config.batch)
     for start in range(gen_range.start, gen_range.stop, step):
@@ -338,6 +360,6 @@ def compute_rows(config: EvaluateConfig, setup: dict, nets: Networks, generated:
 def work_count(setup: dict, generated: VideoSet, reference: VideoSet | None, shard: tuple[int, int]) -> int:
     """How many videos this shard reads, for a progress bar."""
     count = len(shard_range(len(generated), *shard))
-    if reference is not None and "fvd" in setup["metrics"]:
+    if reference is not None and any(m in setup["metrics"] for m in DISTRIBUTION):
         count += len(shard_range(len(reference), *shard))
     return count

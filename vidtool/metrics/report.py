@@ -54,7 +54,7 @@ def build_report(rows: Rows, setup: dict) -> dict:
                             "frames": _distinct([int(s[0]) for s in shapes])}
         report["sets"][role] = {**described, **geometry}
     builders = {
-        "psnr": _psnr, "ssim": _ssim, "lpips": _lpips, "fvd": _fvd, "isv": _isv, "clipsim": _clipsim,
+        "psnr": _psnr, "ssim": _ssim, "lpips": _lpips, "fvd": _fvd, "cd-fvd": _cdfvd, "isv": _isv, "clipsim": _clipsim,
         "temporal-flickering": _flicker, "dynamic-degree": _dynamic, "motion-smoothness": _smoothness,
         "shapes-probe": _probe, "codebook": _codebook,
     }
@@ -107,6 +107,23 @@ def _fvd(rows, setup, models, options):
             "resolution": {role: g["resolution"] for role, g in geometry.items()},
             "frames": config.clip.frames, "video_frames": {role: g["frames"] for role, g in geometry.items()},
             "models": {"i3d": models["i3d"]}, "notes": ["I3D resizes every frame to 224x224 inside the TorchScript module"]}
+
+
+def _cdfvd(rows, setup, models, options):
+    from vidtool.metrics.cdfvd import cd_fvd, protocol
+
+    model = models["videomae"]
+    gen = np.concatenate(rows.column("generated", "cd-fvd"))
+    ref = np.concatenate(rows.column("reference", "cd-fvd"))
+    geometry = {role: _geometry(rows, role, ["cd-fvd"]) for role in ("generated", "reference")}
+    return {"value": cd_fvd(gen, ref), "unit": "",
+            "protocol": protocol(options["fvd_videos"], model["frames"], model["image_size"], model["pooling"]),
+            "samples": {"generated": len(gen), "reference": len(ref)},
+            "resolution": {role: g["resolution"] for role, g in geometry.items()},
+            "frames": model["frames"], "video_frames": {role: g["frames"] for role, g in geometry.items()},
+            "models": {"videomae": model},
+            "notes": [f"VideoMAE resizes every frame to {model['image_size']}x{model['image_size']} (bilinear, "
+                      "aspect not kept); not comparable with I3D FVD numbers"]}
 
 
 def _isv(rows, setup, models, options):
