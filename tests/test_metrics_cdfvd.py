@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from vidtool import tensorfile
 from vidtool.errors import UserError
 from vidtool.metrics.cdfvd import POOLING_FC_NORM, POOLING_MEAN, VideoMAEDetector, preprocess_clips
 from vidtool.metrics.video_detectors import clip_outputs
-from vidtool.tensorfile import TensorFile
+
+from evaluate_sets import run_here, save_videos, videos
 
 HIDDEN = 32
 
@@ -40,29 +40,6 @@ def models(tmp_path_factory):
         classifier.fc_norm.bias.uniform_(-1.0, 1.0)
     classifier.save_pretrained(root / "classifier")
     return root
-
-
-def videos(count: int, frames: int = 17, size: int = 24, seed: int = 0, bright: int = 0) -> torch.Tensor:
-    rng = np.random.default_rng(seed)
-    base = rng.integers(0, 200, (count, 1, size, size, 3))
-    drift = rng.integers(-8, 9, (count, frames, 1, 1, 3)).cumsum(axis=1)
-    return torch.from_numpy(np.clip(base + drift + bright, 0, 255).astype(np.uint8))
-
-
-def save_videos(path, clips: torch.Tensor):
-    tensorfile.save(TensorFile(kind="video", tensors={"video": clips}, fps=8.0), path)
-    return path
-
-
-def run_here(capsys, *args) -> tuple[int, str]:
-    from stages.cli import main
-
-    try:
-        main([str(a) for a in args])
-        status = 0
-    except SystemExit as exit_:
-        status = exit_.code
-    return status, capsys.readouterr().err
 
 
 def test_preprocessing_scales_to_unit_range_resizes_bilinearly_and_does_not_normalise():
