@@ -286,9 +286,33 @@ def interleave(keyframes: torch.Tensor, inbetweens: torch.Tensor) -> torch.Tenso
     return torch.cat([rearrange(runs, "b c g k h w -> b c (g k) h w"), keyframes[:, :, -1:]], dim=2)
 
 
-def check_keyframes(keyframes: torch.Tensor, channels: int) -> None:
+def check_inputs(keyframes: torch.Tensor, channels: int, tp: int, max_perturbation: int) -> None:
+    """What `interpolate` accepts: latents [B, C, T >= 2, h, w] and tp within the training range."""
     if keyframes.dim() != 5 or keyframes.shape[1] != channels or keyframes.shape[2] < 2:
         raise UserError(f"interpolation needs latents [B, {channels}, T >= 2, h, w], got {list(keyframes.shape)}")
+    if not 0 <= tp <= max_perturbation:
+        raise UserError(f"tp must lie in [0, {max_perturbation}] (the training range), got {tp}")
+
+
+@dataclass
+class TrainingConditions:
+    groups: Groups
+    keyframes: torch.Tensor  # perturbed to `level`, zeros where the context was dropped
+    level: torch.Tensor  # [B] tp
+    present: torch.Tensor  # [B] bool, Eq. 4's m
+    skip: torch.Tensor  # [B] s
+
+
+def training_conditions(clips: torch.Tensor, config: "InterpolationConfig") -> TrainingConditions:
+    """Eq. 4's conditioning for a batch of clips: groups at one stride, keyframes perturbed to a
+    random tp in [0, max_perturbation], dropped (m = 0) with probability cond_dropout, and s."""
+    groups = sample_groups(clips, config.max_groups)
+    b, device = groups.keyframes.shape[0], groups.keyframes.device
+    level = torch.randint(0, config.max_perturbation + 1, (b,)).to(device)
+    keyframes, level, present = drop_context(perturb(config.schedule, groups.keyframes, level), level,
+                                             config.cond_dropout)
+    skip = as_batch(groups.stride * config.skip_per_data_frame, b, device)
+    return TrainingConditions(groups, keyframes, level, present, skip)
 
 
 def as_batch(value: float | int, batch: int, device: torch.device) -> torch.Tensor:
@@ -335,15 +359,9 @@ class InterpolationModel(nn.Module):
 
     def training_losses(self, batch: dict, *, step: int, total_steps: int) -> dict[str, torch.Tensor]:
         """Eq. 4 on groups sampled from each batch of clips (module docstring)."""
-        config = self.config
-        groups = sample_groups(batch["latents"], config.max_groups)
-        b, device = groups.keyframes.shape[0], groups.keyframes.device
-        level = torch.randint(0, config.max_perturbation + 1, (b,)).to(device)
-        keyframes = perturb(config.schedule, groups.keyframes, level)
-        keyframes, level, _ = drop_context(keyframes, level, config.cond_dropout)
-        noisy, timesteps, target = diffusion_pair(config.schedule, groups.inbetweens)
-        skip = as_batch(groups.stride * config.skip_per_data_frame, b, device)
-        loss = F.mse_loss(self.predict(noisy, timesteps, keyframes, skip, level), target)
+        c = training_conditions(batch["latents"], self.config)
+        noisy, timesteps, target = diffusion_pair(self.config.schedule, c.groups.inbetweens)
+        loss = F.mse_loss(self.predict(noisy, timesteps, c.keyframes, c.skip, c.level), target)
         return {"loss": loss}
 
     @torch.no_grad()
@@ -353,9 +371,7 @@ class InterpolationModel(nn.Module):
         """Unscaled keyframes [B, C, T, h, w] -> unscaled [B, C, 4T-3, h, w]: the keyframes unchanged at
         frames 4j and three generated frames between each pair. Apply it again to its own output for
         another x4 (§5: s = 3, then s = 1)."""
-        check_keyframes(keyframes, self.latent_channels)
-        if not 0 <= tp <= self.config.max_perturbation:
-            raise UserError(f"tp must lie in [0, {self.config.max_perturbation}] (the training range), got {tp}")
+        check_inputs(keyframes, self.latent_channels, tp, self.config.max_perturbation)
         scale = self.config.latent_scale
         b, c, t, h, w = keyframes.shape
         device = keyframes.device

@@ -27,10 +27,9 @@ from torch import nn
 
 from vidtool.diffusion.guidance import guide
 from vidtool.diffusion.schedulers import diffusion_pair
-from vidtool.errors import UserError
 from vidtool.generators.interpolation import (FRAMES_PER_GROUP, InterpolationConfig, VideoUNet, as_batch,
-                                              check_keyframes, configure, drop_context, interleave, perturb, preset,
-                                              sample_groups)
+                                              check_inputs, configure, interleave, perturb, preset,
+                                              training_conditions)
 
 WINDOW = FRAMES_PER_GROUP + 2  # keyframe, three unknown frames, keyframe
 KEY_MASK = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0])
@@ -76,15 +75,10 @@ class MaskedInterpolationModel(nn.Module):
         return rearrange(out, "(b g n) c h w -> b c g n h w", b=b, g=g)
 
     def training_losses(self, batch: dict, *, step: int, total_steps: int) -> dict[str, torch.Tensor]:
-        config = self.config
-        groups = sample_groups(batch["latents"], config.max_groups)
-        b, device = groups.keyframes.shape[0], groups.keyframes.device
-        level = torch.randint(0, config.max_perturbation + 1, (b,)).to(device)
-        keyframes = perturb(config.schedule, groups.keyframes, level)
-        keyframes, level, present = drop_context(keyframes, level, config.cond_dropout)
-        noisy, timesteps, target = diffusion_pair(config.schedule, windows_of(groups.keyframes, groups.inbetweens))
-        skip = as_batch(groups.stride * config.skip_per_data_frame, b, device)
-        prediction = self.predict(noisy, timesteps, keyframes, skip, level, present)
+        c = training_conditions(batch["latents"], self.config)
+        noisy, timesteps, target = diffusion_pair(self.config.schedule,
+                                                  windows_of(c.groups.keyframes, c.groups.inbetweens))
+        prediction = self.predict(noisy, timesteps, c.keyframes, c.skip, c.level, c.present)
         return {"loss": F.mse_loss(prediction[:, :, :, 1:-1], target[:, :, :, 1:-1])}
 
     @torch.no_grad()
@@ -92,9 +86,7 @@ class MaskedInterpolationModel(nn.Module):
                     guidance: float = 0.25, generator: torch.Generator | None = None, sampler: str = "ddim",
                     progress=None) -> torch.Tensor:
         """The same contract as InterpolationModel.interpolate: [B, C, T, h, w] -> [B, C, 4T-3, h, w]."""
-        check_keyframes(keyframes, self.latent_channels)
-        if not 0 <= tp <= self.config.max_perturbation:
-            raise UserError(f"tp must lie in [0, {self.config.max_perturbation}] (the training range), got {tp}")
+        check_inputs(keyframes, self.latent_channels, tp, self.config.max_perturbation)
         scale = self.config.latent_scale
         b, c, t, h, w = keyframes.shape
         device = keyframes.device
