@@ -17,10 +17,10 @@ BUNDLED = Path(__file__).parent / "defaults"
 
 # What a stage uses when the user names no model.
 DEFAULTS: dict[str, str] = {
-    # FusionFrames' MoVQ (image stage) serves as the default autoencoder and tokenizer: the bundled
-    # generators work in its latent space, so one model covers encode, tokenize and decode.
+    # FusionFrames' MoVQ (image stage) is the default autoencoder: the bundled generators work in its
+    # latent space. MotionAura's 3D-MBQ-VAE is the default tokenizer (x4 in time as well).
     "encode": "movq-tiny",
-    "tokenize": "movq-tiny",
+    "tokenize": "mbq-vae-tiny",
     "generate": "keyframes-tiny",
     "harivo": "harivo-tiny",
     "interpolate": "interp-tiny",
