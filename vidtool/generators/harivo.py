@@ -34,7 +34,7 @@ from torch import nn
 from vidtool.diffusion import mitigating
 from vidtool.diffusion.noise import initial_noise
 from vidtool.diffusion.schedulers import NoiseSchedule, diffusion_pair
-from vidtool.generators.t2i import T2IConfig, T2IModel, drop_prompts, schedule_from_dict
+from vidtool.generators.t2i import T2IConfig, T2IModel, base_config, drop_prompts
 from vidtool.nn.harivo_blocks import (FrameTokenGenerator, MappingNetwork, ProjectionHead, TemporalLayer,
                                       with_frame_tokens)
 from vidtool.nn.params import parameter_count
@@ -84,14 +84,6 @@ def preset(name: str, **overrides) -> HarivoConfig:
     return dataclasses.replace(HarivoConfig(sampling_cfg=3.0), **overrides)
 
 
-def base_config_from_dict(values: dict | T2IConfig) -> T2IConfig:
-    if isinstance(values, T2IConfig):
-        return values
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    kwargs["schedule"] = schedule_from_dict(kwargs.get("schedule", {}))
-    return T2IConfig(**kwargs)
-
-
 @dataclass
 class Recording:
     """What the hooks collect during one recorded U-Net pass, for L_TRS and L_DC."""
@@ -114,7 +106,7 @@ class HarivoModel(nn.Module):
         super().__init__()
         from diffusers import Transformer2DModel
 
-        config.base = base_config_from_dict(config.base)
+        config.base = base_config(config.base)
         if config.frames < 2:
             raise ValueError(f"frames must be at least 2 (L_TRS and L_DC compare frames of a clip), got {config.frames}")
         if config.base.schedule.prediction_type != "epsilon":

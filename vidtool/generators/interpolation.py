@@ -57,7 +57,7 @@ from torch import nn
 from vidtool.diffusion.guidance import guide
 from vidtool.diffusion.schedulers import NoiseSchedule, diffusion_pair
 from vidtool.errors import UserError
-from vidtool.generators.t2i import T2IConfig, schedule_from_dict
+from vidtool.generators.t2i import T2IConfig, base_config, schedule_from_dict
 
 FRAMES_PER_GROUP = 3  # in-between frames predicted per keyframe pair (§4.2)
 
@@ -80,10 +80,7 @@ class InterpolationConfig:
     max_groups: int = 8  # keyframe pairs per training sequence (§5: 9 keyframes -> 33 frames)
 
     def __post_init__(self):
-        if isinstance(self.base, dict):  # a reloaded config.json holds the nested dataclasses as dicts
-            values = {k: tuple(v) if isinstance(v, list) else v for k, v in self.base.items()}
-            self.base = T2IConfig(**values)
-        self.base.schedule = schedule_from_dict(self.base.schedule)
+        self.base = base_config(self.base)  # a reloaded config.json holds the nested dataclasses as dicts
         self.schedule = schedule_from_dict(self.schedule)
         if self.schedule.prediction_type != "v_prediction":
             raise ValueError("FusionFrames' interpolation uses v-prediction (§4.2); keep schedule.prediction_type "

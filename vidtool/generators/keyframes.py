@@ -49,7 +49,7 @@ from vidtool.diffusion.guidance import cfg_weight, guide
 from vidtool.diffusion.noise import initial_noise
 from vidtool.diffusion.schedulers import diffusion_pair
 from vidtool.errors import UserError
-from vidtool.generators.t2i import T2IConfig, T2IModel, drop_prompts
+from vidtool.generators.t2i import T2IConfig, T2IModel, base_config, drop_prompts
 from vidtool.nn.temporal_blocks import (TemporalAttention, TemporalConv3dBlock, TemporalConvBlock, TemporalConvLayer,
                                         sinusoidal_table)
 
@@ -82,10 +82,7 @@ class KeyframeConfig:
     cond_dropout: float = 0.1  # prompts replaced by the empty prompt in training, for CFG
 
     def __post_init__(self):
-        if isinstance(self.base, dict):  # config.json holds the nested dataclass as a mapping
-            from vidtool.checkpoint import config_from_dict
-
-            self.base = config_from_dict(T2IModel, self.base)
+        self.base = base_config(self.base)  # config.json holds the nested dataclass as a mapping
         if self.temporal not in TEMPORAL_VARIANTS:
             raise ValueError(f"temporal must be one of {', '.join(TEMPORAL_VARIANTS)}, got {self.temporal!r}")
         if self.keyframes < 1 or self.frame_skip < 1:

@@ -54,6 +54,9 @@ class T2IConfig:
     cond_dropout: float = 0.1  # prompts replaced by the empty prompt in training, for CFG
     frames_per_clip: int = 4  # frames of each training clip used as images
 
+    def __post_init__(self):
+        self.schedule = schedule_from_dict(self.schedule)  # config.json holds it as a mapping
+
     def unet_kwargs(self) -> dict:
         return dict(sample_size=self.sample_size, in_channels=self.latent_channels, out_channels=self.latent_channels,
                     block_out_channels=tuple(self.block_out_channels), down_block_types=tuple(self.down_block_types),
@@ -73,6 +76,13 @@ def schedule_from_dict(values: dict | NoiseSchedule) -> NoiseSchedule:
     return values if isinstance(values, NoiseSchedule) else NoiseSchedule(**values)
 
 
+def base_config(values: dict | T2IConfig) -> T2IConfig:
+    """The T2I config nested in a video family's config: itself, or rebuilt from its config.json mapping."""
+    if isinstance(values, T2IConfig):
+        return values
+    return T2IConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
 class T2IModel(nn.Module):
     family = "t2i"
     config_class = T2IConfig
@@ -81,7 +91,6 @@ class T2IModel(nn.Module):
         super().__init__()
         from diffusers import UNet2DConditionModel
 
-        config.schedule = schedule_from_dict(config.schedule)
         self.config = config
         self.unet = UNet2DConditionModel(**config.unet_kwargs())
 
