@@ -8,13 +8,18 @@ list every stage without loading torch.
 
 STAGES: dict[str, str] = {
     "convert": "stages.convert",
+    "curate-sketch-dataset": "stages.curate_sketch_dataset",
     "decode": "stages.decode",
+    "embed-text": "stages.embed_text",
     "encode": "stages.encode",
     "evaluate": "stages.evaluate",
     "generate": "stages.generate",
     "info": "stages.info",
+    "inpaint": "stages.inpaint",
     "interpolate": "stages.interpolate",
     "make-dataset": "stages.make_dataset",
+    "merge-shards": "stages.merge_shards",
+    "recaption": "stages.recaption",
     "sample-keyframes": "stages.generate",  # the FusionFrames name of `generate`
     "train-denoiser": "stages.train_denoiser",
     "train-vae": "stages.train_vae",

@@ -2,20 +2,80 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 MEDIA = {".mp4", ".gif", ".png"}
 
 
 def encode_video(source: str, out: str, *, model: str | None, fps: float | None, size: int | None,
-                 frames: int | None, chunk: int, role: str) -> None:
-    import torch
-
-    from stages.context import console, resolve_device
+                 frames: int | None, chunk: int, role: str, max_memory: str | None = None) -> None:
+    from stages.context import console
     from stages.media_input import read_video_input
-    from vidtool import checkpoint, model_store, tensorfile
-    from vidtool.autoencoders.apply import check_frame_size, encode_frames, fit_length
-    from vidtool.autoencoders.tiling import Tiling
+    from vidtool import tensorfile
+
+    encoder = load_encoder(model, role)
+    clip = read_video_input(source, fps=fps, size=size, frames=frames)
+
+    def padded(length: int, to: int) -> None:
+        console().print(f"[yellow]padded {length} → {to} frames (a multiple of the temporal factor "
+                        f"{encoder.ae.temporal_factor}); decode trims them again[/]")
+
+    tensorfile.save(encoder.encode(clip, chunk, on_pad=padded, max_memory=max_memory), out)
+
+
+@dataclass
+class LoadedEncoder:
+    """An autoencoder loaded once for many clips (`encode`/`tokenize`, also over a whole manifest)."""
+
+    ae: Any
+    folder: Path
+    device: str
+    role: str  # "encode" → latents, "tokenize" → token ids
+
+    @property
+    def kind(self) -> str:
+        return "tokens" if self.role == "tokenize" else "latents"
+
+    def encode(self, clip, chunk: int, on_pad: Callable[[int, int], None] | None = None,
+               max_memory: str | None = None):
+        """A `VideoInput` → the `latents`/`tokens` TensorFile the stage writes. With `max_memory`
+        (a size or 'auto') the chunk is planned to fit it; out of memory retries once, smaller."""
+        import torch
+
+        from vidtool import checkpoint, tensorfile
+        from vidtool.autoencoders.apply import check_frame_size, encode_frames, fit_length
+        from vidtool.autoencoders.memory import with_retry
+        from vidtool.autoencoders.tiling import Tiling
+
+        if self.ae.family == "mcd-vae":  # LaMD: a motion latent + the first frame (stages/lamd.py)
+            from stages.lamd import encode_motion
+
+            return encode_motion(self.ae, self.folder, clip, self.device)
+        check_frame_size(clip.frames, self.ae.spatial_factor, self.ae.family)
+        padded, length = fit_length(clip.frames, self.ae.temporal_factor, self.ae.family)
+        if padded.shape[1] != length and on_pad is not None:
+            on_pad(length, padded.shape[1])
+        _, t, h, w, _ = padded.shape
+        shape = (padded.shape[0], t // self.ae.temporal_factor, h // self.ae.spatial_factor, w // self.ae.spatial_factor)
+        tiling = planned_tiling(self.ae, shape, Tiling(chunk=chunk), max_memory, self.device, spatial=False)
+        with torch.inference_mode():
+            encoded = with_retry(lambda t: encode_frames(self.ae, padded, t, self.device), tiling, *shape[2:],
+                                 spatial=False, what=self.role)
+        if self.role == "tokenize":
+            tensors = {"tokens": encoded.tokens.to(torch.int32)}
+        else:
+            tensors = {"latents": encoded.latents}
+        params = {"frames": length, "height": int(clip.frames.shape[2]), "width": int(clip.frames.shape[3])}
+        return tensorfile.TensorFile(kind=self.kind, tensors=tensors, model=checkpoint.model_tag(self.folder), fps=clip.fps,
+                                     prompt=clip.prompt, params=params, parents=[clip.parent],
+                                     extra={"model_path": str(self.folder.resolve())})
+
+
+def load_encoder(model: str | None, role: str) -> LoadedEncoder:
+    from stages.context import resolve_device
+    from vidtool import checkpoint, model_store
     from vidtool.errors import UserError
 
     folder = Path(model) if model else model_store.default_model(role)
@@ -24,25 +84,32 @@ def encode_video(source: str, out: str, *, model: str | None, fps: float | None,
     if role == "tokenize" and not hasattr(ae, "tokenize"):
         raise UserError(f"{ae.family} is a continuous autoencoder and has no tokens; use `vidtool encode`, "
                         "or --model with an mbq-vae tokenizer")
-    clip = read_video_input(source, fps=fps, size=size, frames=frames)
-    check_frame_size(clip.frames, ae.spatial_factor, ae.family)
-    padded, length = fit_length(clip.frames, ae.temporal_factor, ae.family)
-    if padded.shape[1] != length:
-        console().print(f"[yellow]padded {length} → {padded.shape[1]} frames (a multiple of the temporal factor "
-                        f"{ae.temporal_factor}); decode trims them again[/]")
-    with torch.inference_mode():
-        encoded = encode_frames(ae, padded, Tiling(chunk=chunk), device)
-    if role == "tokenize":
-        kind, tensors = "tokens", {"tokens": encoded.tokens.to(torch.int32)}
-    else:
-        kind, tensors = "latents", {"latents": encoded.latents}
-    params = {"frames": length, "height": int(clip.frames.shape[2]), "width": int(clip.frames.shape[3])}
-    tensorfile.save(tensorfile.TensorFile(kind=kind, tensors=tensors, model=checkpoint.model_tag(folder), fps=clip.fps,
-                                          prompt=clip.prompt, params=params, parents=[clip.parent],
-                                          extra={"model_path": str(folder.resolve())}), out)
+    return LoadedEncoder(ae, folder, device, role)
 
 
-def decode_file(source: str, out: str, *, model: str | None, chunk: int, tile: int | None) -> None:
+def planned_tiling(ae, shape: tuple[int, int, int, int], start, max_memory: str | None, device: str, *, spatial: bool):
+    """`start`, or with `max_memory` (a size or 'auto') the largest tiling under it that `start` bounds;
+    `shape` is (batch, latent frames, latent height, latent width)."""
+    if max_memory is None:
+        return start
+    from stages.context import console
+    from vidtool.autoencoders.memory import device_budget, parse_memory, plan
+
+    budget = parse_memory(max_memory) or device_budget(device)
+    tiling = plan(ae, *shape, budget, spatial=spatial, start=start)
+    message = (f"memory plan for {budget / 2**30:.2f} GiB: chunk {tiling.chunk} latent frames, "
+               f"tile {tiling.tile or 'whole frames'}")
+    if message not in _ANNOUNCED:  # once per plan, not once per clip of a manifest
+        _ANNOUNCED.add(message)
+        console().print(message)
+    return tiling
+
+
+_ANNOUNCED: set[str] = set()
+
+
+def decode_file(source: str, out: str, *, model: str | None, chunk: int, tile: int | None,
+                content: str | None = None, max_memory: str | None = None) -> None:
     import numpy as np
     import torch
 
@@ -52,7 +119,9 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int, tile: i
     from vidtool.autoencoders.tiling import Tiling
     from vidtool.errors import UserError
 
-    tf = tensorfile.load(source, kinds=["latents", "keyframes", "tokens"])
+    tf = tensorfile.load(source, kinds=["latents", "keyframes", "tokens", "motion"])
+    if content is not None and tf.kind != "motion":
+        raise UserError(f"--content renders LaMD motion on an image; {source} holds {tf.kind}, not motion")
     if tf.model is None:
         raise UserError(f"{source}: no 'vidtool.model' record, so the decoder is unknown; pass --model DIR")
     if model:
@@ -64,9 +133,19 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int, tile: i
         folder = model_store.find_by_tag(tf.model, hint=tf.extra.get("model_path"))
     device = resolve_device()
     ae = checkpoint.from_pretrained(folder, device=device)
-    with torch.inference_mode():
-        latents = latents_for(ae, tf.kind, tf.main)
-        clip = np.concatenate(list(decode_frames(ae, latents, Tiling(chunk=chunk, tile=tile), device)), axis=1)
+    if tf.kind == "motion":  # LaMD: z_m + a content image (stages/lamd.py)
+        from stages.lamd import decode_motion
+
+        clip = decode_motion(tf, ae, content, device)
+    else:
+        from vidtool.autoencoders.memory import with_retry
+
+        with torch.inference_mode():
+            latents = latents_for(ae, tf.kind, tf.main)
+            b, _, t, h, w = latents.shape
+            tiling = planned_tiling(ae, (b, t, h, w), Tiling(chunk=chunk, tile=tile), max_memory, device, spatial=True)
+            clip = with_retry(lambda tl: np.concatenate(list(decode_frames(ae, latents, tl, device)), axis=1),
+                              tiling, h, w, spatial=True, what="decode")
     clip = clip[:, : tf.params.get("frames", clip.shape[1])]
     fps = tf.fps or 8.0
     suffix = Path(out).suffix.lower() if out != "-" else ""

@@ -43,6 +43,17 @@ class StageGroup(TyperGroup):
             self.get_command(ctx, name)
         return super().resolve_command(ctx, args)
 
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as e:
+            # click turns EPIPE into a silent exit 1; carry it past click so main() can exit 141.
+            raise ReaderGone from e
+
+
+class ReaderGone(Exception):
+    """The reader of stdout closed the pipe."""
+
 
 class Device(str, Enum):
     auto = "auto"
@@ -95,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         print("vidtool: interrupted", file=sys.stderr)
         sys.exit(130)
-    except BrokenPipeError:
+    except (BrokenPipeError, ReaderGone):
         # Point stdout at /dev/null so the interpreter's final flush does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(141)

@@ -19,7 +19,16 @@ Examples:
 
   vidtool encode in.mp4 | vidtool decode -o rec.mp4
 
-  vidtool encode in.mp4 --model runs/cm-vae --fps 8 --size 64 -o z.safetensors"""
+  vidtool encode in.mp4 --model runs/cm-vae --fps 8 --size 64 -o z.safetensors
+
+  vidtool encode in.mp4 --family mcd-vae --fps 4 -o motion.safetensors   # LaMD motion latent + first frame
+
+A whole data set: --manifest M.jsonl --out-dir DIR writes DIR/<clip>.latents.safetensors per clip
+and DIR/manifest.jsonl listing them (failed clips in DIR/manifest.errors.jsonl). With --shard I/N
+(or in a SLURM job array) it does shard I only and writes DIR/encode-shard-I-of-N.jsonl; join the
+shards with `vidtool merge-shards DIR`. A rerun skips the clips already done.
+
+  vidtool encode --manifest data/shapes/manifest.jsonl --out-dir latents/ --shard 0/4"""
 
 
 def encoder_command(role: str, model_help: str):
@@ -29,14 +38,34 @@ def encoder_command(role: str, model_help: str):
         source: str = typer.Argument("-", help="Video file, frame folder, 'video' tensor file, or - for stdin."),
         out: str = typer.Option("-", "--out", "-o", help="Output tensor file, or - for stdout."),
         model: str = typer.Option(None, "--model", "-m", help=model_help),
+        family: str = typer.Option(None, help="Without --model: the bundled model of this family (mcd-vae: LaMD "
+                                              "motion latents, a 'motion' file)."),
         fps: float = typer.Option(None, min=0.1, max=240, help="Resample the input to this frame rate."),
         size: int = typer.Option(None, min=8, max=4096, help="Resize the short side and center-crop to a square."),
         frames: int = typer.Option(None, min=1, help="Use at most this many frames."),
         chunk: int = typer.Option(4, min=1, help="Latent frames per temporal chunk (memory vs speed)."),
+        manifest: str = typer.Option(None, "--manifest", help="A data set manifest.jsonl: encode every clip (with --out-dir)."),
+        out_dir: str = typer.Option(None, "--out-dir", help="With --manifest: folder for one tensor file per clip and the manifest."),
+        shard: str = typer.Option(None, "--shard", help="With --manifest: I/N, do shard I of N (default: the SLURM array task)."),
+        retry_errors: bool = typer.Option(False, "--retry-errors", help="With --manifest: redo clips that failed before."),
+        max_memory: str = typer.Option(None, "--max-memory", help="Memory budget (e.g. 6G, 512M, or auto = from the "
+                                                                  "device): picks the --chunk size that fits under it."),
     ) -> None:
+        from stages.encode_manifest import check_manifest_options, encode_manifest
+
+        if family is not None:
+            from stages.lamd import model_for_family
+
+            model = model_for_family(family, model)
+        check_manifest_options(source, out, manifest, out_dir, shard)
+        if manifest is not None:
+            encode_manifest(manifest, out_dir, shard_option=shard, retry_errors=retry_errors, model=model, fps=fps,
+                            size=size, frames=frames, chunk=chunk, role=role, max_memory=max_memory)
+            return
         from stages.autoencode import encode_video
 
-        encode_video(source, out, model=model, fps=fps, size=size, frames=frames, chunk=chunk, role=role)
+        encode_video(source, out, model=model, fps=fps, size=size, frames=frames, chunk=chunk, role=role,
+                     max_memory=max_memory)
 
     return command
 

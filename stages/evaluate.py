@@ -29,9 +29,9 @@ sample counts, the resolution and the frame count. PSNR of identical frames is
 reported as 100 dB. dynamic-degree and motion-smoothness use OpenCV Farneback
 flow instead of RAFT/AMT: not comparable with VBench numbers.
 
-Large sets: --shard I/N writes the per-video rows of shard I into the folder
--o; --merge turns all shards into the numbers of one unsharded run. --cache DIR
-keeps I3D/VideoMAE/C3D features per video for reruns.
+Large sets: --shard I/N (or a SLURM job array) writes the per-video rows of
+shard I into the folder -o; --merge turns all shards into the numbers of one
+unsharded run. --cache DIR keeps I3D/VideoMAE/C3D features per video for reruns.
 
 Examples:
 
@@ -74,10 +74,11 @@ def evaluate(
     batch: int = typer.Option(8, "--batch", min=1, help="Videos per batch for the feature networks."),
 ) -> None:
     from stages.context import console, progress_bar, resolve_device
+    from vidtool.data.shards import parse_shard, shard_from_env
     from vidtool.errors import UserError
     from vidtool.metrics import evaluation, rows as row_files
     from vidtool.metrics.report import build_report
-    from vidtool.metrics.video_sets import open_set, parse_shard
+    from vidtool.metrics.video_sets import open_set
 
     if merge:
         if generated or shard or ref or metric:
@@ -87,6 +88,8 @@ def evaluate(
         return
     if not generated:
         raise UserError("no set to evaluate: give GENERATED (a folder, manifest.jsonl or .safetensors), or --merge")
+    if not shard and (array_task := shard_from_env()) is not None:
+        shard = str(array_task)  # a SLURM job array task evaluates its own shard, as --shard I/N would
     shard_at = parse_shard(shard) if shard else (0, 1)
     if shard and (out == "-" or Path(out).suffix == ".json"):
         raise UserError("with --shard, -o names a folder for the shard file (e.g. -o parts/); merge with --merge parts/")

@@ -82,7 +82,7 @@ def interpolate(
     skips = [skip] + [LATER_SKIP] * (times - 1)
     generator = torch.Generator(device).manual_seed(seed)
     latents = keyframes
-    with progress_bar("interpolating", steps * times) as done:
+    with progress_bar("interpolating", steps * times) as done, torch.inference_mode():
         for i, s in enumerate(skips):
             latents = interpolator.interpolate(latents, steps=steps, skip=s, tp=tp, guidance=guidance,
                                                generator=generator, progress=lambda n, i=i: done(i * steps + n))

@@ -17,7 +17,16 @@ Examples:
 
   vidtool tokenize in.mp4 -o tokens.safetensors
 
-  vidtool tokenize in.mp4 | vidtool decode -o rec.mp4"""
+  vidtool tokenize in.mp4 | vidtool decode -o rec.mp4
+
+A whole data set: --manifest M.jsonl --out-dir DIR writes DIR/<clip>.tokens.safetensors per clip
+and DIR/manifest.jsonl listing them (failed clips in DIR/manifest.errors.jsonl). With --shard I/N
+(or in a SLURM job array) it does shard I only and writes DIR/tokenize-shard-I-of-N.jsonl; join
+the shards with `vidtool merge-shards DIR`. A rerun skips the clips already done.
+
+  vidtool tokenize --manifest data/shapes/manifest.jsonl --out-dir tokens/ --shard 0/4
+
+  vidtool merge-shards tokens/"""
 
 
 app.command("tokenize", help=HELP)(encoder_command("tokenize", "Tokenizer folder; default: the bundled mbq-vae."))

@@ -10,12 +10,16 @@ from stages import train_options as opt
 
 app = typer.Typer(add_completion=False)
 
-HELP = """Train a latent diffusion generator: the text-to-image base (t2i) or a video family built on a
-frozen one (keyframes, interp, harivo).
+HELP = """Train a generator: a latent diffusion model (the text-to-image base t2i, or a video family
+built on a frozen one: keyframes, interp, harivo), or MotionAura's spectral transformer over
+tokenizer ids (spectral) and its sketch-inpainting LoRA (spectral-inpaint, on a frozen spectral).
 
 Clips are encoded once by the autoencoder (--vae, default the bundled one) and their captions by the
 text encoder; the result is cached as a latent set (--latent-set, default OUT/latent-set.safetensors)
 that reruns and --resume reuse. The video families need --base, the trained t2i folder they freeze.
+The token families tokenize clips with --tokenizer (default the bundled mbq-vae) into a token set
+(--token-set, default OUT/token-set.safetensors); spectral-inpaint also reads each clip's object
+masks and sketch from the manifest and needs --base, the spectral model it adapts.
 Checkpoints, --resume and torchrun work as in train-vae.
 
 Examples:
@@ -24,18 +28,30 @@ Examples:
 
   vidtool train-denoiser --family keyframes --base runs/t2i --latent-set runs/t2i/latent-set.safetensors -o runs/keyframes
 
-  vidtool train-denoiser --family interp --base runs/t2i --latent-set runs/t2i/latent-set.safetensors -o runs/interp"""
+  vidtool train-denoiser --family interp --base runs/t2i --latent-set runs/t2i/latent-set.safetensors -o runs/interp
+
+  vidtool train-denoiser --family spectral --data data/shapes/manifest.jsonl --frames 8 -o runs/spectral
+
+  vidtool train-denoiser --family spectral-inpaint --base runs/spectral --data data/shapes/manifest.jsonl --frames 8 -o runs/inpaint
+
+  vidtool train-denoiser --family dmg --vae runs/mcd-vae --data data/shapes/manifest.jsonl --fps 4 -o runs/dmg"""
 
 
 @app.command("train-denoiser", help=HELP)
 def train_denoiser(
-    family: str = typer.Option(..., help="Generator family: t2i, keyframes, interp or harivo."),
+    family: str = typer.Option(..., help="Generator family: t2i, keyframes, interp, harivo, spectral or spectral-inpaint."),
     data: list[Path] = typer.Option([], help="Clip manifest (JSONL) to encode; repeat to mix data sets."),
     latent_set: Path = typer.Option(None, help="Latent set file: read if it exists, else built from --data "
                                                 "(default OUT/latent-set.safetensors)."),
     vae: Path = typer.Option(None, help="Autoencoder folder whose latent space to use (default: the bundled one)."),
-    base: Path = typer.Option(None, help="Trained t2i model folder that the video families freeze and extend."),
+    tokenizer: Path = typer.Option(None, help="Tokenizer folder (mbq-vae) of the token families (default: the bundled one)."),
+    token_set: Path = typer.Option(None, help="Token set file of the token families: read if it exists, else built from "
+                                              "--data (default OUT/token-set.safetensors)."),
+    base: Path = typer.Option(None, help="Trained model folder the family freezes and extends (t2i for the video "
+                                         "families, spectral for spectral-inpaint)."),
     text_encoder: Path = typer.Option(None, help="Local transformers text-encoder folder (default all-MiniLM-L6-v2)."),
+    embeddings: Path = typer.Option(None, help="Text-embedding cache from `vidtool embed-text` to read captions from "
+                                               "instead of running a text encoder."),
     out: opt.Out = ...,
     preset: opt.Preset = "tiny",
     set_: opt.Overrides = [],
@@ -53,16 +69,49 @@ def train_denoiser(
     checkpoint_every: opt.CheckpointEvery = 250,
     workers: opt.Workers = 0,
     resume: opt.Resume = False,
+    strategy: opt.Strategy = "ddp",
+    activation_checkpointing: opt.ActivationCheckpointing = False,
 ) -> None:
     import torch
 
+    from vidtool.errors import UserError
+    from vidtool.generators.build import BASES, TOKEN_FAMILIES, build_generator
+
+    if family in BASES and base is None:  # before minutes of encoding
+        raise UserError(f"{family} extends a trained {BASES[family]} model: pass --base DIR (a {BASES[family]} model folder)")
+    if embeddings is not None:  # a cache goes wherever an encoder path goes (vidtool.text_cache)
+        from vidtool.errors import UserError
+
+        if text_encoder is not None:
+            raise UserError("give --text-encoder or --embeddings (a text cache), not both")
+        text_encoder = embeddings
+    if family in TOKEN_FAMILIES:
+        dataset = _token_dataset(family, data, token_set or out / "token-set.safetensors", tokenizer,
+                                 text_encoder=text_encoder, frames=frames, size=size, fps=fps)
+    elif family == "dmg":  # LaMD: motion latents of an mcd-vae (stages/lamd.py)
+        from stages.lamd import motion_dataset
+
+        dataset = motion_dataset(data, latent_set or out / "motion-set.safetensors", vae, text_encoder=text_encoder,
+                                 size=size, fps=fps)
+    else:
+        dataset = _latent_dataset(data, latent_set or out / "latent-set.safetensors", vae,
+                                  text_encoder=text_encoder, frames=frames, size=size, fps=fps)
+    torch.manual_seed(seed)
+    model = build_generator(family, preset, set_, base, dataset.info)
+    _check_base_data(model, base, dataset)
+    opt.run_training(model, dataset, None, out, what=family, steps=steps, batch_size=batch_size, grad_accum=grad_accum,
+                     lr=lr, warmup=warmup, schedule=schedule, ema=ema, seed=seed, checkpoint_every=checkpoint_every,
+                     workers=workers, resume=resume, strategy=strategy,
+                     activation_checkpointing=activation_checkpointing)
+
+
+def _latent_dataset(data: list[Path], latent_set: Path, vae: Path | None, *, text_encoder: Path | None, frames: int,
+                    size: int, fps: float | None):
     from stages.context import progress_bar, resolve_device
     from vidtool.data.latents import LatentDataset, build_latent_set
     from vidtool.errors import UserError
-    from vidtool.generators.build import build_generator
     from vidtool.model_store import default_model
 
-    latent_set = latent_set or out / "latent-set.safetensors"
     if not latent_set.is_file():
         if not data:
             raise UserError(f"no latent set at {latent_set}: pass --data MANIFEST to build it (or --latent-set FILE)")
@@ -77,11 +126,45 @@ def train_denoiser(
         if model_tag(vae) != dataset.info.vae:
             raise UserError(f"{latent_set} was encoded by {dataset.info.vae}, not by --vae {vae}; "
                             "pass another --latent-set path to build a new one")
-    torch.manual_seed(seed)
-    model = build_generator(family, preset, set_, base, dataset.info)
-    if base is not None and getattr(model.config, "vae", dataset.info.vae) != dataset.info.vae:
-        raise UserError(f"--base {base} was trained on latents of {model.config.vae}, the latent set holds "
-                        f"{dataset.info.vae}'s; use the latent set the base was trained on")
-    opt.run_training(model, dataset, None, out, what=family, steps=steps, batch_size=batch_size, grad_accum=grad_accum,
-                     lr=lr, warmup=warmup, schedule=schedule, ema=ema, seed=seed, checkpoint_every=checkpoint_every,
-                     workers=workers, resume=resume)
+    return dataset
+
+
+def _token_dataset(family: str, data: list[Path], token_set: Path, tokenizer: Path | None, *,
+                   text_encoder: Path | None, frames: int, size: int, fps: float | None):
+    from stages.context import progress_bar, resolve_device
+    from vidtool.checkpoint import model_tag
+    from vidtool.data.tokens import TokenDataset, build_token_set
+    from vidtool.errors import UserError
+    from vidtool.model_store import default_model
+
+    from vidtool.data.manifest import read_manifest
+
+    inpainting = family == "spectral-inpaint"
+    if not token_set.is_file():
+        if not data:
+            raise UserError(f"no token set at {token_set}: pass --data MANIFEST to build it (or --token-set FILE)")
+        # Clips with object masks also get the inpainting inputs, so that one token set serves the
+        # generator and, later, its inpainting adapter.
+        with_masks = inpainting or all("mask" in record for m in data for record in read_manifest(m))
+        with progress_bar("tokenizing clips", None) as done:
+            build_token_set(list(data), tokenizer or default_model("tokenize"), token_set, frames=frames, size=size,
+                            fps=fps, text_encoder_path=text_encoder, inpainting=with_masks, device=resolve_device(),
+                            progress=done)
+    dataset = TokenDataset(token_set, inpainting=inpainting)
+    if tokenizer is not None and model_tag(tokenizer) != dataset.info.tokenizer:
+        raise UserError(f"{token_set} was tokenized by {dataset.info.tokenizer}, not by --tokenizer {tokenizer}; "
+                        "pass another --token-set path to build a new one")
+    return dataset
+
+
+def _check_base_data(model, base: Path | None, dataset) -> None:
+    """The frozen base must have been trained in the same latent or token space as the data."""
+    from vidtool.errors import UserError
+
+    if base is None:
+        return
+    space = getattr(dataset.info, "vae", None) or dataset.info.tokenizer
+    trained_on = getattr(model.config, "vae", None) or getattr(model.config, "tokenizer", space)
+    if trained_on != space:
+        raise UserError(f"--base {base} was trained on {trained_on}, the training set holds {space}'s "
+                        "latents or tokens; use a set made by the same autoencoder")

@@ -3,6 +3,7 @@ trainer's flags read the same everywhere."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -25,11 +26,15 @@ Seed = Annotated[int, typer.Option(help="Seed of data order, initialisation and 
 CheckpointEvery = Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")]
 Workers = Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")]
 Resume = Annotated[bool, typer.Option(help="Continue from OUT's saved training state.")]
+Strategy = Annotated[str, typer.Option(help="Under torchrun: ddp (a replica per rank) or fsdp (FSDP2: parameters, "
+                                            "gradients and optimizer state sharded over ranks; for large presets).")]
+ActivationCheckpointing = Annotated[bool, typer.Option(help="Recompute each block's activations in the backward pass "
+                                                            "(less memory, ~30% more compute).")]
 
 
 def run_training(model, dataset, collate_fn, out: Path, *, what: str, steps: int, batch_size: int, grad_accum: int,
                  lr: float, warmup: int, schedule: str, ema: float | None, seed: int, checkpoint_every: int,
-                 workers: int, resume: bool) -> None:
+                 workers: int, resume: bool, strategy: str = "ddp", activation_checkpointing: bool = False) -> None:
     """Train with the shared loop and print a one-line summary."""
     from stages.context import console, settings
     from vidtool.train.config import TrainConfig
@@ -37,7 +42,10 @@ def run_training(model, dataset, collate_fn, out: Path, *, what: str, steps: int
 
     config = TrainConfig(steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup_steps=min(warmup, steps),
                          schedule=schedule, ema_decay=ema, seed=seed, checkpoint_every=checkpoint_every,
-                         num_workers=workers, resume=resume, device=settings.device)
+                         num_workers=workers, resume=resume, device=settings.device, strategy=strategy,
+                         activation_checkpointing=activation_checkpointing)
     result = train(model, dataset, collate_fn, config, out, progress=not settings.quiet)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 speaks for the run
+        return
     terms = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k not in ("step", "samples_seen"))
     console().print(f"trained {what} to step {result.step}: {terms}; model folder {result.out_dir}")

@@ -15,7 +15,8 @@ HELP = """Train a video autoencoder (mbq-vae, cm-vae, movq-temporal) on clip man
 The output folder is a model folder (config.json + model.safetensors) with its resume state and
 metrics.jsonl beside it; checkpoints are written every --checkpoint-every steps, atomically, and on
 Ctrl-C / SIGTERM, so `--resume` continues exactly where a killed run stopped. Under torchrun every
-rank runs this command (DDP); only rank 0 writes.
+rank runs this command (DDP, or FSDP2 sharding with --strategy fsdp for the large presets); only
+rank 0 writes, and a run saved on N processes resumes on any number.
 
 Examples:
 
@@ -25,7 +26,10 @@ Examples:
 
   vidtool train-vae --family cm-vae --data data/shapes/manifest.jsonl --set gan_start_step=500 -o runs/cm --resume
 
-  torchrun --nproc-per-node 4 -m stages.cli train-vae --family cm-vae --data d.jsonl -o runs/cm"""
+  torchrun --nproc-per-node 4 -m stages.cli train-vae --family cm-vae --data d.jsonl -o runs/cm
+
+  torchrun --nproc-per-node 8 -m stages.cli train-vae --family cm-vae --preset 16ch --data d.jsonl -o runs/cm16 \
+    --strategy fsdp --activation-checkpointing"""
 
 
 @app.command("train-vae", help=HELP)
@@ -50,6 +54,8 @@ def train_vae(
     checkpoint_every: opt.CheckpointEvery = 250,
     workers: opt.Workers = 0,
     resume: opt.Resume = False,
+    strategy: opt.Strategy = "ddp",
+    activation_checkpointing: opt.ActivationCheckpointing = False,
 ) -> None:
     import torch
 
@@ -61,4 +67,5 @@ def train_vae(
     dataset = torch.utils.data.ConcatDataset([ClipDataset(m, frames=frames, fps=fps, size=size) for m in data])
     opt.run_training(model, dataset, collate_clips, out, what=family, steps=steps, batch_size=batch_size,
                      grad_accum=grad_accum, lr=lr, warmup=warmup, schedule=schedule, ema=ema, seed=seed,
-                     checkpoint_every=checkpoint_every, workers=workers, resume=resume)
+                     checkpoint_every=checkpoint_every, workers=workers, resume=resume, strategy=strategy,
+                     activation_checkpointing=activation_checkpointing)

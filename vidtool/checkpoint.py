@@ -24,12 +24,16 @@ WEIGHTS_NAME = "model.safetensors"
 FAMILIES: dict[str, str] = {
     "mbq-vae": "vidtool.autoencoders.mbq_vae:MBQVAE",
     "cm-vae": "vidtool.autoencoders.cm_vae:CMVAE",
+    "mcd-vae": "vidtool.autoencoders.mcd_vae:MCDVAE",
+    "dmg": "vidtool.generators.dmg:DMGModel",
     "movq-temporal": "vidtool.autoencoders.movq_temporal:MoVQTemporal",
     "t2i": "vidtool.generators.t2i:T2IModel",
     "harivo": "vidtool.generators.harivo:HarivoModel",
     "keyframes": "vidtool.generators.keyframes:KeyframeModel",
     "interp": "vidtool.generators.interpolation:InterpolationModel",
     "interp-mfi": "vidtool.generators.masked_interpolation:MaskedInterpolationModel",
+    "spectral": "vidtool.generators.spectral_transformer:SpectralTransformer",
+    "spectral-inpaint": "vidtool.generators.spectral_inpaint:SpectralInpaintModel",
 }
 
 
@@ -51,14 +55,25 @@ def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
     return config_cls(**kwargs)
 
 
-def save_pretrained(model: Any, folder: str | Path, extra: dict[str, Any] | None = None) -> Path:
-    """Write config.json and model.safetensors atomically; `extra` is stored beside the config."""
-    from safetensors.torch import save_model
+def save_pretrained(model: Any, folder: str | Path, extra: dict[str, Any] | None = None,
+                    tensors: dict[str, Any] | None = None) -> Path:
+    """Write config.json and model.safetensors atomically; `extra` is stored beside the config.
+    `tensors`: the weights to write instead of the model's own (full CPU tensors gathered from a
+    sharded model), keyed like its state_dict; of tied names only the first is kept, as save_model does."""
+    from safetensors.torch import save_file, save_model
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / WEIGHTS_NAME) as tmp:
-        save_model(model, str(tmp), metadata={"vidtool.family": model.family})
+        if tensors is None:
+            save_model(model, str(tmp), metadata={"vidtool.family": model.family})
+        else:
+            first = {}
+            for name, p in model.named_parameters(remove_duplicate=False):
+                first.setdefault(id(p), name)
+            tied = {name for name, p in model.named_parameters(remove_duplicate=False) if first[id(p)] != name}
+            kept = {k: v.contiguous() for k, v in tensors.items() if k not in tied}
+            save_file(kept, str(tmp), metadata={"vidtool.family": model.family})
     doc = {"family": model.family, "config": dataclasses.asdict(model.config)}
     if extra:
         doc["extra"] = extra

@@ -25,6 +25,11 @@ DEFAULTS: dict[str, str] = {
     "harivo": "harivo-tiny",
     "interpolate": "interp-tiny",
     "interpolate-mfi": "interp-mfi-tiny",
+    "motionaura": "motionaura-tiny",
+    "inpaint": "motionaura-inpaint-tiny",
+    # LaMD: the image-to-video motion generator and its motion-content autoencoder.
+    "lamd": "dmg-tiny",
+    "mcd-vae": "mcd-vae-tiny",
 }
 
 

@@ -81,7 +81,10 @@ class TensorFile:
         sizes = [t.shape[0] for t in self.tensors.values()]
         batch = self.main.shape[0] if KINDS[self.kind].main else max(sizes, default=1)
         if "prompts" in self.extra:
-            prompts = json.loads(self.extra["prompts"])
+            try:
+                prompts = json.loads(self.extra["prompts"])
+            except (ValueError, RecursionError):
+                prompts = None
             if not isinstance(prompts, list) or len(prompts) != batch:
                 raise UserError(f"vidtool.prompts holds {len(prompts) if isinstance(prompts, list) else 'no list of'} "
                                 f"prompts for a batch of {batch}; the file was edited or not written by vidtool")
@@ -141,7 +144,12 @@ def save(tf: TensorFile, dest: str | os.PathLike | None) -> str:
         out = sys.stdout.buffer
         if out.isatty():
             raise UserError("refusing to write a binary tensor file to the terminal; pass -o FILE or pipe into another stage")
-        out.write(data)
+        # BufferedWriter.write may return after a partial write (a pipe whose reader left while the
+        # writer was blocked) without raising; loop, so the rest raises BrokenPipeError (exit 141)
+        # instead of ending with status 0 and half a file in the pipe.
+        view = memoryview(data)
+        while view:
+            view = view[out.write(view) or 0 :]
         out.flush()
     else:
         atomic_write_bytes(dest, data)
@@ -161,15 +169,20 @@ def load(src: str | os.PathLike | None, *, kinds: Iterable[str] | None = None) -
         tensors = load_bytes(data)
     except Exception as e:  # safetensors' own errors are several types; all mean a broken file
         raise UserError(f"{name}: not a readable safetensors file ({str(e).splitlines()[0]})") from e
+    try:
+        fps = float(meta[PREFIX + "fps"]) if PREFIX + "fps" in meta else None
+        seed = int(meta[PREFIX + "seed"]) if PREFIX + "seed" in meta else None
+    except ValueError as e:
+        raise UserError(f"{name}: bad '{PREFIX}fps' or '{PREFIX}seed' ({e})") from e
     return TensorFile(
         kind=kind,
         tensors=tensors,
         model=meta.get(PREFIX + "model"),
-        fps=float(meta[PREFIX + "fps"]) if PREFIX + "fps" in meta else None,
+        fps=fps,
         prompt=meta.get(PREFIX + "prompt"),
-        seed=int(meta[PREFIX + "seed"]) if PREFIX + "seed" in meta else None,
-        params=_json(meta, "params", {}, name),
-        parents=_json(meta, "parents", [], name),
+        seed=seed,
+        params=_json(meta, "params", {}, name, dict),
+        parents=_json(meta, "parents", [], name, list),
         extra={k[len(PREFIX):]: v for k, v in meta.items() if k.startswith(PREFIX) and k[len(PREFIX):] not in _KNOWN},
         version=int(meta[PREFIX + "version"]),
         digest=bytes_digest(data),
@@ -196,15 +209,34 @@ def parse_header(data: bytes, name: str) -> dict[str, Any]:
         raise UserError(f"{name}: {hint} (header says {n} bytes, file has {len(data) - 8})")
     try:
         header = json.loads(data[8 : 8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (ValueError, RecursionError) as e:  # bad UTF-8 or JSON, huge integers, absurd nesting
         raise UserError(f"{name}: not a safetensors file (bad header: {e.__class__.__name__})") from e
     if not isinstance(header, dict):
         raise UserError(f"{name}: not a safetensors file (header is not a mapping)")
-    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v), default=0)
+    _check_entries(header, name)
+    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
     have = len(data) - 8 - n
     if end > have:
         raise UserError(f"{name}: truncated (tensor data ends at byte {end}, file holds {have}); rerun the stage that wrote it")
     return header
+
+
+def _check_entries(header: dict[str, Any], name: str) -> None:
+    """Every entry has the safetensors shape (so later code may index it freely): string metadata, and
+    tensors with a dtype string, a list of non-negative int dims and ordered int data offsets."""
+    meta = header.get("__metadata__", {})
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise UserError(f"{name}: not a safetensors file (metadata must map strings to strings)")
+    is_count = lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= 0
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        ok = (isinstance(entry, dict) and isinstance(entry.get("dtype"), str)
+              and isinstance(entry.get("shape"), list) and all(map(is_count, entry["shape"]))
+              and isinstance(entry.get("data_offsets"), list) and len(entry["data_offsets"]) == 2
+              and all(map(is_count, entry["data_offsets"])) and entry["data_offsets"][0] <= entry["data_offsets"][1])
+        if not ok:
+            raise UserError(f"{name}: not a safetensors file (bad entry for tensor {key[:40]!r})")
 
 
 def read_header_file(path: str | os.PathLike) -> tuple[dict[str, Any], str]:
@@ -238,7 +270,7 @@ def _check_metadata(meta: dict[str, str], name: str, kinds: Iterable[str] | None
     if kind not in KINDS:
         raise UserError(f"{name}: unknown kind {kind!r}; known kinds: {', '.join(KINDS)}")
     version = meta.get(PREFIX + "version", "")
-    if not version.isdigit():
+    if not (version.isascii() and version.isdigit()):
         raise UserError(f"{name}: bad '{PREFIX}version' {version!r}")
     if int(version) > FORMAT_VERSION:
         raise UserError(f"{name}: format version {version} is newer than this vidtool ({FORMAT_VERSION}); upgrade vidtool")
@@ -249,14 +281,17 @@ def _check_metadata(meta: dict[str, str], name: str, kinds: Iterable[str] | None
     return kind
 
 
-def _json(meta: dict[str, str], key: str, default: Any, name: str) -> Any:
+def _json(meta: dict[str, str], key: str, default: Any, name: str, kind: type = object) -> Any:
     raw = meta.get(PREFIX + key)
     if raw is None:
         return default
     try:
-        return json.loads(raw)
-    except json.JSONDecodeError as e:
+        value = json.loads(raw)
+    except (ValueError, RecursionError) as e:
         raise UserError(f"{name}: '{PREFIX}{key}' is not valid JSON") from e
+    if not isinstance(value, kind):
+        raise UserError(f"{name}: '{PREFIX}{key}' must be a JSON {kind.__name__}")
+    return value
 
 
 def _read_source(src: str | os.PathLike | None) -> tuple[str, bytes]:

@@ -91,6 +91,29 @@ def read_video(
     return Video(frames=frames, fps=float(fps or source.fps))
 
 
+def sample_frames(path, count: int, *, fps: float | None = None) -> Video:
+    """`count` frames spread evenly over a whole clip, first and last included, decoding only those
+    (a captioning model looks at a few frames of a long clip). A folder plays at `fps` (default 8)."""
+    if count < 1:
+        raise UserError(f"need at least one frame to sample, got {count}")
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"no such file: {path}")
+    if path.is_dir():
+        source = _open_folder(path, fps or FOLDER_FPS)
+    elif path.suffix.lower() == ".gif":
+        source = _open_gif(path)
+    elif path.suffix.lower() in DECORD_SUFFIXES:
+        source = _open_decord(path)
+    else:
+        raise UserError(f"cannot read {path}: unknown video type '{path.suffix}'")
+    if len(source.times) == 0:
+        raise UserError(f"no frames in {path}")
+    # A clip shorter than `count` repeats frames: video models such as Video-LLaVA take a fixed number.
+    indices = np.round(np.linspace(0, len(source.times) - 1, count)).astype(np.int64)
+    return Video(frames=source.load(indices), fps=float(source.fps))
+
+
 def _check_read_options(fps, max_frames, start) -> None:
     if fps is not None and not fps > 0:
         raise UserError(f"fps must be positive, got {fps}")

@@ -17,7 +17,8 @@ logger = logging.getLogger(__name__)
 
 
 class ClipDataset(torch.utils.data.Dataset):
-    """Items are dict(video=uint8 [T,H,W,3], caption=str, index=int, and label when the record has one).
+    """Items are dict(video=uint8 [T,H,W,3], caption=str, index=int, source=(manifest path, record),
+    and label when the record has one).
 
     `frames` is T; `fps` resamples in time (None: the clip's own rate); `size` as in `read_video`
     (an int: short side resized to it, then a centre square crop). A clip that fails to decode is
@@ -60,7 +61,8 @@ class ClipDataset(torch.utils.data.Dataset):
                 self.broken.add(i)
                 logger.warning("skipping clip %s: %s", record["path"], error)
                 continue
-            item = {"video": torch.from_numpy(video), "caption": record.get("caption", ""), "index": i}
+            item = {"video": torch.from_numpy(video), "caption": record.get("caption", ""), "index": i,
+                    "source": (self.manifest, record)}
             if "label" in record:
                 item["label"] = record["label"]
             return item

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -32,46 +32,71 @@ class LatentSetInfo:
 
 def build_latent_set(manifests: list[Path], vae_folder: Path, out_file: Path, *, frames: int = 16, size: int = 64,
                      fps: float | None = None, text_encoder_path: Path | None = None, batch_size: int = 16,
-                     device: str = "cpu", progress: Callable[[int], None] | None = None) -> Path:
+                     device: str = "cpu", progress: Callable[[int], None] | None = None,
+                     text_cache: Path | None = None) -> Path:
     """Encode every clip of `manifests` with the autoencoder in `vae_folder` and write the set;
-    `progress(done)` is called with the number of clips encoded so far."""
-    from torch.utils.data import ConcatDataset, DataLoader
-
+    `progress(done)` is called with the number of clips encoded so far. With `text_cache` (a
+    `vidtool embed-text` file or folder) captions are looked up there instead of encoded."""
     from vidtool.autoencoders.apply import encode_frames
     from vidtool.autoencoders.tiling import Tiling
     from vidtool.checkpoint import from_pretrained, model_tag
-    from vidtool.data.clips import ClipDataset
     from vidtool.tensorfile import TensorFile, save
-    from vidtool.text import TextEncoder
 
     vae = from_pretrained(vae_folder, device=device).eval()
-    text_encoder = TextEncoder(text_encoder_path, device=device)
+
+    def encode(items: list[dict], video) -> dict[str, torch.Tensor]:
+        return {"latents": encode_frames(vae, video, Tiling(), device).latents.half()}
+
+    encoded = encode_clip_set(manifests, encode, frames=frames, size=size, fps=fps,
+                              text_encoder_path=text_encoder_path, batch_size=batch_size, device=device,
+                              progress=progress, text_cache=text_cache)
+    info = LatentSetInfo(vae=model_tag(vae_folder), latent_std=float(encoded.tensors["latents"].float().std()),
+                         text_encoder=encoded.text_encoder, frames=frames, size=size)
+    tf = TensorFile(kind="dataset-shard", tensors=encoded.tensors, model=info.vae, params=info.__dict__)
+    tf.set_prompts(encoded.prompts)
+    tf.extra["model_path"] = str(Path(vae_folder).resolve())
+    save(tf, out_file)
+    return out_file
+
+
+@dataclass
+class EncodedClips:
+    tensors: dict[str, torch.Tensor]  # what `encode` returned, concatenated, plus text, text_mask, null_text, null_mask
+    prompts: list[str]
+    text_encoder: str
+
+
+def encode_clip_set(manifests: list[Path], encode: Callable[[list[dict], Any], dict[str, torch.Tensor]], *,
+                    frames: int, size: int, fps: float | None, text_encoder_path: Path | None, batch_size: int,
+                    device: str, progress: Callable[[int], None] | None,
+                    text_cache: Path | None = None) -> EncodedClips:
+    """Read every clip of `manifests` once, in order, and return `encode(items, uint8 video [B,T,H,W,3])`
+    for all of them with the captions' text embeddings (float16) and the empty prompt's."""
+    from torch.utils.data import ConcatDataset, DataLoader
+
+    from vidtool.data.clips import ClipDataset
+    from vidtool.text_cache import text_encoder_or_cache
+
+    text_encoder = text_encoder_or_cache(text_cache, text_encoder_path, device=device)
     clips = ConcatDataset([ClipDataset(m, frames=frames, fps=fps, size=size) for m in manifests])
     loader = DataLoader(clips, batch_size=batch_size, collate_fn=lambda items: items)
-    latents, texts, masks, prompts = [], [], [], []
+    parts: dict[str, list[torch.Tensor]] = {}
+    prompts: list[str] = []
     with torch.inference_mode():
         for items in loader:
             video = torch.stack([item["video"] for item in items]).numpy()
-            latents.append(encode_frames(vae, video, Tiling(), device).latents.half())
             captions = [item["caption"] for item in items]
             embedded = text_encoder.encode(captions)
-            texts.append(embedded.tokens.half().cpu())
-            masks.append(embedded.mask.cpu())
+            for name, tensor in {**encode(items, video), "text": embedded.tokens.half().cpu(),
+                                 "text_mask": embedded.mask.cpu()}.items():
+                parts.setdefault(name, []).append(tensor)
             prompts.extend(captions)
             if progress:
                 progress(len(prompts))
         null = text_encoder.encode([""])
-    latents = torch.cat(latents)
-    info = LatentSetInfo(vae=model_tag(vae_folder), latent_std=float(latents.float().std()),
-                         text_encoder=text_encoder.name, frames=frames, size=size)
-    tf = TensorFile(kind="dataset-shard", tensors={
-        "latents": latents, "text": torch.cat(texts), "text_mask": torch.cat(masks),
-        "null_text": null.tokens.half().cpu(), "null_mask": null.mask.cpu()},
-        model=info.vae, params=info.__dict__)
-    tf.set_prompts(prompts)
-    tf.extra["model_path"] = str(Path(vae_folder).resolve())
-    save(tf, out_file)
-    return out_file
+    tensors = {name: torch.cat(chunks) for name, chunks in parts.items()}
+    tensors.update(null_text=null.tokens.half().cpu(), null_mask=null.mask.cpu())
+    return EncodedClips(tensors, prompts, text_encoder.name)
 
 
 class LatentDataset(torch.utils.data.Dataset):

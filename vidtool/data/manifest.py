@@ -32,8 +32,9 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{number}: not valid JSON ({e.msg}); one JSON object per line") from None
+        except (ValueError, RecursionError) as e:  # bad JSON, an integer too long to parse, absurd nesting
+            reason = e.msg if isinstance(e, json.JSONDecodeError) else type(e).__name__
+            raise UserError(f"{path}:{number}: not valid JSON ({reason}); one JSON object per line") from None
         if not isinstance(record, dict):
             raise UserError(f"{path}:{number}: a record must be a JSON object, got {type(record).__name__}")
         if not isinstance(record.get("path"), str) or not record["path"]:
@@ -61,12 +62,21 @@ def write_manifest(path: str | os.PathLike, records: list[dict]) -> None:
 
 
 def resolve(manifest_path: str | os.PathLike, record_path: str | os.PathLike) -> Path:
-    """The file a record points at: absolute paths as they are, relative ones from the manifest's folder."""
+    """The file a record points at: absolute paths as they are, relative ones from the manifest's folder.
+
+    A relative path must stay inside the manifest's folder (the dataset root) after symlinks are
+    followed too: a link in a downloaded dataset to /etc/passwd or ~/.ssh is refused like a '..'."""
     record_path = Path(record_path)
     if record_path.is_absolute():
         return record_path
     _check_inside(record_path)
-    return Path(manifest_path).parent / record_path
+    root = Path(manifest_path).parent
+    target = root / record_path
+    real_root, real_target = os.path.realpath(root), os.path.realpath(target)
+    if os.path.commonpath([real_root, real_target]) != real_root:
+        raise UserError(f"{target} is a symlink (or lies under one) that points outside the dataset root "
+                        f"{root} (to {real_target}); copy the file in or give an absolute path")
+    return target
 
 
 def _check_inside(record_path: str | os.PathLike) -> None:
@@ -74,6 +84,8 @@ def _check_inside(record_path: str | os.PathLike) -> None:
     # user can; absolute paths are explicit, so they are the way to point elsewhere.
     if not isinstance(record_path, (str, os.PathLike)):
         raise UserError(f"a path must be a string, got {record_path!r}")
+    if "\0" in os.fspath(record_path):
+        raise UserError(f"path {str(record_path)!r} contains a NUL character; no file can have that name")
     if os.path.isabs(record_path):
         return
     normal = os.path.normpath(record_path)

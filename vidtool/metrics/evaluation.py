@@ -30,7 +30,8 @@ import numpy as np
 from vidtool.errors import UserError
 from vidtool.metrics import shapes_probe
 from vidtool.metrics.rows import Rows
-from vidtool.metrics.video_sets import VideoSet, describe_digests, set_description, shard_range
+from vidtool.data.shards import shard_range
+from vidtool.metrics.video_sets import VideoSet, describe_digests, set_description
 
 PAIRED = ("psnr", "ssim", "lpips")
 VIDEO_ONLY = ("temporal-flickering", "dynamic-degree", "motion-smoothness")

@@ -155,22 +155,6 @@ def _with_prompt(item: Item, prompt: str) -> Item:
     return Item(item.key, item.digest, prompt, item.load)
 
 
-def shard_range(count: int, index: int, shards: int) -> range:
-    """Items [index·count/shards, (index+1)·count/shards): contiguous, so shards concatenate in order."""
-    return range(index * count // shards, (index + 1) * count // shards)
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """'I/N' with 0 <= I < N."""
-    try:
-        index, shards = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise UserError(f"--shard takes I/N (e.g. 0/8), got {text!r}") from None
-    if not 0 <= index < shards:
-        raise UserError(f"--shard {text}: need 0 <= I < N")
-    return index, shards
-
-
 def set_description(video_set: VideoSet) -> dict:
     """What the report says about a set: where it came from and how many items."""
     return {"source": video_set.source, "kind": video_set.kind, "items": len(video_set),

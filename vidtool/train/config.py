@@ -9,6 +9,7 @@ from vidtool.errors import UserError
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
+STRATEGIES = ("ddp", "fsdp")  # see vidtool.train.parallel
 
 
 @dataclass
@@ -32,6 +33,8 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     resume: bool = False  # continue from out_dir/train_state if it exists
+    strategy: str = "ddp"  # under torchrun: ddp = a replica per rank, fsdp = FSDP2 sharding (fully_shard)
+    activation_checkpointing: bool = False  # recompute each block's activations in backward
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
@@ -56,6 +59,9 @@ class TrainConfig:
             (self.checkpoint_every >= 1, f"checkpoint_every must be at least 1, got {self.checkpoint_every}"),
             (self.log_every >= 1, f"log_every must be at least 1, got {self.log_every}"),
             (self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}"),
+            (self.strategy in STRATEGIES, f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"),
+            (not (self.strategy == "fsdp" and self.precision == "fp16"),
+             "precision fp16 needs a gradient scaler that FSDP shards; use bf16 (or fp32) with strategy fsdp"),
         ]
         for ok, message in checks:
             if not ok:

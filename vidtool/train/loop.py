@@ -6,11 +6,14 @@ Exact resume rests on two rules, so that no RNG state has to outlive the process
   perm_e is `torch.randperm(N)` drawn from a generator seeded with e. The state saves the position,
   so a resumed run neither repeats nor skips a sample.
 - Randomness is reseeded from its coordinates: python, numpy and torch from (seed, position) before
-  an item is loaded (augmentations replay, in any DataLoader worker), and from
-  (seed, rank, step, micro-batch) before the model computes its losses (masking, noise, dropout).
+  an item is loaded (augmentations replay, in any DataLoader worker), and from (seed, position of the
+  micro-batch's first sample) before the model computes its losses (masking, noise, dropout).
 
 With a fixed seed on one machine, N uninterrupted steps and k steps, a new process, then N - k more
-give bit-identical weights on CPU.
+give bit-identical weights on CPU. Since nothing is keyed by rank, R ranks with micro-batch B and
+accumulation A see the same samples with the same noise as one process with micro-batch B and
+accumulation R * A: the same updates up to float rounding, which is what lets a run saved by R ranks
+resume on any other number (the state is consolidated; see vidtool.train.parallel).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vidtool.checkpoint import save_pretrained
 from vidtool.errors import UserError
+from vidtool.train import parallel
 from vidtool.train.config import TrainConfig
 from vidtool.train.ema import EMA
 from vidtool.train.schedule import lr_at
@@ -68,8 +72,9 @@ def train(
     """Train `model` in place and leave `out_dir` a model folder with its resume state and metrics.
 
     Under torchrun (WORLD_SIZE > 1) every rank calls this; rank 0 alone writes files, draws the
-    progress bar and calls `on_log(record)` for each metrics record. `batch_size` is per rank and
-    micro-batch: an update sees batch_size * grad_accum * world_size samples. SIGINT or SIGTERM
+    progress bar and calls `on_log(record)` for each metrics record (losses averaged over all ranks).
+    `batch_size` is per rank and micro-batch: an update sees batch_size * grad_accum * world_size
+    samples. `config.strategy` picks DDP or FSDP2 when there is more than one rank. SIGINT or SIGTERM
     finish the current step, write a checkpoint, then raise KeyboardInterrupt or SystemExit(143).
     """
     if not callable(getattr(model, "training_losses", None)):
@@ -78,22 +83,31 @@ def train(
         raise UserError("the training dataset is empty; check the manifest or folder it was built from")
     out_dir = Path(out_dir)
     with _distributed(config.device) as world, _deterministic(config.deterministic), _StopRequest() as stop:
-        autocast_dtype = _autocast_dtype(config.precision, world.device)
+        sharded = world.size > 1 and config.strategy == "fsdp"
+        compute_dtype = _autocast_dtype(config.precision, world.device, sharded)
         model.to(world.device).train()
-        trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
         resumed = _load_resume_state(out_dir, config, len(dataset))
         if resumed:
             _load_weights(model, resumed.model)
+        if config.activation_checkpointing:
+            parallel.checkpoint_activations(model)
         losses: nn.Module = _Losses(model)
-        if world.size > 1:  # wrapping broadcasts rank 0's weights, so it comes before the EMA copies them
+        # Wrapping broadcasts rank 0's weights, so it comes before the EMA copies them.
+        if sharded:  # FSDP's mixed-precision policy casts the parameters, so no autocast on top
+            parallel.shard(losses, model, compute_dtype)
+        elif world.size > 1:
             device_ids = [world.device.index] if world.device.type == "cuda" else None
             # Unused parameters are normal here: image batches skip temporal layers, GAN terms start late.
             losses = DistributedDataParallel(losses, device_ids=device_ids, find_unused_parameters=True)
+        autocast_dtype = None if sharded else compute_dtype
+        trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
         optimizer = _adamw(trainable, config)
         scaler = torch.amp.GradScaler(world.device.type, enabled=autocast_dtype is torch.float16)
-        # Only rank 0 saves, so only rank 0 spends memory on the EMA.
-        ema = EMA(trainable, config.ema_decay) if config.ema_decay is not None and world.rank == 0 else None
-        step, seen = _restore(resumed, optimizer, scaler, ema)
+        # Only rank 0 saves, so under DDP only rank 0 spends memory on the EMA; under FSDP each rank
+        # averages its own shard.
+        keeps_ema = config.ema_decay is not None and (world.rank == 0 or sharded)
+        ema = EMA(trainable, config.ema_decay) if keeps_ema else None
+        step, seen = _restore(resumed, model, optimizer, scaler, ema)
 
         per_micro = config.batch_size * world.size
         micro_batches = _MicroBatches(seen, (config.steps - step) * config.grad_accum, config.batch_size,
@@ -108,33 +122,49 @@ def train(
         ))
 
         def checkpoint() -> None:
-            """The model folder gets the weights to use (the EMA when on), train_state the rest."""
+            """The model folder gets the weights to use (the EMA when on), train_state the rest; both
+            hold full tensors, whatever the strategy."""
+            if sharded:  # gathering the shards is a collective: every rank takes part
+                weights = parallel.full_model_state(model)
+                moments = parallel.full_optimizer_state(model, optimizer)
+                averages = {k: parallel.full(v).cpu() for k, v in ema.state_dict().items()} if ema else None
+            elif world.rank == 0:
+                weights, moments = model.state_dict(), optimizer.state_dict()
+                averages = ema.state_dict() if ema else None
             if world.rank == 0:
-                with ema.swapped_into(trainable) if ema else contextlib.nullcontext():
-                    save_pretrained(model, out_dir, extra={"train": {"step": step, "ema": ema is not None}})
+                extra = {"train": {"step": step, "ema": ema is not None}}
+                if sharded:
+                    save_pretrained(model, out_dir, extra=extra, tensors={**weights, **(averages or {})})
+                else:
+                    with ema.swapped_into(trainable) if ema else contextlib.nullcontext():
+                        save_pretrained(model, out_dir, extra=extra)
                 save_state(out_dir / STATE_DIR, TrainingState(
                     step=step, samples_seen=seen, dataset_size=len(dataset), world_size=world.size,
-                    config=dataclasses.asdict(config), model=model.state_dict(), optimizer=optimizer.state_dict(),
-                    scaler=scaler.state_dict(), ema=ema.state_dict() if ema else None,
+                    config=dataclasses.asdict(config), model=weights, optimizer=moments,
+                    scaler=scaler.state_dict(), ema=averages,
                 ))
             world.barrier()
 
-        with _Reporter(out_dir, config, step, enabled=world.rank == 0, progress=progress, on_log=on_log) as report:
+        with _Reporter(out_dir, config, step, world, progress=progress, on_log=on_log) as report:
             while step < config.steps:
                 lr = lr_at(step + 1, config)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 for micro in range(config.grad_accum):
                     batch = _to_device(next(batches), world.device)
-                    _seed_everything(_derive_seed(config.seed, "step", world.rank, step, micro))
+                    first_sample = seen + (micro * world.size + world.rank) * config.batch_size
+                    _seed_everything(_derive_seed(config.seed, "batch", first_sample))
                     last = micro == config.grad_accum - 1
-                    with contextlib.nullcontext() if last or world.size == 1 else losses.no_sync():
+                    # DDP all-reduces on the last micro-batch only; FSDP reduce-scatters each one
+                    # into the sharded gradients, which keeps gradient memory sharded too.
+                    accumulate_locally = not last and world.size > 1 and not sharded
+                    with losses.no_sync() if accumulate_locally else contextlib.nullcontext():
                         with _autocast(world.device, autocast_dtype):
                             terms = losses(batch, step, config.steps)
                         scaler.scale(terms["loss"] / config.grad_accum).backward()
                     report.add_terms(terms)
                 scaler.unscale_(optimizer)
-                grad_norm = torch.nn.utils.clip_grad_norm_(trainable.values(), config.grad_clip or math.inf)
+                grad_norm = parallel.full(torch.nn.utils.clip_grad_norm_(trainable.values(), config.grad_clip or math.inf))
                 scaler.step(optimizer)
                 scaler.update()
                 optimizer.zero_grad(set_to_none=True)
@@ -182,20 +212,26 @@ def _load_weights(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
                         "resume with the configuration the run was started with") from e
 
 
-def _restore(state: TrainingState | None, optimizer: torch.optim.Optimizer,
+def _restore(state: TrainingState | None, model: nn.Module, optimizer: torch.optim.Optimizer,
              scaler: torch.amp.GradScaler, ema: EMA | None) -> tuple[int, int]:
-    """Load the optimizer, scaler and EMA from `state`; return (step, samples seen)."""
+    """Load the optimizer, scaler and EMA from `state` (full tensors, cut into this rank's shards
+    when the model is sharded); return (step, samples seen)."""
     if state is None:
         return 0, 0
+    sharded = any(parallel.is_sharded(p) for p in model.parameters())
     try:
-        optimizer.load_state_dict(state.optimizer)
-    except ValueError as e:
+        if sharded:
+            parallel.load_optimizer_state(model, optimizer, state.optimizer)
+        else:
+            optimizer.load_state_dict(state.optimizer)
+    except (ValueError, KeyError, IndexError) as e:
         raise UserError(f"the saved optimizer state does not fit this model ({e}); "
                         "resume with the same trainable parameters") from e
     if state.scaler:
         scaler.load_state_dict(state.scaler)
     if ema is not None and state.ema is not None:
-        ema.load_state_dict(state.ema)
+        ema.load_state_dict({name: parallel.shard_like(tensor, ema.shadow[name]) if name in ema.shadow else tensor
+                             for name, tensor in state.ema.items()})
     return state.step, state.samples_seen
 
 
@@ -348,11 +384,14 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abs
     return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
 
 
-def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for plain fp32."""
+def _autocast_dtype(precision: str, device: torch.device, sharded: bool = False) -> torch.dtype | None:
+    """The dtype blocks compute in (by autocast, or by FSDP's policy when `sharded`), None for fp32."""
     if device.type != "cuda":
+        if sharded and precision == "bf16":  # FSDP casts the parameters itself, which works on CPU too
+            return torch.bfloat16
         if precision in ("bf16", "fp16"):
-            raise UserError(f"precision {precision} needs a CUDA GPU; use precision auto or fp32 on CPU")
+            raise UserError(f"precision {precision} needs a CUDA GPU (bf16 also runs under strategy fsdp); "
+                            "use precision auto or fp32 on CPU")
         return None
     if precision == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
@@ -389,12 +428,14 @@ class _StopRequest:
 
 
 class _Reporter:
-    """Rank 0's output: a metrics.jsonl record every `log_every` steps (loss terms and grad norm
-    averaged since the previous record, of rank 0's micro-batches), the progress bar and `on_log`."""
+    """Rank 0's output: a metrics.jsonl record every `log_every` steps (loss terms averaged since the
+    previous record over the micro-batches of all ranks, and the grad norm), the progress bar and
+    `on_log`. Every rank counts its terms; they are summed over ranks when a record is due."""
 
-    def __init__(self, out_dir: Path, config: TrainConfig, first_step: int, *, enabled: bool,
+    def __init__(self, out_dir: Path, config: TrainConfig, first_step: int, world: _World, *,
                  progress: bool, on_log: Callable[[dict[str, float]], None] | None):
-        self.enabled, self.config, self.on_log = enabled, config, on_log
+        self.world, self.config, self.on_log = world, config, on_log
+        self.enabled = enabled = world.rank == 0
         self.path = out_dir / METRICS_NAME
         self.last: dict[str, float] = {}
         self._sums: dict[str, torch.Tensor] = {}
@@ -431,17 +472,22 @@ class _Reporter:
         self._bar.stop()
 
     def add_terms(self, terms: dict[str, torch.Tensor]) -> None:
-        if self.enabled:
-            for name, value in terms.items():
-                self._sums[name] = self._sums.get(name, 0) + value.detach().float()
-            self._micro_batches += 1
+        for name, value in terms.items():
+            self._sums[name] = self._sums.get(name, 0) + parallel.full(value.detach()).float()
+        self._micro_batches += 1
 
     def step_done(self, step: int, samples_seen: int, lr: float, grad_norm: torch.Tensor) -> None:
-        if not self.enabled:
-            return
         self._bar.update(self._task, completed=step)
         self._grad_norm_sum = self._grad_norm_sum.to(grad_norm.device) + grad_norm.detach().float()
         if step % self.config.log_every and step != self.config.steps:
+            return
+        if self.world.size > 1:  # every rank reaches this line at the same steps
+            names = sorted(self._sums)
+            sums = torch.stack([self._sums[name] for name in names]).to(self.world.device)
+            dist.all_reduce(sums)
+            self._sums = dict(zip(names, sums / self.world.size))
+        if not self.enabled:
+            self._sums, self._micro_batches, self._grad_norm_sum = {}, 0, torch.zeros(())
             return
         first_step, started = self._window_start
         now = time.perf_counter()

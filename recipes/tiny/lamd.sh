@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Reproduces vidtool/defaults/mcd-vae-tiny and dmg-tiny (LaMD, image-to-video with text) on the
+# captioned shapes clips: 8 frames at 4 fps (the whole 2-second clip) at 64x64, z_m 8x8x4. Then
+# measures image-to-video on 100 held-out first frames (seed 1, never seen in training).
+# Trained on ONE core (OMP_NUM_THREADS=1) beside another training: see the bundled READMEs for times.
+#   DATA=data RUNS=runs/tiny bash recipes/tiny/lamd.sh
+set -euo pipefail
+DATA=${DATA:-data}
+RUNS=${RUNS:-runs/tiny}
+VAE_STEPS=${VAE_STEPS:-1800}
+DMG_STEPS=${DMG_STEPS:-3000}
+HERE=$(dirname "$0")
+DATA=$DATA bash "$HERE/data.sh"
+vidtool make-dataset shapes -n 200 --seed 1 -o "$DATA/shapes-seed1"
+
+vidtool --quiet train-vae --family mcd-vae --data "$DATA/shapes/manifest.jsonl" -o "$RUNS/mcd-vae" --frames 8 --fps 4 \
+  --steps "$VAE_STEPS" --batch-size 4 --lr 1e-3 --warmup 100 --ema 0.995 --seed 0
+python "$HERE/bundle.py" "$RUNS/mcd-vae" mcd-vae-tiny --dest "$RUNS/bundled" --command "bash recipes/tiny/lamd.sh"
+
+# The DMG learns the motion space of the bundled (float16) autoencoder, whose tag its config records.
+vidtool --quiet train-denoiser --family dmg --vae "$RUNS/bundled/mcd-vae-tiny" --data "$DATA/shapes/manifest.jsonl" \
+  --fps 4 -o "$RUNS/dmg" --steps "$DMG_STEPS" --batch-size 32 --lr 5e-4 --warmup 100 --ema 0.995 --seed 0
+python "$HERE/bundle.py" "$RUNS/dmg" dmg-tiny --dest "$RUNS/bundled" --command "bash recipes/tiny/lamd.sh"
+
+export VIDTOOL_MODELS="$RUNS/bundled"
+python benchmarks/lamd_i2v.py --model "$RUNS/bundled/dmg-tiny" --data "$DATA/shapes-seed1/manifest.jsonl" --n 100 \
+  --json "$RUNS/lamd-quality.json"
+# Bundling again with the measured numbers gives the same weights (and tag), now with its README.
+python "$HERE/bundle.py" "$RUNS/dmg" dmg-tiny --dest "$RUNS/bundled" --command "bash recipes/tiny/lamd.sh" \
+  --quality "$RUNS/lamd-quality.json"

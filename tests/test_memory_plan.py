@@ -1,0 +1,107 @@
+"""--max-memory planning for encode/decode and the one retry after an out-of-memory error."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from vidtool.autoencoders import apply, memory
+from vidtool.autoencoders.memory import LIVE_COPIES, chunk_bytes, parse_memory, plan, smaller, with_retry
+from vidtool.autoencoders.tiling import Tiling
+from vidtool.errors import UserError
+
+
+class Widest(nn.Module):
+    """Stands in for an autoencoder: 4x in time, 8x in space, widest layer 64 channels."""
+
+    temporal_factor, spatial_factor = 4, 8
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv3d(3, 64, 1), nn.Conv2d(64, 16, 1)
+
+
+def test_parse_memory_reads_sizes_and_auto():
+    assert parse_memory("6G") == 6 << 30 and parse_memory("512M") == 512 << 20 and parse_memory("1.5GiB") == 3 << 29
+    assert parse_memory("800000") == 800_000 and parse_memory("auto") is None
+    for bad in ("lots", "-1G", "0", "6X"):
+        with pytest.raises(UserError, match="--max-memory"):
+            parse_memory(bad)
+
+
+def test_chunk_estimate_is_the_closed_form():
+    model = Widest()
+    # (chunk 2 + 2 margins of 4) latent frames x tf 4 = 40 frames of (8 x 8 latent px x sf² 64) pixels
+    expected = LIVE_COPIES * 4 * 1 * (2 + 8) * 4 * (8 * 8 * 64) * 64
+    assert chunk_bytes(model, 1, Tiling(chunk=2), 8, 8) == expected
+
+
+def test_plan_takes_the_largest_chunk_then_tile_that_fits():
+    model = Widest()
+    whole = lambda chunk: chunk_bytes(model, 2, Tiling(chunk=chunk), 32, 32)
+    assert plan(model, 2, 16, 32, 32, 10**15, spatial=True) == Tiling(chunk=4)  # the default start bounds it
+    assert plan(model, 2, 16, 32, 32, whole(2), spatial=True) == Tiling(chunk=2)
+    assert plan(model, 2, 16, 32, 32, whole(2) - 1, spatial=True) == Tiling(chunk=1)
+    # Below one whole-frame chunk, decode tiles space: a 16-px tile costs a quarter of 32 px.
+    assert plan(model, 2, 16, 32, 32, whole(1) // 4, spatial=True) == Tiling(chunk=1, tile=16, overlap=4)
+    assert plan(model, 2, 16, 32, 32, whole(1) // 4, spatial=False) == Tiling(chunk=1)  # encode keeps frames
+
+
+def _oom_once(calls):
+    def run(tiling):
+        calls.append(tiling)
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return "done"
+    return run
+
+
+def test_out_of_memory_retries_once_with_smaller_tiles_and_says_so():
+    calls, said = [], []
+    assert with_retry(_oom_once(calls), Tiling(chunk=4), 32, 32, spatial=True, what="decode", log=said.append) == "done"
+    assert calls == [Tiling(chunk=4), Tiling(chunk=2)] and "retrying once with chunk 2" in said[0]
+    assert smaller(Tiling(chunk=1), 32, 32, spatial=True) == Tiling(chunk=1, tile=16, overlap=4)
+    assert smaller(Tiling(chunk=1), 32, 32, spatial=False) == Tiling(chunk=1, margin=2)
+
+    def always(tiling):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+
+    with pytest.raises(UserError, match="out of memory in decode even with chunk 2"):
+        with_retry(always, Tiling(chunk=4), 32, 32, spatial=True, what="decode", log=said.append)
+    with pytest.raises(ValueError):  # other errors pass through untouched, with no retry
+        with_retry(lambda t: (_ for _ in ()).throw(ValueError("bug")), Tiling(), 8, 8, spatial=True, what="x")
+
+
+def test_decode_stage_survives_a_simulated_out_of_memory(tmp_path, monkeypatch, capsys):
+    from stages.autoencode import decode_file, load_encoder
+    from vidtool import tensorfile
+
+    torch.set_num_threads(1)
+    encoder = load_encoder(None, "encode")
+    clip = SimpleNamespace(frames=np.random.default_rng(0).integers(0, 256, (1, 8, 64, 64, 3), dtype=np.uint8),
+                           fps=8.0, prompt=None, parent="test")
+    tensorfile.save(encoder.encode(clip, 4), tmp_path / "z.safetensors")
+    decode_file(str(tmp_path / "z.safetensors"), str(tmp_path / "plain.safetensors"), model=None, chunk=4, tile=None)
+
+    real, seen = apply.decode_frames, []
+
+    def fails_once(model, latents, tiling, device):
+        seen.append(tiling)
+        if len(seen) == 1:
+            raise torch.OutOfMemoryError("simulated")
+        return real(model, latents, tiling, device)
+
+    monkeypatch.setattr(apply, "decode_frames", fails_once)
+    decode_file(str(tmp_path / "z.safetensors"), str(tmp_path / "retried.safetensors"), model=None, chunk=4, tile=None,
+                max_memory="auto")
+    assert [t.chunk for t in seen] == [seen[0].chunk, max(1, seen[0].chunk // 2)]
+    assert "out of memory" in capsys.readouterr().err
+    plain, retried = (tensorfile.load(tmp_path / f"{n}.safetensors").main for n in ("plain", "retried"))
+    assert plain.shape == retried.shape == (1, 8, 64, 64, 3)
+    # Chunks keep 4 latent frames of context each side (Tiling.margin), which covers this clip.
+    assert (plain.int() - retried.int()).abs().max() <= 1

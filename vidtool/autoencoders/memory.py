@@ -1,0 +1,129 @@
+"""Memory planning for encode/decode: pick chunk and tile sizes that fit a budget, and retry once
+with smaller ones when the device runs out anyway.
+
+The estimate is deliberately simple and conservative: a chunk's working memory is taken as
+LIVE_COPIES float32 activations of the widest layer (the most output channels of any convolution or
+linear layer of the model) at full output resolution, over the frames the chunk computes (its kept
+frames plus the context margins on both sides):
+
+    bytes ≈ LIVE_COPIES · 4 · B · (chunk + 2·margin) · tf · (tile · sf)² · widest
+
+LIVE_COPIES = 4 counts a block's input, output, a normalisation temporary and the residual branch.
+Underestimates are what the retry is for.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import replace
+from typing import Any, Callable, TypeVar
+
+import torch
+from torch import nn
+
+from vidtool.autoencoders.tiling import Tiling
+from vidtool.errors import UserError
+
+LIVE_COPIES = 4
+MIN_TILE = 8  # latent pixels; below this the overlap blending costs more than it saves
+T = TypeVar("T")
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_memory(text: str) -> int | None:
+    """'6G', '512M', '1.5g', '800000' (bytes) → bytes; 'auto' → None (ask the device)."""
+    if text.strip().lower() == "auto":
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", text.lower())
+    if not match or float(match[1]) <= 0:
+        raise UserError(f"--max-memory takes a size like 6G, 512M or auto, got {text!r}")
+    return int(float(match[1]) * _UNITS[match[2]])
+
+
+def device_budget(device: str | torch.device) -> int:
+    """What a stage may use: 80% of the GPU's free memory, or half of the machine's available RAM."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * 0.8)
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        available = int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    return available // 2
+
+
+def widest(model: nn.Module) -> int:
+    widths = [m.out_channels for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    widths += [m.out_features for m in model.modules() if isinstance(m, nn.Linear)]
+    return max(widths, default=1)
+
+
+def chunk_bytes(model: Any, batch: int, tiling: Tiling, latent_height: int, latent_width: int) -> int:
+    """The module docstring's estimate of one chunk's working memory."""
+    tile_h = min(tiling.tile or latent_height, latent_height)
+    tile_w = min(tiling.tile or latent_width, latent_width)
+    frames = (tiling.chunk + 2 * tiling.margin) * model.temporal_factor
+    pixels = tile_h * tile_w * model.spatial_factor**2
+    return LIVE_COPIES * 4 * batch * frames * pixels * widest(model)
+
+
+def plan(model: Any, batch: int, latent_frames: int, latent_height: int, latent_width: int, budget: int, *,
+         spatial: bool, start: Tiling = Tiling()) -> Tiling:
+    """The largest tiling (chunk first, then tile) whose estimate fits `budget`; the smallest there
+    is when none does. `spatial=False` (encoding) keeps whole frames."""
+    tiling = replace(start, chunk=min(start.chunk, max(latent_frames, 1)))
+    fits = lambda t: chunk_bytes(model, batch, t, latent_height, latent_width) <= budget
+    while not fits(tiling) and tiling.chunk > 1:
+        tiling = replace(tiling, chunk=max(1, tiling.chunk // 2))
+    if spatial:
+        side = max(latent_height, latent_width)
+        while not fits(tiling) and (tiling.tile or side) // 2 >= MIN_TILE:
+            tile = (tiling.tile or side) // 2
+            tiling = replace(tiling, tile=tile, overlap=min(tiling.overlap, tile // 4))
+    return tiling
+
+
+def smaller(tiling: Tiling, latent_height: int, latent_width: int, spatial: bool) -> Tiling:
+    """Half the chunk, and half the tile when spatial tiling is allowed and the chunk is already 1."""
+    if tiling.chunk > 1:
+        return replace(tiling, chunk=tiling.chunk // 2)
+    side = max(latent_height, latent_width)
+    if spatial and (tiling.tile or side) // 2 >= MIN_TILE:
+        tile = (tiling.tile or side) // 2
+        return replace(tiling, tile=tile, overlap=min(tiling.overlap, tile // 4))
+    return replace(tiling, margin=tiling.margin // 2)  # the last lever: less temporal context
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    # The CPU allocator raises a plain RuntimeError.
+    return isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
+
+
+def with_retry(run: Callable[[Tiling], T], tiling: Tiling, latent_height: int, latent_width: int, *, spatial: bool,
+               what: str, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> T:
+    """`run(tiling)`; on out-of-memory, say so and run once more with `smaller(tiling)`."""
+    try:
+        return run(tiling)
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+    retry = smaller(tiling, latent_height, latent_width, spatial)
+    log(f"vidtool {what}: out of memory with chunk {tiling.chunk}, tile {tiling.tile or 'whole frames'}; "
+        f"retrying once with chunk {retry.chunk}, tile {retry.tile or 'whole frames'}, margin {retry.margin}")
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    try:
+        return run(retry)
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        raise UserError(f"out of memory in {what} even with chunk {retry.chunk}, tile {retry.tile or 'whole frames'}; "
+                        "pass a smaller --max-memory (or --chunk/--tile), or use a larger device") from error

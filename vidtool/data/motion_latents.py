@@ -1,0 +1,129 @@
+"""Motion-latent sets for LaMD's DMG: clips encoded once by a frozen MCD-VAE, kept in one tensor file
+(kind `dataset-shard`), the counterpart of vidtool.data.latents for a motion–content autoencoder.
+
+File layout: "mean", "logvar" float16 [N, d, h, w] (the bottleneck of Eq. 1, so every epoch draws a
+fresh z_m = μ + ε·σ, the aggregate posterior the decoder was trained on), "content" float16
+[N, d', h, w] (f_x0 of each clip's first frame), "text" float16 [N, L, D] / "text_mask" bool
+[N, L] and "null_text" / "null_mask" (the empty prompt), "label" int64 [N] when every manifest
+record has an integer label; metadata `vidtool.model` = the MCD-VAE's tag, `vidtool.prompts`, and
+the geometry in params.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from vidtool.errors import UserError
+
+
+@dataclass
+class MotionSetInfo:
+    vae: str  # "mcd-vae@digest"
+    latent_std: float  # of sampled z_m over the set
+    text_encoder: str
+    text_dim: int
+    frames: int
+    size: int
+    motion_channels: int
+    content_channels: int
+    sample_size: int
+    num_classes: int  # 0 without labels
+    fps: float | None  # the rate clips were resampled to (None: their own)
+
+
+def build_motion_set(manifests: list[Path], vae_folder: Path, out_file: Path, *, size: int = 64,
+                     fps: float | None = None, text_encoder_path: Path | None = None, batch_size: int = 16,
+                     device: str = "cpu", progress: Callable[[int], None] | None = None) -> Path:
+    """Encode every clip of `manifests` (L frames, L from the MCD-VAE) and its caption; write the set."""
+    from torch.utils.data import ConcatDataset, DataLoader
+
+    from vidtool.checkpoint import from_pretrained, model_tag
+    from vidtool.data.clips import ClipDataset
+    from vidtool.tensorfile import TensorFile, save
+    from vidtool.text import TextEncoder
+    from vidtool.video import frames_to_model
+
+    vae = from_pretrained(vae_folder, device=device).float().eval()
+    if vae.family != "mcd-vae":
+        raise UserError(f"--vae {vae_folder} is a {vae.family} model; the dmg needs an mcd-vae's motion latents")
+    text_encoder = TextEncoder(text_encoder_path, device=device)
+    clips = ConcatDataset([ClipDataset(m, frames=vae.frames, fps=fps, size=size) for m in manifests])
+    loader = DataLoader(clips, batch_size=batch_size, collate_fn=lambda items: items)
+    means, logvars, contents, texts, masks, prompts, labels = [], [], [], [], [], [], []
+    with torch.inference_mode():
+        for items in loader:
+            video = frames_to_model(torch.stack([item["video"] for item in items])).to(device)
+            encoded = vae.encode(video)
+            means.append(encoded.mean.half().cpu())
+            logvars.append(encoded.logvar.half().cpu())
+            contents.append(vae.encode_content(video[:, :, 0]).latent.half().cpu())
+            captions = [item["caption"] for item in items]
+            embedded = text_encoder.encode(captions)
+            texts.append(embedded.tokens.half().cpu())
+            masks.append(embedded.mask.cpu())
+            prompts.extend(captions)
+            labels.extend(item.get("label") for item in items)
+            if progress:
+                progress(len(prompts))
+        null = text_encoder.encode([""])
+    mean, logvar, content = torch.cat(means), torch.cat(logvars), torch.cat(contents)
+    sampled = mean.float() + torch.randn(mean.shape, generator=torch.Generator().manual_seed(0)) * (0.5 * logvar.float()).exp()
+    tensors = {"mean": mean, "logvar": logvar, "content": content, "text": torch.cat(texts),
+               "text_mask": torch.cat(masks), "null_text": null.tokens.half().cpu(), "null_mask": null.mask.cpu()}
+    has_labels = all(isinstance(v, int) and not isinstance(v, bool) for v in labels)
+    if has_labels:
+        tensors["label"] = torch.tensor(labels, dtype=torch.long)
+    info = MotionSetInfo(vae=model_tag(vae_folder), latent_std=float(sampled.std()), text_encoder=text_encoder.name,
+                         text_dim=text_encoder.dim, frames=vae.frames, size=size, motion_channels=mean.shape[1],
+                         content_channels=content.shape[1], sample_size=mean.shape[2],
+                         num_classes=max(labels) + 1 if has_labels else 0, fps=fps)
+    tf = TensorFile(kind="dataset-shard", tensors=tensors, model=info.vae, params=info.__dict__)
+    tf.set_prompts(prompts)
+    tf.extra["model_path"] = str(Path(vae_folder).resolve())
+    save(tf, out_file)
+    return out_file
+
+
+class MotionLatentDataset(torch.utils.data.Dataset):
+    """Items: dict(motion = z_m sampled from the stored posterior times `latent_scale`, content,
+    text, text_mask, null_text, null_mask, prompt[, label]). The default collate stacks them."""
+
+    def __init__(self, path: str | Path):
+        from vidtool.tensorfile import load
+
+        tf = load(path, kinds=["dataset-shard"])
+        missing = {"mean", "logvar", "content", "text", "text_mask", "null_text", "null_mask"} - set(tf.tensors)
+        if missing:
+            raise UserError(f"{path} is not a motion-latent set (missing {sorted(missing)}); build one with "
+                            "`vidtool train-denoiser --family dmg --vae MCD_VAE --data MANIFEST`")
+        self.path = Path(path)
+        self.info = MotionSetInfo(**tf.params)
+        self.vae_path = tf.extra.get("model_path")
+        self.latent_scale = 1.0 / self.info.latent_std
+        self.mean, self.logvar, self.content = tf["mean"], tf["logvar"], tf["content"]
+        self.text, self.text_mask = tf["text"], tf["text_mask"]
+        self.null_text, self.null_mask = tf["null_text"][0].float(), tf["null_mask"][0]
+        self.labels = tf.tensors.get("label")
+        self.prompts = tf.prompts()
+
+    def __len__(self) -> int:
+        return self.mean.shape[0]
+
+    def __getitem__(self, index: int) -> dict:
+        mean, std = self.mean[index].float(), (0.5 * self.logvar[index].float()).exp()
+        item = {
+            "motion": (mean + torch.randn_like(mean) * std) * self.latent_scale,
+            "content": self.content[index].float(),
+            "text": self.text[index].float(),
+            "text_mask": self.text_mask[index],
+            "null_text": self.null_text,
+            "null_mask": self.null_mask,
+            "prompt": self.prompts[index],
+        }
+        if self.labels is not None:
+            item["label"] = self.labels[index]
+        return item

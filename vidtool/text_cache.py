@@ -1,0 +1,109 @@
+"""A text-embedding cache: prompts encoded once (`vidtool embed-text`), so training and sampling
+read tensors instead of holding a large text encoder (a T5-XXL encoder is 4.7B parameters, 9 GB in
+bf16 — more than the tiny generators by three orders of magnitude).
+
+File (kind `embeddings`): "embeddings" float16 [N, L, D] (last hidden states, zero at padding),
+"text_mask" bool [N, L], one prompt per row in `vidtool.prompts`, params {"text_encoder": name,
+"max_length": L}. Rows are unique prompts in first-seen order; the empty prompt (classifier-free
+guidance's null condition) is always present. A cache may be split into shard files (one per task
+of a job array); `EmbeddingCache` reads a file or a folder of them.
+
+`EmbeddingCache.encode(prompts)` answers like `vidtool.text.TextEncoder.encode`, so code that takes
+an encoder takes a cache.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from vidtool.errors import UserError
+from vidtool.text import TextEmbeddings, TextEncoder
+
+
+def unique_prompts(prompts: list[str]) -> list[str]:
+    """The distinct prompts in first-seen order, the empty prompt first."""
+    return list(dict.fromkeys(["", *prompts]))
+
+
+def embed(prompts: list[str], encoder: TextEncoder, *, batch_size: int = 64,
+          progress: Callable[[int], None] | None = None):
+    """Encode `prompts` (as given, one row each) into an `embeddings` tensor file."""
+    from vidtool.tensorfile import TensorFile
+
+    tokens, masks = [], []
+    for start in range(0, len(prompts), batch_size):
+        out = encoder.encode(prompts[start : start + batch_size])
+        tokens.append(out.tokens.half().cpu())
+        masks.append(out.mask.cpu())
+        if progress:
+            progress(min(start + batch_size, len(prompts)))
+    tf = TensorFile(kind="embeddings", tensors={"embeddings": torch.cat(tokens), "text_mask": torch.cat(masks)},
+                    params={"text_encoder": encoder.name, "max_length": encoder.max_length})
+    tf.set_prompts(prompts)
+    return tf
+
+
+class EmbeddingCache:
+    """Prompt → cached token embeddings, from one cache file or a folder of shard files."""
+
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu"):
+        from vidtool.tensorfile import load
+
+        path, self.device = Path(path), torch.device(device)
+        files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
+        if not files:
+            raise UserError(f"{path} holds no .safetensors files; write a cache with `vidtool embed-text`")
+        self.path, self.rows = path, {}
+        self.name = self.max_length = self.dim = None
+        for file in files:
+            tf = load(file, kinds=["embeddings"])
+            prompts = tf.prompts()
+            if prompts is None or "text_mask" not in tf.tensors:
+                raise UserError(f"{file} is an embeddings file without prompts or text_mask; "
+                                "write text caches with `vidtool embed-text`")
+            name, (length, dim) = tf.params.get("text_encoder"), tf.main.shape[1:]
+            if self.name is not None and (name, length, dim) != (self.name, self.max_length, self.dim):
+                raise UserError(f"{file} holds {name} embeddings [{length}, {dim}], the others "
+                                f"{self.name} [{self.max_length}, {self.dim}]; keep one encoder per cache")
+            self.name, self.max_length, self.dim = name, length, dim
+            for i, prompt in enumerate(prompts):
+                self.rows.setdefault(prompt, (tf["embeddings"][i], tf["text_mask"][i]))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def encode(self, prompts: list[str]) -> TextEmbeddings:
+        missing = [p for p in prompts if p not in self.rows]
+        if missing:
+            raise UserError(f"{len(missing)} prompt(s) are not in the text cache {self.path} (first: {missing[0]!r}); "
+                            "run `vidtool embed-text` on them too")
+        tokens = torch.stack([self.rows[p][0] for p in prompts]).float()
+        mask = torch.stack([self.rows[p][1] for p in prompts])
+        pooled = (tokens * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
+        return TextEmbeddings(tokens=tokens.to(self.device), mask=mask.to(self.device),
+                              pooled=torch.nn.functional.normalize(pooled, dim=-1).to(self.device))
+
+
+def text_encoder_or_cache(cache: str | Path | None, encoder_path: str | Path | None, *, device: str = "cpu",
+                          max_length: int | None = None) -> TextEncoder | EmbeddingCache:
+    """The cache when one is named (refusing an encoder beside it), else the encoder. An
+    `encoder_path` that is a cache (a .safetensors file, or a folder of them without config.json)
+    counts as naming the cache, so every `--text-encoder` option also takes one."""
+    if cache is None and encoder_path is not None and is_cache(encoder_path):
+        cache, encoder_path = encoder_path, None
+    if cache is not None:
+        if encoder_path is not None:
+            raise UserError("give a text encoder or a text cache (--embeddings), not both")
+        return EmbeddingCache(cache, device=device)
+    kwargs = {} if max_length is None else {"max_length": max_length}
+    return TextEncoder(encoder_path, device=device, **kwargs)
+
+
+def is_cache(path: str | Path) -> bool:
+    path = Path(path)
+    if path.is_dir():
+        return not (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+    return path.suffix == ".safetensors"

@@ -1,0 +1,125 @@
+"""How the trainer spreads a model over ranks: DDP (a full replica per rank) or FSDP2 (`fully_shard`:
+each rank holds a 1/N slice of every parameter, gradient and optimizer moment), plus activation
+checkpointing.
+
+Checkpoints stay consolidated whatever the strategy: weights, optimizer moments and the EMA are
+gathered into full tensors, so a run saved by N ranks of either strategy resumes on M ranks of
+either. The optimizer state is kept in the layout of `torch.optim.Optimizer.state_dict()` (parameters
+numbered in param-group order), which `_adamw` makes the same for every strategy and world size.
+
+The unit of sharding and of activation checkpointing is a *block*: a child of an `nn.ModuleList`
+that holds no `nn.ModuleList` itself (a ResNet block of a level, a transformer layer) — the modules
+the forward passes call one after another, whose parameters are needed together.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+def blocks(model: nn.Module) -> list[nn.Module]:
+    """The innermost ModuleList children that own parameters, in module order."""
+    found = []
+    for module in model.modules():
+        if isinstance(module, nn.ModuleList):
+            for child in module:
+                holds_list = any(isinstance(m, nn.ModuleList) for m in child.modules())
+                if not holds_list and any(True for _ in child.parameters()):
+                    found.append(child)
+    return found
+
+
+def checkpoint_activations(model: nn.Module) -> int:
+    """Recompute each block's activations in the backward pass instead of keeping them; returns the
+    number of blocks. Parameter names do not change (the block's `forward` is wrapped, not the block),
+    so checkpoints are the same with and without it."""
+    wrapped = blocks(model)
+    for block in wrapped:
+        block.forward = functools.partial(_checkpointed, block.forward)
+    return len(wrapped)
+
+
+def _checkpointed(forward: Any, *args: Any, **kwargs: Any) -> Any:
+    # Non-reentrant checkpointing keeps the RNG state of the first pass (dropout replays exactly) and
+    # works inside FSDP2's unshard/reshard hooks, which run around `forward` in `Module.__call__`.
+    return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+
+
+def shard(root: nn.Module, model: nn.Module, param_dtype: torch.dtype | None) -> None:
+    """FSDP2 over the process group: each block of `model` is one all-gather unit and `root` (the
+    module whose forward computes the losses) holds the remaining parameters. Rank 0's weights are
+    broadcast first, since sharding (unlike DDP) does not synchronise replicas. With `param_dtype`
+    the blocks compute in that dtype while the sharded master weights, gradients reduction and the
+    optimizer stay fp32 (mixed precision)."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            dist.broadcast(tensor.data, src=0)
+    policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
+    for block in blocks(model):
+        fully_shard(block, mp_policy=policy)
+    fully_shard(root, mp_policy=policy)
+
+
+def is_sharded(tensor: torch.Tensor) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(tensor, DTensor)
+
+
+def full(tensor: torch.Tensor) -> torch.Tensor:
+    """The whole tensor of a shard (a collective: every rank calls it), or the tensor itself."""
+    return tensor.full_tensor() if is_sharded(tensor) else tensor
+
+
+def shard_like(full_tensor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Cut this rank's piece of `full_tensor` the way `like` is sharded."""
+    if not is_sharded(like):
+        return full_tensor.to(like.device)
+    from torch.distributed.tensor import distribute_tensor
+
+    return distribute_tensor(full_tensor.to(like.device_mesh.device_type), like.device_mesh, like.placements)
+
+
+def full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Full weights and buffers on the CPU of rank 0 (empty elsewhere); a collective."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer's full state on rank 0 (empty elsewhere), numbered like `optimizer.state_dict()`."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    by_name = get_optimizer_state_dict(model, optimizer,
+                                       options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if not by_name:
+        return {}
+    order = [name for group in by_name["param_groups"] for name in group["params"]]
+    index = {name: i for i, name in enumerate(order)}
+    return {
+        "state": {index[name]: value for name, value in by_name["state"].items()},
+        "param_groups": [{**group, "params": [index[name] for name in group["params"]]}
+                         for group in by_name["param_groups"]],
+    }
+
+
+def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, numbered: dict[str, Any]) -> None:
+    """Load a full, numbered optimizer state into a sharded optimizer (every rank passes the same)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    name_of = {id(p): name for name, p in model.named_parameters()}
+    order = [name_of[id(p)] for group in optimizer.param_groups for p in group["params"]]
+    by_name = {
+        "state": {order[i]: value for i, value in numbered["state"].items()},
+        "param_groups": [{**group, "params": [order[i] for i in group["params"]]} for group in numbered["param_groups"]],
+    }
+    set_optimizer_state_dict(model, optimizer, by_name, options=StateDictOptions(full_state_dict=True))
