@@ -46,7 +46,7 @@ class LoadedEncoder:
 
         from vidtool import checkpoint, tensorfile
         from vidtool.autoencoders.apply import check_frame_size, encode_frames, fit_length
-        from vidtool.autoencoders.memory import with_retry
+        from vidtool.memory import with_retry
         from vidtool.autoencoders.tiling import Tiling
 
         if self.ae.family == "mcd-vae":  # LaMD: a motion latent + the first frame (stages/lamd.py)
@@ -93,7 +93,7 @@ def planned_tiling(ae, shape: tuple[int, int, int, int], start, max_memory: str 
     if max_memory is None:
         return start
     from stages.context import console
-    from vidtool.autoencoders.memory import device_budget, parse_memory, plan
+    from vidtool.memory import device_budget, parse_memory, plan
 
     budget = parse_memory(max_memory) or device_budget(device)
     tiling = plan(ae, *shape, budget, spatial=spatial, start=start)
@@ -138,7 +138,7 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int, tile: i
 
         clip = decode_motion(tf, ae, content, device)
     else:
-        from vidtool.autoencoders.memory import with_retry
+        from vidtool.memory import with_retry
 
         with torch.inference_mode():
             latents = latents_for(ae, tf.kind, tf.main)

@@ -43,14 +43,16 @@ def embed_text(
     import json
 
     from stages.context import console, progress_bar, resolve_device
+    from vidtool.data.shards import resolve_shard
     from vidtool.errors import UserError
     from vidtool.tensorfile import load, save
     from vidtool.text import TextEncoder
     from vidtool.text_cache import embed, unique_prompts
 
-    prompts = unique_prompts([p for source in sources for p in _read(source)])
-    from vidtool.data.shards import resolve_shard
-
+    given = [p for source in sources for p in _read(source)]
+    if not given:
+        raise UserError(f"no prompts in {', '.join(map(str, sources))}: write one per line (or captions in a manifest)")
+    prompts = unique_prompts(given)
     part = resolve_shard(shard)
     digest = hashlib.sha256(json.dumps(prompts).encode()).hexdigest()[:16]
     settings = {"text_encoder": str(text_encoder) if text_encoder else None, "max_length": max_length, "prompts": digest}
@@ -63,8 +65,9 @@ def embed_text(
         if out.is_file() and json.loads(load(out, kinds=["embeddings"]).extra.get("settings", "null")) == settings:
             console().print(f"shard {part} already done: {out}")
             return
-    if not prompts:
-        raise UserError("no prompts to encode (the sources are empty or this shard owns none)")
+    if not prompts:  # more shards than prompts: nothing to do is not a failure
+        console().print(f"shard {part} owns none of the prompts; nothing to write")
+        return
     encoder = TextEncoder(text_encoder, device=resolve_device(), max_length=max_length)
     with progress_bar("embedding prompts", total=len(prompts)) as done:
         tf = embed(prompts, encoder, batch_size=batch_size, progress=done)

@@ -140,6 +140,7 @@ def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | Non
     from stages.context import console, progress_bar, resolve_device
     from vidtool import checkpoint, tensorfile
     from vidtool.errors import UserError
+    from vidtool.memory import retry_in_halves
     from vidtool.text_cache import text_encoder_or_cache
 
     started = time.monotonic()
@@ -159,12 +160,16 @@ def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | Non
     batches = [list(range(i, min(i + batch_size, len(items)))) for i in range(0, len(items), batch_size)]
     results = []
     with progress_bar("sampling", total=steps * len(batches)) as done, torch.inference_mode():
-        for n, batch in enumerate(batches):
-            embedded = encoder.encode([items[i] for i in batch])
-            noise = [torch.Generator().manual_seed(seed + i) for i in batch]
-            results.append(generator.generate(
-                embedded.tokens, embedded.mask, null.tokens[0], null.mask[0], steps=steps, generator=noise,
-                progress=lambda k, n=n: done(n * steps + k), **options).cpu())
+        for n, whole in enumerate(batches):
+            def run(batch: list[int], n: int = n) -> torch.Tensor:
+                embedded = encoder.encode([items[i] for i in batch])
+                noise = [torch.Generator().manual_seed(seed + i) for i in batch]
+                return generator.generate(
+                    embedded.tokens, embedded.mask, null.tokens[0], null.mask[0], steps=steps, generator=noise,
+                    progress=lambda k: done(n * steps + k), **options).cpu()
+
+            # Item i depends on seed + i alone, so a batch split after an out-of-memory error is exact.
+            results.extend(retry_in_halves(run, whole, what="generate"))
     latents = torch.cat(results)
     kind = WRITES[generator.family]
     tag = checkpoint.model_tag(folder)

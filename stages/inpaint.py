@@ -74,7 +74,7 @@ def inpaint(
                              strokes=read_sketch(sketch), prompt=prompt.strip())
     with progress_bar("inpainting", total=steps or base.sample_steps) as done:
         result = run(adapter, tokenizer, request, encoder, steps=steps, cfg=cfg, temperature=temperature, seed=seed,
-                     device=device, progress=done)
+                     device=device, progress=done).frames
     fps = clip.fps or base.fps
     if out != "-" and Path(out).suffix.lower() in {".mp4", ".gif", ".png"}:
         video.write_video(out, result, fps)

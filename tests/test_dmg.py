@@ -130,3 +130,10 @@ def test_presets_follow_table_2():
     assert (bair.cross_attention_dim, bair.dropout, bair.sampling_steps) == (512, 0.2, 200)
     assert (bair.sample_size, bair.motion_channels) == (16, 3) and cater.sample_size == 32
     assert bair.cond_transformer_layers == 0 and cater.cond_transformer_layers > 0
+
+
+def test_paper_presets_are_within_ten_percent_of_table_2_counts():
+    from vidtool.generators.dmg import count_parameters
+
+    assert count_parameters(preset("bair"))["total"] == pytest.approx(241e6, rel=0.1)
+    assert count_parameters(preset("cater"))["total"] == pytest.approx(282e6, rel=0.1)

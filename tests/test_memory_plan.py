@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from vidtool.autoencoders import apply, memory
-from vidtool.autoencoders.memory import LIVE_COPIES, chunk_bytes, parse_memory, plan, smaller, with_retry
+from vidtool.autoencoders import apply
+from vidtool.memory import LIVE_COPIES, chunk_bytes, parse_memory, plan, smaller, with_retry
 from vidtool.autoencoders.tiling import Tiling
 from vidtool.errors import UserError
 
@@ -105,3 +104,32 @@ def test_decode_stage_survives_a_simulated_out_of_memory(tmp_path, monkeypatch, 
     assert plain.shape == retried.shape == (1, 8, 64, 64, 3)
     # Chunks keep 4 latent frames of context each side (Tiling.margin), which covers this clip.
     assert (plain.int() - retried.int()).abs().max() <= 1
+
+
+def test_generate_splits_a_batch_that_runs_out_of_memory_and_gets_the_same_samples(tmp_path, monkeypatch, capsys):
+    from stages.generate import sample
+    from vidtool import checkpoint, tensorfile
+    from vidtool.memory import retry_in_halves
+    from vidtool.model_store import default_model
+
+    torch.set_num_threads(1)
+    prompts = ["a red circle moving right", "a blue square moving up", "a red square moving left"]
+    folder = default_model("generate")
+    args = dict(text_encoder=None, seed=0, steps=2, options={"frames": 2}, batch_size=8)
+    sample(prompts, folder, str(tmp_path / "whole.safetensors"), **args)
+    cls = type(checkpoint.from_pretrained(folder))
+    real, sizes = cls.generate, []
+
+    def out_of_memory_above_one(self, tokens, *a, **k):
+        sizes.append(tokens.shape[0])
+        if tokens.shape[0] > 2:
+            raise torch.OutOfMemoryError("simulated")
+        return real(self, tokens, *a, **k)
+
+    monkeypatch.setattr(cls, "generate", out_of_memory_above_one)
+    sample(prompts, folder, str(tmp_path / "split.safetensors"), **args)
+    assert sizes == [3, 1, 2] and "two batches of 1 and 2" in capsys.readouterr().err
+    whole, split = (tensorfile.load(tmp_path / f"{n}.safetensors").main for n in ("whole", "split"))
+    torch.testing.assert_close(split, whole, rtol=0, atol=1e-5)  # batch-independent sampling
+    with pytest.raises(UserError, match="batch of 1"):
+        retry_in_halves(lambda b: (_ for _ in ()).throw(torch.OutOfMemoryError("x")), [0], what="generate")

@@ -154,25 +154,38 @@ def test_inpaint_sketch_recipe_writes_the_inpainted_mp4(tmp_path):
     assert (tmp_path / "out" / "inpainted.mp4").stat().st_size > 0
 
 
-@pytest.mark.slow  # torchrun with two gloo ranks behind fake srun/scontrol: ~40 s
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_slurm_train_template_runs_torchrun_with_a_c10d_rendezvous(tmp_path, strategy):
-    """train.sbatch under a fake one-node allocation: `srun` and `scontrol` are shims, torchrun and
-    the training are real (two CPU ranks, gloo; FSDP2 with activation checkpointing on mbq-vae)."""
+# srun OPTIONS... COMMAND: drop the options and start COMMAND once per "node" (SLURM_NNODES copies
+# on this machine, as srun starts one task per node), then fail if any copy failed.
+FAKE_SRUN = """#!/usr/bin/env bash
+while [[ $1 == -* ]]; do shift; done
+pids=()
+for _ in $(seq "${SLURM_NNODES:-1}"); do "$@" & pids+=($!); done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
+exit $status
+"""
+
+
+@pytest.mark.slow  # torchrun with two gloo ranks behind fake srun/scontrol: ~20-40 s each
+@pytest.mark.parametrize("strategy, nodes", [("ddp", 1), ("fsdp", 1), ("ddp", 2)])
+def test_slurm_train_template_runs_torchrun_with_a_c10d_rendezvous(tmp_path, strategy, nodes):
+    """train.sbatch under a fake allocation: `srun` and `scontrol` are shims, torchrun, the c10d
+    rendezvous and the training are real. Two ranks in all: 2 processes on 1 node, or 2 "nodes"
+    (two torchrun agents meeting at the rendezvous) of 1 process; FSDP2 with activation
+    checkpointing on mbq-vae."""
     from vidtool.data.make import make_dataset
 
     make_dataset("shapes", tmp_path / "shapes", 4, frames=4, size=32, fps=8, seed=1)
     env = _vidtool_env(tmp_path)
     bin_dir = tmp_path / "bin"
     (bin_dir / "scontrol").write_text('#!/usr/bin/env bash\necho localhost\n')
-    # srun OPTIONS... COMMAND: drop the options, run the command once (one node, one task).
-    (bin_dir / "srun").write_text('#!/usr/bin/env bash\nwhile [[ $1 == -* ]]; do shift; done\nexec "$@"\n')
+    (bin_dir / "srun").write_text(FAKE_SRUN)
     for shim in ("scontrol", "srun"):
         (bin_dir / shim).chmod(0o755)
     with __import__("socket").socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env.update(SLURM_JOB_NODELIST="localhost", SLURM_NNODES="1", SLURM_JOB_ID="1", GPUS_PER_NODE="2",
+    env.update(SLURM_JOB_NODELIST="localhost", SLURM_NNODES=str(nodes), SLURM_JOB_ID="1", GPUS_PER_NODE=str(2 // nodes),
                RDZV_PORT=str(port), PYTHON=sys.executable, VIDTOOL_DEVICE="cpu")
     out = tmp_path / "run"
     result = subprocess.run(
@@ -182,8 +195,29 @@ def test_slurm_train_template_runs_torchrun_with_a_c10d_rendezvous(tmp_path, str
          *(["--activation-checkpointing"] if strategy == "fsdp" else [])],
         capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "1 node(s) x 2 process(es)" in result.stderr
+    assert f"{nodes} node(s) x {2 // nodes} process(es)" in result.stderr
     from vidtool.train.state import load_state
 
     state = load_state(out / "train_state")
     assert state.step == 2 and state.world_size == 2 and state.samples_seen == 4
+
+
+@pytest.mark.slow  # torchrun start-up: ~15 s
+def test_slurm_train_template_requeues_a_stopped_run_a_bounded_number_of_times(tmp_path):
+    env = _vidtool_env(tmp_path)
+    bin_dir, calls = tmp_path / "bin", tmp_path / "scontrol-calls"
+    (bin_dir / "scontrol").write_text(f'#!/usr/bin/env bash\necho "$@" >> "{calls}"\necho localhost\n')
+    (bin_dir / "srun").write_text(FAKE_SRUN)
+    for shim in ("scontrol", "srun"):
+        (bin_dir / shim).chmod(0o755)
+    env.update(SLURM_JOB_NODELIST="localhost", SLURM_NNODES="1", SLURM_JOB_ID="42", GPUS_PER_NODE="1",
+               RDZV_PORT="0", PYTHON=sys.executable, VIDTOOL_DEVICE="cpu")
+    stopped = ["bash", str(RECIPES / "slurm" / "train.sbatch"), "train-vae", "--family", "no-such-family",
+               "--data", str(tmp_path / "none.jsonl"), "-o", str(tmp_path / "run")]
+    first = subprocess.run(stopped, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    assert first.returncode != 0 and "requeueing (restart 0 of 3)" in first.stderr
+    assert calls.read_text().splitlines()[-1] == "requeue 42"
+    last = subprocess.run(stopped, capture_output=True, text=True, env={**env, "SLURM_RESTART_COUNT": "3"},
+                          timeout=300, cwd=ROOT)
+    assert last.returncode != 0 and "requeueing" not in last.stderr
+    assert calls.read_text().splitlines().count("requeue 42") == 1

@@ -19,6 +19,12 @@ from vidtool.errors import UserError
 
 
 @dataclass
+class InpaintResult:
+    frames: np.ndarray  # uint8 [T, H, W, 3]: the input outside the mask, the decoded tokens inside
+    decoded: np.ndarray  # uint8 [T, H, W, 3]: the decoded tokens everywhere (the tokenizer's view)
+
+
+@dataclass
 class InpaintRequest:
     frames: np.ndarray  # uint8 [T, H, W, 3]
     mask: np.ndarray  # bool [T, H, W], True where to paint
@@ -63,8 +69,8 @@ def read_mask(path: Path, frames: int, size: tuple[int, int]) -> np.ndarray:
 
 def inpaint(model, tokenizer, request: InpaintRequest, text_encoder, *, steps: int | None = None,
             cfg: float | None = None, temperature: float | None = None, seed: int = 0, device: str = "cpu",
-            progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Fill `request.mask` of `request.frames`; returns uint8 [T, H, W, 3] equal to the input outside the mask."""
+            progress: Callable[[int], None] | None = None) -> InpaintResult:
+    """Fill `request.mask` of `request.frames`; the result's frames equal the input outside the mask."""
     from vidtool.autoencoders.apply import check_frame_size, decode_frames, encode_frames, fit_length
     from vidtool.autoencoders.tiling import Tiling
     from vidtool.data.tokens import sketch_image, token_region
@@ -89,4 +95,4 @@ def inpaint(model, tokenizer, request: InpaintRequest, text_encoder, *, steps: i
                                generator=[torch.Generator().manual_seed(seed)], progress=progress)
         latents = tokenizer.indices_to_latents(filled)
         decoded = np.concatenate(list(decode_frames(tokenizer, latents, tiling, device)), axis=1)[0, :length]
-    return np.where(mask[..., None], decoded, frames).astype(np.uint8)
+    return InpaintResult(frames=np.where(mask[..., None], decoded, frames).astype(np.uint8), decoded=decoded)

@@ -68,15 +68,18 @@ def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, masked: tor
 
 
 def sample(logits_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], tokens: torch.Tensor, mask_id: int,
-           *, steps: int, schedule: MaskSchedule, temperature: float = 1.0,
+           *, steps: int, schedule: MaskSchedule, temperature: float = 1.0, choice_temperature: float = 0.0,
            generators: list[torch.Generator] | None = None,
            progress: Callable[[int], None] | None = None) -> torch.Tensor:
     """Fill every `mask_id` place of tokens [B, S]; places holding a real id are never changed.
 
     Each step predicts all masked tokens at once (a draw from softmax(logits / temperature), or the
     argmax at temperature 0), keeps the most confident draws and re-masks the rest so that the
-    masked fraction follows the schedule down to zero at the last step. `generators` (one per
-    item) make the draws reproducible item by item."""
+    masked fraction follows the schedule down to zero at the last step. `choice_temperature` > 0
+    ranks by log-confidence plus Gumbel noise scaled by choice_temperature · (1 − step/steps)
+    (MaskGIT's annealed choice): without it the most confident draws early on are the flat
+    background everywhere, and the sample settles into an empty video. `generators` (one per item)
+    make the draws reproducible item by item."""
     tokens = tokens.clone()
     b = tokens.shape[0]
     generators = generators or [None] * b
@@ -95,8 +98,12 @@ def sample(logits_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], toke
         else:
             draws = logits.argmax(-1)
         # Confidence is the model's own probability of the draw, whatever the temperature.
-        confidence = F.softmax(logits, dim=-1).gather(-1, draws[..., None]).squeeze(-1)
-        confidence = confidence.masked_fill(~masked, -1.0)
+        confidence = F.log_softmax(logits, dim=-1).gather(-1, draws[..., None]).squeeze(-1)
+        if choice_temperature > 0:
+            uniform = torch.stack([torch.rand(tokens.shape[1], generator=g) for g in generators]).to(tokens.device)
+            gumbel = -torch.log(-torch.log(uniform.clamp(1e-20, 1.0)).clamp_min(1e-20))
+            confidence = confidence + choice_temperature * (1.0 - step / steps) * gumbel
+        confidence = confidence.masked_fill(~masked, -math.inf)
         # Masked places left after this step: the schedule's fraction of those masked at the start.
         remaining = (schedule.ratio(torch.tensor(1.0 - step / steps)) * initially_masked).floor().long()
         order = confidence.argsort(1, descending=True)  # most confident first

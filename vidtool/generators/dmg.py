@@ -114,9 +114,9 @@ PAPER = {
 
 
 def preset(name: str, **overrides) -> DMGConfig:
-    """`tiny`: 8x8x4 motion latents of the tiny MCD-VAE, widths 64/128, MiniLM text (384-d).
-    Paper presets from Table 2 (241M / 282M there): bair, landscape, natops, mug, cater; the
-    counts of these configurations are in the README."""
+    """`tiny`: 8x8x4 motion latents of the tiny MCD-VAE, widths 64/128, MiniLM text (384-d); 4.35M.
+    Paper presets from Table 2: `bair` / `landscape` 224.3M / 224.7M here (241M there), `natops` /
+    `mug` / `cater` 265.7M / 265.7M / 266.1M (282M there), by `count_parameters`."""
     if name == "tiny":
         config = DMGConfig(motion_channels=4, sample_size=8, content_channels=8, frames=8, image_size=64,
                            block_out_channels=(64, 128), layers_per_block=1, attention_head_dim=4, norm_num_groups=16,

@@ -54,10 +54,12 @@ class SpectralTransformerConfig:
     token_width: int = 16
     temporal_factor: int = 4  # video frames per token frame (the tokenizer's)
     fps: float = 8.0
-    # Sampling defaults (Table 12: 10 steps).
+    # Sampling defaults (Table 12: 10 steps; Table 10: CFG scale 10, which the tiny model needs as
+    # well: at 3 its samples settle into empty backgrounds).
     sample_steps: int = 10
-    cfg: float = 3.0
+    cfg: float = 10.0
     temperature: float = 1.0
+    choice_temperature: float = 4.5  # MaskGIT's annealed Gumbel noise on the unmasking order
     # Provenance: the tokenizer whose ids these are and the text encoder of the captions.
     tokenizer: str = ""
     text_encoder: str = "all-MiniLM-L6-v2"
@@ -300,7 +302,7 @@ class SpectralTransformer(nn.Module):
         flat = sample(guided, rearrange(tokens, "b t h w -> b (t h w)"), self.mask_id,
                       steps=steps or c.sample_steps, schedule=self.schedule,
                       temperature=c.temperature if temperature is None else temperature,
-                      generators=generator, progress=progress)
+                      choice_temperature=c.choice_temperature, generators=generator, progress=progress)
         return rearrange(flat, "b (t h w) -> b t h w", t=t, h=h)
 
 

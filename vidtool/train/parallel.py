@@ -10,6 +10,13 @@ numbered in param-group order), which `_adamw` makes the same for every strategy
 The unit of sharding and of activation checkpointing is a *block*: a child of an `nn.ModuleList`
 that holds no `nn.ModuleList` itself (a ResNet block of a level, a transformer layer) — the modules
 the forward passes call one after another, whose parameters are needed together.
+
+Limits of FSDP here: each block's gradients are reduce-scattered by a collective that its backward
+pass triggers, so ranks are expected to run the same blocks in a step. Models whose batches skip
+blocks rank by rank (cm-vae's joint image/video batches skip the temporal layers for images) are
+untested under FSDP and should use DDP, which is built for unused parameters. fp16 is refused (its gradient scaler would have to be sharded
+too); bf16 is the mixed precision FSDP uses. Tested on CPU with gloo (tests/test_distributed.py);
+the same calls run on NCCL, untested here for want of GPUs.
 """
 
 from __future__ import annotations

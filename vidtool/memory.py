@@ -1,5 +1,5 @@
-"""Memory planning for encode/decode: pick chunk and tile sizes that fit a budget, and retry once
-with smaller ones when the device runs out anyway.
+"""Memory planning for inference: pick encode/decode chunk and tile sizes that fit a budget, and
+retry once with smaller ones (smaller batches, for sampling) when the device runs out anyway.
 
 The estimate is deliberately simple and conservative: a chunk's working memory is taken as
 LIVE_COPIES float32 activations of the widest layer (the most output channels of any convolution or
@@ -127,3 +127,28 @@ def with_retry(run: Callable[[Tiling], T], tiling: Tiling, latent_height: int, l
             raise
         raise UserError(f"out of memory in {what} even with chunk {retry.chunk}, tile {retry.tile or 'whole frames'}; "
                         "pass a smaller --max-memory (or --chunk/--tile), or use a larger device") from error
+
+
+def retry_in_halves(run: Callable[[list[int]], T], items: list[int], *, what: str,
+                    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[T]:
+    """`[run(items)]`; on out-of-memory, say so and run the two halves one after the other instead
+    (for samplers whose item i does not depend on the batch it is in)."""
+    try:
+        return [run(items)]
+    except Exception as error:
+        if not is_out_of_memory(error) or len(items) < 2:
+            if is_out_of_memory(error):
+                raise UserError(f"out of memory in {what} with a batch of 1; use a larger device") from error
+            raise
+    half = len(items) // 2
+    log(f"vidtool {what}: out of memory with a batch of {len(items)}; retrying once as two batches of "
+        f"{half} and {len(items) - half}")
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    try:
+        return [run(items[:half]), run(items[half:])]
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        raise UserError(f"out of memory in {what} even with a batch of {len(items) - half}; "
+                        "pass a smaller --batch-size, or use a larger device") from error
