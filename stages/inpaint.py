@@ -31,7 +31,8 @@ def inpaint(
     prompt: str = typer.Option(..., help="What to paint, e.g. \"a red square moving left\"."),
     out: str = typer.Option("-", "--out", "-o", help="Output video (.mp4, .gif, .png sheet) or tensor file, - for stdout."),
     model: Path = typer.Option(None, "--model", "-m", help="Inpainting adapter folder (default: the bundled one)."),
-    text_encoder: Path = typer.Option(None, help="Local transformers text-encoder folder (default: the model's)."),
+    text_encoder: Path = typer.Option(None, help="Local transformers text-encoder folder, or an `embed-text` cache "
+                                                 "holding the prompt (default: all-MiniLM-L6-v2)."),
     size: int = typer.Option(None, min=8, max=4096, help="Resize the short side and center-crop to a square."),
     frames: int = typer.Option(None, min=1, help="Use at most this many frames (default: all)."),
     steps: int = typer.Option(None, min=1, help="Masked-diffusion steps (default: the model's, 10)."),
@@ -50,7 +51,7 @@ def inpaint(
     from vidtool.errors import UserError
     from vidtool.inpainting import InpaintRequest, inpaint as run
     from vidtool.inpainting import read_mask
-    from vidtool.text import TextEncoder
+    from vidtool.text_cache import text_encoder_or_cache
 
     started = time.monotonic()
     if not prompt.strip():
@@ -65,7 +66,7 @@ def inpaint(
     adapter = checkpoint.from_pretrained(folder, device=device)
     base = adapter.base.config
     tokenizer = checkpoint.from_pretrained(model_store.find_by_tag(base.tokenizer), device=device)
-    encoder = TextEncoder(text_encoder, device=device, max_length=base.text_max_length)
+    encoder = text_encoder_or_cache(None, text_encoder, device=device, max_length=base.text_max_length)
     if encoder.dim != base.text_dim:
         raise UserError(f"{folder} was trained with {base.text_encoder} ({base.text_dim}-d tokens); pass that --text-encoder")
     clip = read_video_input(source, fps=None, size=size, frames=frames)

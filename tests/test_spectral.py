@@ -287,3 +287,34 @@ def test_token_region_marks_tokens_whose_footprint_touches_the_mask():
     sketch = sketch_image(outline.numpy())
     assert sketch.shape == (32, 32) and sketch[16, 16] == 0 and sketch[:, :4].sum() > 0 and sketch[16].sum() > 0
 
+
+
+def test_mask_and_sketch_files_are_read_in_every_documented_form(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from vidtool.data.tokens import read_sketch
+    from vidtool.errors import UserError
+    from vidtool.inpainting import read_mask
+
+    hole = np.zeros((32, 32), dtype=np.uint8)
+    hole[8:16, 8:24] = 255
+    Image.fromarray(hole).save(tmp_path / "hole.png")
+    masks = read_mask(tmp_path / "hole.png", 5, (64, 64))  # one image for every frame, scaled ×2 (nearest)
+    assert masks.shape == (5, 64, 64) and masks[:, 16:32, 16:48].all() and masks.sum() == 5 * 16 * 32
+    stack = np.zeros((3, 64, 64), dtype=np.uint8)
+    stack[1, 10:20, 10:20] = 1
+    np.savez(tmp_path / "m.npz", mask=stack)
+    read = read_mask(tmp_path / "m.npz", 5, (64, 64))  # the last frame held to the clip's length
+    assert read.shape == (5, 64, 64) and read[1].sum() == 100 and not read[2:].any()
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "empty.png")
+    with pytest.raises(UserError, match="empty"):
+        read_mask(tmp_path / "empty.png", 2, (8, 8))
+
+    paper = np.full((40, 40), 255, dtype=np.uint8)
+    paper[10, 5:30] = 0  # a pencil stroke on white paper
+    Image.fromarray(paper).save(tmp_path / "sketch.png")
+    strokes = read_sketch(tmp_path / "sketch.png")
+    assert strokes.sum() == 25 and strokes[10, 5:30].all()
+    Image.fromarray(255 - paper).save(tmp_path / "inverted.png")  # light strokes on black
+    assert np.array_equal(read_sketch(tmp_path / "inverted.png"), strokes)
