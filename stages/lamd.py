@@ -94,7 +94,6 @@ def generate_motion(image: Path | None, out: str, *, model: Path | None, text: s
         raise UserError(f"this model makes clips of L = {vae.frames} frames (its motion latent folds all L into "
                         f"channels, r_t = L); pass --frames {vae.frames} or a model trained for {frames}")
     pixels = read_image(image, dmg.config.image_size)
-    tensors = {}
     with torch.inference_mode():
         content = vae.encode_content(image_to_model(pixels).to(device))
         text_tokens = text_mask = null_tokens = null_mask = label_tensor = None

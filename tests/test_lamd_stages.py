@@ -10,12 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
+from stages.lamd import image_to_model
 from tests.conftest import one_line_error
 from vidtool import checkpoint, tensorfile
 from vidtool.data.shapes import COLORS, ShapeClip, render_shape_clip
 from vidtool.metrics.shapes_probe import read_clip
 from vidtool.model_store import default_model
-from vidtool.video import psnr
+from vidtool.video import frames_from_model, frames_to_model, psnr
 
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 STEP = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
@@ -61,7 +62,7 @@ PAIRS = [  # (A: content, B: motion); A starts where B starts but has another co
 ]
 
 
-def test_decode_with_content_of_a_and_motion_of_b_keeps_a_colour_and_follows_b(vidtool, tmp_path):
+def test_decode_with_content_of_a_and_motion_of_b_keeps_a_colour_and_follows_b():
     """With the bundled mcd-vae-tiny: encode B's motion, decode it on A's first frame; the shapes
     probe must read A's colour and B's direction (never A's own direction) in every pair."""
     vae = checkpoint.from_pretrained(default_model("mcd-vae"))
@@ -72,9 +73,6 @@ def test_decode_with_content_of_a_and_motion_of_b_keeps_a_colour_and_follows_b(v
         b = render(clip(b_color, b_dir, start=start), vae.frames)
         assert read_clip(b).direction == b_dir  # the probe reads the source motion correctly
         with torch.inference_mode():
-            from stages.lamd import image_to_model
-            from vidtool.video import frames_from_model, frames_to_model
-
             z_b = vae.encode(frames_to_model(torch.from_numpy(b[None]))).latents
             mixed = frames_from_model(vae.decode(z_b, image_to_model(a[None, 0]))).numpy()[0]
         reading = read_clip(mixed)

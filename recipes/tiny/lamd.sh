@@ -8,7 +8,7 @@ set -euo pipefail
 DATA=${DATA:-data}
 RUNS=${RUNS:-runs/tiny}
 VAE_STEPS=${VAE_STEPS:-1800}
-DMG_STEPS=${DMG_STEPS:-3000}
+DMG_STEPS=${DMG_STEPS:-2000}
 HERE=$(dirname "$0")
 DATA=$DATA bash "$HERE/data.sh"
 vidtool make-dataset shapes -n 200 --seed 1 -o "$DATA/shapes-seed1"

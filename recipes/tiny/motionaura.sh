@@ -17,7 +17,7 @@ COMMAND="bash recipes/tiny/motionaura.sh"
 TRAIN=(--family spectral --data "$DATA/shapes/manifest.jsonl" --frames 8 --size 64 -o "$RUNS/spectral"
        --batch-size 8 --lr 1e-3 --warmup 100 --ema 0.998 --checkpoint-every 200)
 vidtool --quiet train-denoiser "${TRAIN[@]}" --steps 1600
-vidtool --quiet train-denoiser "${TRAIN[@]}" --steps 2800 --set cfg=10 --resume
+vidtool --quiet train-denoiser "${TRAIN[@]}" --steps 2800 --resume
 python "$HERE/bundle.py" "$RUNS/spectral" motionaura-tiny --dest "$DEST" --command "$COMMAND"
 
 # Prompt alignment of the bundled generator, read by the shapes probe.
