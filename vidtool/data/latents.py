@@ -59,6 +59,21 @@ def build_latent_set(manifests: list[Path], vae_folder: Path, out_file: Path, *,
     return out_file
 
 
+TEXT_TENSORS = {"text", "text_mask", "null_text", "null_mask"}
+
+
+def load_set(path: str | Path, required: set[str], what: str, how: str):
+    """A `dataset-shard` tensor file holding `required` and the caption tensors; else a one-line
+    error naming `what` it should have been and `how` to build one."""
+    from vidtool.tensorfile import load
+
+    tf = load(path, kinds=["dataset-shard"])
+    missing = (required | TEXT_TENSORS) - set(tf.tensors)
+    if missing:
+        raise UserError(f"{path} is not {what} (missing {sorted(missing)}); build one with {how}")
+    return tf
+
+
 @dataclass
 class EncodedClips:
     tensors: dict[str, torch.Tensor]  # what `encode` returned, concatenated, plus text, text_mask, null_text, null_mask
@@ -104,13 +119,8 @@ class LatentDataset(torch.utils.data.Dataset):
     null_mask, prompt). The default collate stacks them (null_* gain a batch dimension)."""
 
     def __init__(self, path: str | Path, latent_scale: float | None = None):
-        from vidtool.tensorfile import load
-
-        tf = load(path, kinds=["dataset-shard"])
-        missing = {"latents", "text", "text_mask", "null_text", "null_mask"} - set(tf.tensors)
-        if missing:
-            raise UserError(f"{path} is not a latent set (missing {sorted(missing)}); build one with "
-                            "`vidtool train-denoiser --data MANIFEST` or vidtool.data.latents.build_latent_set")
+        tf = load_set(path, {"latents"}, "a latent set", "`vidtool train-denoiser --data MANIFEST` or "
+                                                         "vidtool.data.latents.build_latent_set")
         self.path = Path(path)
         self.info = LatentSetInfo(**tf.params)
         self.vae_path = tf.extra.get("model_path")

@@ -93,13 +93,10 @@ class MotionLatentDataset(torch.utils.data.Dataset):
     text, text_mask, null_text, null_mask, prompt[, label]). The default collate stacks them."""
 
     def __init__(self, path: str | Path):
-        from vidtool.tensorfile import load
+        from vidtool.data.latents import load_set
 
-        tf = load(path, kinds=["dataset-shard"])
-        missing = {"mean", "logvar", "content", "text", "text_mask", "null_text", "null_mask"} - set(tf.tensors)
-        if missing:
-            raise UserError(f"{path} is not a motion-latent set (missing {sorted(missing)}); build one with "
-                            "`vidtool train-denoiser --family dmg --vae MCD_VAE --data MANIFEST`")
+        tf = load_set(path, {"mean", "logvar", "content"}, "a motion-latent set",
+                      "`vidtool train-denoiser --family dmg --vae MCD_VAE --data MANIFEST`")
         self.path = Path(path)
         self.info = MotionSetInfo(**tf.params)
         self.vae_path = tf.extra.get("model_path")

@@ -178,19 +178,16 @@ class TokenDataset(torch.utils.data.Dataset):
     """Items: dict(tokens long [t, h, w], fps, text, text_mask, null_text, null_mask, prompt) and, in an
     inpainting set, masked_tokens, region and sketch (float [1, S, S] in {0, 1})."""
 
-    REQUIRED = {"tokens", "fps", "text", "text_mask", "null_text", "null_mask"}
-    INPAINTING = ("masked_tokens", "region", "sketch")
+    REQUIRED = {"tokens", "fps"}
+    INPAINTING = {"masked_tokens", "region", "sketch"}
 
     def __init__(self, path: str | Path, *, inpainting: bool = False):
-        from vidtool.tensorfile import load
+        from vidtool.data.latents import load_set
 
-        tf = load(path, kinds=["dataset-shard"])
-        needed = self.REQUIRED | (set(self.INPAINTING) if inpainting else set())
-        missing = needed - set(tf.tensors)
-        if missing:
-            raise UserError(f"{path} is not a{'n inpainting' if inpainting else ''} token set (missing {sorted(missing)}); "
-                            f"build one with `vidtool train-denoiser --family spectral{'-inpaint' if inpainting else ''} "
-                            "--data MANIFEST` (inpainting needs clips with object masks)")
+        tf = load_set(path, self.REQUIRED | (self.INPAINTING if inpainting else set()),
+                      "an inpainting token set" if inpainting else "a token set",
+                      f"`vidtool train-denoiser --family spectral{'-inpaint' if inpainting else ''} --data MANIFEST` "
+                      "(inpainting needs clips with object masks)")
         params = dict(tf.params)
         params["grid"] = tuple(params["grid"])
         self.path = Path(path)
