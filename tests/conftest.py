@@ -26,6 +26,17 @@ def vidtool():
     return run_vidtool
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Tests that pin torch to one thread (for bit-exact comparisons) must not change the numbers of
+    the tests after them: a CPU convolution's last bits depend on the thread count."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 def one_line_error(result: subprocess.CompletedProcess) -> str:
     """Assert the documented user-error contract (exit 2, one stderr line, no traceback); return it."""
     err = result.stderr.decode()
