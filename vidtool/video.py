@@ -66,19 +66,7 @@ def read_video(
     _check_read_options(fps, max_frames, start)
     out_size = _target_size(size)
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"no such file: {path}")
-    if path.is_dir():
-        source = _open_folder(path, fps or FOLDER_FPS)
-    elif path.suffix.lower() == ".gif":
-        source = _open_gif(path)
-    elif path.suffix.lower() in DECORD_SUFFIXES:
-        source = _open_decord(path)
-    else:
-        raise UserError(
-            f"cannot read {path}: unknown video type '{path.suffix}'; "
-            f"use {'/'.join(s[1:] for s in DECORD_SUFFIXES)}/gif or a folder of PNG/JPG frames"
-        )
+    source = _open(path, fps)
     indices = _pick_frames(source, fps=fps, start=start, max_frames=max_frames)
     if len(indices) == 0:
         raise UserError(
@@ -97,21 +85,28 @@ def sample_frames(path, count: int, *, fps: float | None = None) -> Video:
     if count < 1:
         raise UserError(f"need at least one frame to sample, got {count}")
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"no such file: {path}")
-    if path.is_dir():
-        source = _open_folder(path, fps or FOLDER_FPS)
-    elif path.suffix.lower() == ".gif":
-        source = _open_gif(path)
-    elif path.suffix.lower() in DECORD_SUFFIXES:
-        source = _open_decord(path)
-    else:
-        raise UserError(f"cannot read {path}: unknown video type '{path.suffix}'")
+    source = _open(path, fps)
     if len(source.times) == 0:
         raise UserError(f"no frames in {path}")
     # A clip shorter than `count` repeats frames: video models such as Video-LLaVA take a fixed number.
     indices = np.round(np.linspace(0, len(source.times) - 1, count)).astype(np.int64)
     return Video(frames=source.load(indices), fps=float(source.fps))
+
+
+def _open(path: Path, fps: float | None):
+    """The frame source for a file or frame folder (a folder plays at `fps`, default 8)."""
+    if not path.exists():
+        raise UserError(f"no such file: {path}")
+    if path.is_dir():
+        return _open_folder(path, fps or FOLDER_FPS)
+    if path.suffix.lower() == ".gif":
+        return _open_gif(path)
+    if path.suffix.lower() in DECORD_SUFFIXES:
+        return _open_decord(path)
+    raise UserError(
+        f"cannot read {path}: unknown video type '{path.suffix}'; "
+        f"use {'/'.join(s[1:] for s in DECORD_SUFFIXES)}/gif or a folder of PNG/JPG frames"
+    )
 
 
 def _check_read_options(fps, max_frames, start) -> None:
