@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
+from toy_videos import ToyClips, collate
 
 
 @dataclass
@@ -55,25 +55,6 @@ class ToyBlocks(nn.Module):
         keep = (torch.rand(b, 1, t, h, w, device=video.device) >= self.config.mask_ratio).to(video.dtype)
         mse = F.mse_loss(self(video * keep).float(), video)
         return {"loss": mse, "mse": mse.detach()}
-
-
-class ToyClips(Dataset):
-    """Smooth random clips [3, 4, 8, 8]: item i is a function of i alone."""
-
-    def __init__(self, n: int = 16):
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int):
-        coarse = torch.rand(1, 3, 2, 4, 4, generator=torch.Generator().manual_seed(i))
-        return {"video": F.interpolate(coarse, size=(4, 8, 8), mode="trilinear")[0], "index": i}
-
-
-def collate(items):
-    return {"video": torch.stack([item["video"] for item in items]),
-            "index": torch.tensor([item["index"] for item in items])}
 
 
 def make_model(init_seed: int = 0, **config) -> ToyBlocks:

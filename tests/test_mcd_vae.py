@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from toy_videos import moving_square
 
 from vidtool import checkpoint
 from vidtool.autoencoders.mcd_vae import MCDVAE, MCDVAEConfig, preset
@@ -17,14 +18,6 @@ def small_config(**overrides) -> MCDVAEConfig:
     return MCDVAEConfig(**{**base, **overrides})
 
 
-def moving_square(batch: int = 2, frames: int = 8, size: int = 32) -> torch.Tensor:
-    """A bright square sliding right 2 px per frame over a dark horizontal gradient, in [-1, 1]."""
-    video = torch.linspace(-0.8, -0.2, size).expand(batch, 3, frames, size, size).clone()
-    for t in range(frames):
-        for b in range(batch):
-            x0 = 2 * t + 4 * b
-            video[b, :, t, 10:18, x0:x0 + 8] = torch.tensor([0.9, 0.1, -0.5])[:, None, None]
-    return video
 
 
 @pytest.mark.parametrize("frames", [8, 16])

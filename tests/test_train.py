@@ -17,7 +17,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
-from torch.utils.data import Dataset
+from toy_videos import ToyClips, collate
 
 from vidtool import checkpoint
 from vidtool.errors import UserError
@@ -57,29 +57,6 @@ class ToyAE(nn.Module):
         keep = (torch.rand(b, 1, t, h, w, device=video.device) >= self.config.mask_ratio).to(video.dtype)
         mse = F.mse_loss(self(video * keep), video)
         return {"loss": mse, "mse": mse.detach()}
-
-
-class ToyClips(Dataset):
-    """Smooth random clips [3, 4, 8, 8]: item i is a function of i alone."""
-
-    def __init__(self, n: int = 12):
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int):
-        coarse = torch.rand(1, 3, 2, 4, 4, generator=torch.Generator().manual_seed(i))
-        video = F.interpolate(coarse, size=(4, 8, 8), mode="trilinear")[0]
-        return {"video": video, "caption": f"clip {i}", "index": i}
-
-
-def collate(items):
-    return {
-        "video": torch.stack([item["video"] for item in items]),
-        "caption": [item["caption"] for item in items],
-        "index": torch.tensor([item["index"] for item in items]),
-    }
 
 
 def make_model(init_seed: int = 0, **config) -> ToyAE:
