@@ -126,7 +126,7 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int, tile: i
         raise UserError(f"{source}: no 'vidtool.model' record, so the decoder is unknown; pass --model DIR")
     if model:
         folder = Path(model)
-        if checkpoint.model_tag(folder) != tf.model:
+        if not checkpoint.shares_codes(folder, tf.model):
             raise UserError(f"{source} was written by {tf.model}, but --model {folder} is {checkpoint.model_tag(folder)}; "
                             "decode with the model that encoded it")
     else:

@@ -49,6 +49,8 @@ def train_denoiser(
                                               "--data (default OUT/token-set.safetensors)."),
     base: Path = typer.Option(None, help="Trained model folder the family freezes and extends (t2i for the video "
                                          "families, spectral for spectral-inpaint)."),
+    init: Path = typer.Option(None, help="Start from this model folder's weights (same family and parameter shapes; "
+                                         "e.g. continue a model at a longer clip length)."),
     text_encoder: Path = typer.Option(None, help="Local transformers text-encoder folder (default all-MiniLM-L6-v2)."),
     embeddings: Path = typer.Option(None, help="Text-embedding cache from `vidtool embed-text` to read captions from "
                                                "instead of running a text encoder."),
@@ -99,6 +101,8 @@ def train_denoiser(
     torch.manual_seed(seed)
     model = build_generator(family, preset, set_, base, dataset.info)
     _check_base_data(model, base, dataset)
+    if init is not None:
+        _warm_start(model, family, init)
     opt.run_training(model, dataset, None, out, what=family, steps=steps, batch_size=batch_size, grad_accum=grad_accum,
                      lr=lr, warmup=warmup, schedule=schedule, ema=ema, seed=seed, checkpoint_every=checkpoint_every,
                      workers=workers, resume=resume, strategy=strategy,
@@ -121,9 +125,9 @@ def _latent_dataset(data: list[Path], latent_set: Path, vae: Path | None, *, tex
                              text_encoder_path=text_encoder, device=resolve_device(), progress=done)
     dataset = LatentDataset(latent_set)
     if vae is not None:
-        from vidtool.checkpoint import model_tag
+        from vidtool.checkpoint import shares_codes
 
-        if model_tag(vae) != dataset.info.vae:
+        if not shares_codes(vae, dataset.info.vae):
             raise UserError(f"{latent_set} was encoded by {dataset.info.vae}, not by --vae {vae}; "
                             "pass another --latent-set path to build a new one")
     return dataset
@@ -132,7 +136,7 @@ def _latent_dataset(data: list[Path], latent_set: Path, vae: Path | None, *, tex
 def _token_dataset(family: str, data: list[Path], token_set: Path, tokenizer: Path | None, *,
                    text_encoder: Path | None, frames: int, size: int, fps: float | None):
     from stages.context import progress_bar, resolve_device
-    from vidtool.checkpoint import model_tag
+    from vidtool.checkpoint import shares_codes
     from vidtool.data.tokens import TokenDataset, build_token_set
     from vidtool.errors import UserError
     from vidtool.model_store import default_model
@@ -151,10 +155,26 @@ def _token_dataset(family: str, data: list[Path], token_set: Path, tokenizer: Pa
                             fps=fps, text_encoder_path=text_encoder, inpainting=with_masks, device=resolve_device(),
                             progress=done)
     dataset = TokenDataset(token_set, inpainting=inpainting)
-    if tokenizer is not None and model_tag(tokenizer) != dataset.info.tokenizer:
+    if tokenizer is not None and not shares_codes(tokenizer, dataset.info.tokenizer):
         raise UserError(f"{token_set} was tokenized by {dataset.info.tokenizer}, not by --tokenizer {tokenizer}; "
                         "pass another --token-set path to build a new one")
     return dataset
+
+
+def _warm_start(model, family: str, init: Path) -> None:
+    """Load --init's weights into the freshly built model; its config (clip length, guidance) stays the
+    one built from the data and --set, which is what makes a warm start at a new clip length work."""
+    from vidtool.checkpoint import from_pretrained, read_config
+    from vidtool.errors import UserError
+
+    found = read_config(init)["family"]
+    if found != family:
+        raise UserError(f"--init {init} is a {found} model, not {family}")
+    try:
+        model.load_state_dict(from_pretrained(init).state_dict(), strict=True)
+    except RuntimeError as e:  # missing/unexpected keys or shape mismatches: a different preset
+        raise UserError(f"--init {init} does not fit this {family} model (another preset or --set?): "
+                        f"{str(e).splitlines()[0]}") from e
 
 
 def _check_base_data(model, base: Path | None, dataset) -> None:

@@ -95,3 +95,28 @@ def test_decode_finds_the_encoders_folder_without_a_search_path(vidtool, models,
     decoded = vidtool("decode", "-", "-o", tmp_path / "rec.gif", input=encoded.stdout, env={"VIDTOOL_MODELS": ""})
     assert decoded.returncode == 0, decoded.stderr
     assert video.read_video(tmp_path / "rec.gif", fps=8).frames.shape[0] == 8
+
+
+def test_a_decoder_fine_tuned_on_frozen_codes_decodes_what_its_init_wrote(vidtool, models, clip, tmp_path, monkeypatch):
+    from vidtool import model_store
+    from vidtool.autoencoders.build import build_autoencoder
+
+    small = ["encoder_channels=[8,16,16]", "decoder_channels=[8,16,16]", "mfi_hidden=8"]
+    tuned = build_autoencoder("mbq-vae", "tiny", [*small, 'trainable="decoder"'], models["mbq"])
+    with torch.no_grad():
+        tuned.decoder.conv_in.weight.mul_(1.5)  # stands in for training: a new digest, the same codes
+    folder = checkpoint.save_pretrained(tuned, tmp_path / "models" / "tuned")
+    old = checkpoint.model_tag(models["mbq"])
+    assert checkpoint.model_tag(folder) != old and checkpoint.code_tags(folder) == [checkpoint.model_tag(folder), old]
+    # Without the old folder on the search path, its tag now leads to the fine-tuned decoder.
+    monkeypatch.setenv("VIDTOOL_MODELS", str(tmp_path / "models"))
+    assert model_store.find_by_tag(old) == folder
+    tokens = vidtool("tokenize", clip, "--model", models["mbq"], "--frames", "8", "-o", tmp_path / "t.safetensors")
+    assert tokens.returncode == 0, tokens.stderr
+    assert checkpoint.from_pretrained(folder).tokenize(
+        video.frames_to_model(torch.from_numpy(video.read_video(clip, max_frames=8).frames)[None])
+    ).equal(tensorfile.load(tmp_path / "t.safetensors").main.long())
+    out = vidtool("decode", tmp_path / "t.safetensors", "--model", folder, "-o", tmp_path / "rec.safetensors")
+    assert out.returncode == 0, out.stderr
+    # The other direction does not hold: the old model did not write what the tuned one writes.
+    assert not checkpoint.shares_codes(models["mbq"], checkpoint.model_tag(folder))

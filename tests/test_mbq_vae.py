@@ -232,3 +232,32 @@ def test_paper_preset_matches_the_papers_140m_encoder_and_177m_decoder():
     assert counts["encoder"] == pytest.approx(140e6, rel=0.15)
     assert counts["decoder"] == pytest.approx(177e6, rel=0.15)
     assert model.codebook_size == 2**14 and model.latent_channels == 14
+
+
+def test_decoder_only_training_moves_only_the_decoder_and_keeps_every_token():
+    torch.manual_seed(0)
+    trained = MBQVAE(small_config()).train()  # paper masking on: decoder-only training ignores it
+    decoder_only = MBQVAE(small_config(trainable="decoder")).train()
+    decoder_only.load_state_dict(trained.state_dict())
+    assert {n for n, p in decoder_only.named_parameters() if p.requires_grad} == \
+        {n for n, _ in decoder_only.named_parameters() if n.startswith("decoder.")}
+    batch = {"video": moving_square()}
+    tokens = decoder_only.eval().tokenize(batch["video"])
+    before = {n: p.detach().clone() for n, p in decoder_only.named_parameters()}
+    optimizer = torch.optim.Adam([p for p in decoder_only.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for step in range(3):
+        optimizer.zero_grad()
+        out = decoder_only.train().training_losses(batch, step=step, total_steps=10)
+        out["loss"].backward()
+        optimizer.step()
+        losses.append(out["loss"].item())
+    assert set(out) == {"loss", "l1", "l2", "rec"} and losses[-1] < losses[0]
+    changed = {n for n, p in decoder_only.named_parameters() if not p.equal(before[n])}
+    assert changed and all(n.startswith("decoder.") for n in changed)
+    assert decoder_only.eval().tokenize(batch["video"]).equal(tokens)
+
+
+def test_trainable_accepts_only_all_or_decoder():
+    with pytest.raises(ValueError, match="trainable"):
+        small_config(trainable="encoder")

@@ -37,6 +37,8 @@ def test_probe_agrees_with_ground_truth_on_200_shapes_clips(rendered):
     # the same through the prompt path the stage uses: captions parsed with the grammar
     scored = hits(np.stack([r.as_indices() for r in readings]), np.stack([prompt_target(c.caption) for c in clips]))
     assert scored[:, 0].mean() == color and scored[:, 2].mean() == direction
+    # colour-and-direction (the alignment goal) lies between "all" and either part
+    assert np.array_equal(scored[:, 3], scored[:, 0] & scored[:, 2]) and (scored[:, 4] <= scored[:, 3]).all()
 
 
 def test_probe_reads_every_prompt_of_the_24_prompt_alignment_set():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import one_line_error
@@ -83,18 +84,36 @@ def test_inpaint_keeps_every_pixel_outside_the_mask(trained, tmp_path):
     assert np.array_equal(out[~hole], original[~hole])
 
 
+def test_init_warm_starts_a_model_at_another_clip_length(trained, tmp_path):
+    from stage_runner import run_stage
+
+    # 4 frames are one token frame where the init model was trained on two; RoPE and the FFT hold no
+    # length-sized weights, so every tensor carries over. One update at lr 1e-9 leaves the init's
+    # weights to float rounding (a fresh initialisation would differ everywhere).
+    assert run_stage("train-denoiser", "--family", "spectral", "--data", trained["manifest"], "--frames", "4",
+                     "--batch-size", "2", "--steps", "1", "--lr", "1e-9", *SPECTRAL, "--init", trained["spectral"],
+                     "-o", tmp_path / "short") == 0
+    warm, source = checkpoint.from_pretrained(tmp_path / "short"), checkpoint.from_pretrained(trained["spectral"])
+    assert warm.config.token_frames == 1
+    assert all(torch.allclose(value, source.state_dict()[name], atol=1e-6) for name, value in warm.state_dict().items())
+
+
 @pytest.mark.parametrize(("args", "message"), [
+    (["train-denoiser", "--family", "spectral", "--token-set", "{token_set}", "--init", "{inpaint}", "-o", "{tmp}/x"],
+     "is a spectral-inpaint model"),
+    (["train-denoiser", "--family", "spectral", "--token-set", "{token_set}", "--init", "{spectral}", "-o", "{tmp}/x"],
+     "does not fit"),
     (["generate", "a red circle", "--family", "fusionframes", "--temperature", "0.5"], "belong to --family motionaura"),
     (["train-denoiser", "--family", "spectral-inpaint", "--token-set", "{token_set}", "-o", "{tmp}/x"], "--base"),
     (["inpaint", "{clip}", "--mask", "{tmp}/empty.png", "--sketch", "{tmp}/empty.png", "--prompt", "a red square",
       "--model", "{inpaint}"], "mask"),
-], ids=["temperature-for-fusionframes", "inpaint-without-base", "empty-mask"])
+], ids=["init-of-another-family", "init-of-another-size", "temperature-for-fusionframes", "inpaint-without-base", "empty-mask"])
 def test_bad_input_exits_2_with_one_line(vidtool, trained, tmp_path, args, message):
     Image.fromarray(np.zeros((64, 64), dtype=np.uint8)).save(tmp_path / "empty.png")
     from vidtool.data.manifest import read_manifest
 
     clip = trained["root"] / "shapes" / read_manifest(trained["manifest"])[0]["path"]
     values = {"token_set": trained["spectral"] / "token-set.safetensors", "tmp": tmp_path, "clip": clip,
-              "inpaint": trained["inpaint"]}
+              "inpaint": trained["inpaint"], "spectral": trained["spectral"]}
     line = one_line_error(vidtool(*[a.format(**values) for a in args]))
     assert message in line

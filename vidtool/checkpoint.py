@@ -75,6 +75,8 @@ def save_pretrained(model: Any, folder: str | Path, extra: dict[str, Any] | None
             kept = {k: v.contiguous() for k, v in tensors.items() if k not in tied}
             save_file(kept, str(tmp), metadata={"vidtool.family": model.family})
     doc = {"family": model.family, "config": dataclasses.asdict(model.config)}
+    if getattr(model, "codes_of", None):
+        doc["codes_of"] = list(model.codes_of)
     if extra:
         doc["extra"] = extra
     atomic_write_text(folder / CONFIG_NAME, json.dumps(doc, indent=2) + "\n")
@@ -110,6 +112,8 @@ def from_pretrained(folder: str | Path, device: str = "cpu") -> Any:
         load_model(model, str(weights), strict=True, device=device)
     except Exception as e:  # safetensors raises several types for corrupt or mismatched files
         raise UserError(f"cannot load {weights}: {str(e).splitlines()[0]}") from e
+    if doc.get("codes_of"):
+        model.codes_of = list(doc["codes_of"])
     return model.to(device).eval()
 
 
@@ -125,3 +129,15 @@ def digest(folder: str | Path) -> str:
 def model_tag(folder: str | Path) -> str:
     """`family@digest`, the value of the `vidtool.model` metadata key."""
     return f"{read_config(folder)['family']}@{digest(folder)}"
+
+
+def code_tags(folder: str | Path) -> list[str]:
+    """Tags whose latents or token ids this model encodes and decodes alike: its own, then those of
+    the models it was fine-tuned from with a frozen encoder and codebook (config.json "codes_of",
+    written by `train-vae --init` for a decoder-only run)."""
+    return [model_tag(folder), *read_config(folder).get("codes_of", [])]
+
+
+def shares_codes(folder: str | Path, tag: str) -> bool:
+    """Whether `folder` decodes what the model `tag` wrote (and tokenizes to the same ids)."""
+    return tag in code_tags(folder)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from vidtool.checkpoint import CONFIG_NAME, WEIGHTS_NAME, model_tag
+from vidtool.checkpoint import CONFIG_NAME, WEIGHTS_NAME, model_tag, shares_codes
 from vidtool.errors import UserError
 
 BUNDLED = Path(__file__).parent / "defaults"
@@ -57,10 +57,17 @@ def default_model(role: str) -> Path:
 
 
 def find_by_tag(tag: str, hint: str | None = None) -> Path:
-    """The model folder whose `family@digest` is `tag`; `hint` (the folder the writer used) goes first."""
+    """The model folder whose `family@digest` is `tag`; `hint` (the folder the writer used) goes first.
+    Failing that, a model fine-tuned from it with a frozen encoder (same codes, a better decoder):
+    that is how a bundled decoder can be improved without orphaning the tokens and latents, and the
+    generators trained on them, that name the model it replaced."""
     candidates = [Path(hint)] if hint and (Path(hint) / WEIGHTS_NAME).is_file() else []
-    for folder in candidates + _model_folders():
+    folders = candidates + _model_folders()
+    for folder in folders:
         if model_tag(folder) == tag:
+            return folder
+    for folder in folders:
+        if shares_codes(folder, tag):
             return folder
     raise UserError(f"no model matching {tag} on the search path; pass --model DIR with the checkpoint that wrote the input "
                     "(or add its parent folder to $VIDTOOL_MODELS)")

@@ -45,7 +45,11 @@ def build_autoencoder(family: str, preset: str, overrides: list[str], init: Path
         return cls(config)
     source = checkpoint.from_pretrained(init)
     if hasattr(cls, "from_init"):
-        return cls.from_init(source, config)
-    model = cls(config)
-    model.load_state_dict(source.state_dict())
+        model = cls.from_init(source, config)
+    else:
+        model = cls(config)
+        model.load_state_dict(source.state_dict())
+    if getattr(model, "frozen_codes", False):
+        # Encoder and codebook stay the init's: whatever it encoded, this model decodes.
+        model.codes_of = checkpoint.code_tags(init)
     return model

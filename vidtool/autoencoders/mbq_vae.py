@@ -66,6 +66,10 @@ class MBQVAEConfig:
     patch_sizes: tuple[int, ...] = (4, 8)  # the paper's 16 and 32 at 256 px, scaled to 64 px
     patch_mask_ratio: tuple[float, float] = (0.2, 0.6)  # cosine schedule start, end (App. B.2.2)
     frame_mask_ratio: tuple[float, float] = (0.1, 0.5)
+    # "decoder": encoder, quantizer and MFI head frozen, so every token id stays what it was and token
+    # sets, generators and tokens files made with the model keep their meaning; only the decoder
+    # learns, from unmasked clips (masking trains the encoder). "all": the paper's training.
+    trainable: str = "all"
 
     def __post_init__(self):
         stages = len(self.encoder_channels)
@@ -80,6 +84,8 @@ class MBQVAEConfig:
             raise ValueError(f"quantizer must be 'lfq' or 'vq', got {self.quantizer!r}")
         if self.quantizer == "lfq" and (self.codebook_size < 2 or self.codebook_size & (self.codebook_size - 1)):
             raise ValueError(f"codebook size must be a power of two for LFQ, got {self.codebook_size}; try 16384")
+        if self.trainable not in ("all", "decoder"):
+            raise ValueError(f"trainable must be 'all' or 'decoder', got {self.trainable!r}")
         for name in ("patch_mask_ratio", "frame_mask_ratio"):
             ratio = getattr(self, name)
             if len(ratio) != 2 or not all(0.0 <= r < 1.0 for r in ratio):
@@ -278,6 +284,14 @@ class MBQVAE(nn.Module):
         self.encoder = Encoder(config, self.latent_channels)
         self.mfi_head = MaskedFrameIndexHead(self.latent_channels, config.mfi_hidden, self.temporal_factor)
         self.decoder = Decoder(config, self.latent_channels)
+        if config.trainable == "decoder":
+            for name, p in self.named_parameters():
+                p.requires_grad_(name.startswith("decoder."))
+
+    @property
+    def frozen_codes(self) -> bool:
+        """Encoder and quantizer do not train, so token ids mean what they meant in the init model."""
+        return self.config.trainable == "decoder"
 
     @property
     def temporal_factor(self) -> int:
@@ -379,18 +393,18 @@ class MBQVAE(nn.Module):
         the MFI head must find the blanked frames; in eval mode nothing is masked."""
         video = batch["video"]
         frames = None
+        if self.config.trainable == "decoder":
+            with torch.no_grad():
+                _, q = self._quantize(video)
+            terms = self._reconstruction_terms(self.decoder(q.quantized), video)
+            return {"loss": terms["rec"], **{name: value.detach() for name, value in terms.items()}}
         if self.training:
             patch_ratio, frame_ratio = self.mask_ratios(step, total_steps)
             inputs, frames = self.mask_video(video, patch_ratio=patch_ratio, frame_ratio=frame_ratio)
         else:
             inputs = video
         z_c, q = self._quantize(inputs)
-        recon = self.decoder(q.quantized)
-        terms = {
-            "l1": F.l1_loss(recon, video),
-            "l2": F.mse_loss(recon, video),
-        }
-        terms["rec"] = self.config.l1_weight * terms["l1"] + self.config.l2_weight * terms["l2"]
+        terms = self._reconstruction_terms(self.decoder(q.quantized), video)
         terms.update(q.losses)
         weights = {
             "rec": 1.0,
@@ -406,6 +420,12 @@ class MBQVAE(nn.Module):
             weights["mfi"] = self.config.mfi_weight
         loss = sum(weights[name] * terms[name] for name in weights if name in terms)
         return {"loss": loss, **{name: value.detach() for name, value in terms.items()}}
+
+
+    def _reconstruction_terms(self, recon: torch.Tensor, video: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms = {"l1": F.l1_loss(recon, video), "l2": F.mse_loss(recon, video)}
+        terms["rec"] = self.config.l1_weight * terms["l1"] + self.config.l2_weight * terms["l2"]
+        return terms
 
 
 def _random_subset(rows: int, n: int, k: int, generator: torch.Generator | None) -> torch.Tensor:

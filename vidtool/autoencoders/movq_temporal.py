@@ -149,6 +149,11 @@ class MoVQTemporal(nn.Module):
                 p.requires_grad_(name.startswith(("decoder.", "post_quant_conv.")))
 
     @property
+    def frozen_codes(self) -> bool:
+        """The video stage keeps the image stage's encoder, quant_conv and codebook (§4.3)."""
+        return self.config.stage == "video"
+
+    @property
     def temporal_factor(self) -> int:
         return 1
 

@@ -135,15 +135,19 @@ def _direction(track: np.ndarray, side: int) -> str | None:
     return "down" if dy > 0 else "up"
 
 
-HIT_NAMES = ("color", "shape", "direction", "all")
+# "color+direction" is the prompt-alignment goal of the text-to-video issues: the dominant shape has
+# the prompt's colour and moves the prompt's way (its outline aside).
+HIT_NAMES = ("color", "shape", "direction", "color+direction", "all")
 
 
 def hits(reading: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Colour, shape, direction and all-three hits of readings [N, 4] (as_indices) against
-    targets [N, 3] (colour, shape, direction indices; -1 = unknown, never a hit) -> bool [N, 4]."""
+    """Colour, shape, direction, colour-and-direction and all-three hits of readings [N, 4]
+    (as_indices) against targets [N, 3] (colour, shape, direction indices; -1 = unknown, never a
+    hit) -> bool [N, 5]."""
     found = reading[:, 0] == 1
     each = found[:, None] & (reading[:, 1:] == target) & (target >= 0)
-    return np.concatenate([each, each.all(axis=1, keepdims=True)], axis=1)
+    both = each[:, [0, 2]].all(axis=1, keepdims=True)
+    return np.concatenate([each, both, each.all(axis=1, keepdims=True)], axis=1)
 
 
 def prompt_target(prompt: str | None) -> np.ndarray:
