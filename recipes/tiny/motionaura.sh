@@ -14,7 +14,9 @@ COMMAND="bash recipes/tiny/motionaura.sh"
 # The generator: ~45 + 25 min on one core (1,600 updates, then resumed to 2,800; the bundled model
 # was made this way). The shapes clips carry object masks, so this token set also holds the
 # inpainting inputs the adapter trains on.
-TRAIN=(--family spectral --data "$DATA/shapes/manifest.jsonl" --frames 8 --size 64 -o "$RUNS/spectral"
+# The tokenizer is named: mbq-vae-tiny-v1 gives the same ids as the default mbq-vae-tiny, and its tag
+# makes decode use the decoder the bundled generator was measured with (see its README).
+TRAIN=(--family spectral --data "$DATA/shapes/manifest.jsonl" --tokenizer vidtool/defaults/mbq-vae-tiny-v1 --frames 8 --size 64 -o "$RUNS/spectral"
        --batch-size 8 --lr 1e-3 --warmup 100 --ema 0.998 --checkpoint-every 200)
 vidtool --quiet train-denoiser "${TRAIN[@]}" --steps 1600
 vidtool --quiet train-denoiser "${TRAIN[@]}" --steps 2800 --resume
