@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from vidtool.checkpoint import CONFIG_NAME, WEIGHTS_NAME, model_tag, shares_codes
+from vidtool.checkpoint import CONFIG_NAME, WEIGHTS_NAME, code_tags
 from vidtool.errors import UserError
 
 BUNDLED = Path(__file__).parent / "defaults"
@@ -62,12 +62,14 @@ def find_by_tag(tag: str, hint: str | None = None) -> Path:
     that is how a bundled decoder can be improved without orphaning the tokens and latents, and the
     generators trained on them, that name the model it replaced."""
     candidates = [Path(hint)] if hint and (Path(hint) / WEIGHTS_NAME).is_file() else []
-    folders = candidates + _model_folders()
-    for folder in folders:
-        if model_tag(folder) == tag:
+    fine_tuned = None
+    for folder in candidates + _model_folders():
+        own, *codes_of = code_tags(folder)
+        if own == tag:
             return folder
-    for folder in folders:
-        if shares_codes(folder, tag):
-            return folder
+        if fine_tuned is None and tag in codes_of:
+            fine_tuned = folder
+    if fine_tuned is not None:
+        return fine_tuned
     raise UserError(f"no model matching {tag} on the search path; pass --model DIR with the checkpoint that wrote the input "
                     "(or add its parent folder to $VIDTOOL_MODELS)")

@@ -284,7 +284,7 @@ class MBQVAE(nn.Module):
         self.encoder = Encoder(config, self.latent_channels)
         self.mfi_head = MaskedFrameIndexHead(self.latent_channels, config.mfi_hidden, self.temporal_factor)
         self.decoder = Decoder(config, self.latent_channels)
-        if config.trainable == "decoder":
+        if self.frozen_codes:
             for name, p in self.named_parameters():
                 p.requires_grad_(name.startswith("decoder."))
 
@@ -393,7 +393,7 @@ class MBQVAE(nn.Module):
         the MFI head must find the blanked frames; in eval mode nothing is masked."""
         video = batch["video"]
         frames = None
-        if self.config.trainable == "decoder":
+        if self.frozen_codes:
             with torch.no_grad():
                 _, q = self._quantize(video)
             terms = self._reconstruction_terms(self.decoder(q.quantized), video)
@@ -420,7 +420,6 @@ class MBQVAE(nn.Module):
             weights["mfi"] = self.config.mfi_weight
         loss = sum(weights[name] * terms[name] for name in weights if name in terms)
         return {"loss": loss, **{name: value.detach() for name, value in terms.items()}}
-
 
     def _reconstruction_terms(self, recon: torch.Tensor, video: torch.Tensor) -> dict[str, torch.Tensor]:
         terms = {"l1": F.l1_loss(recon, video), "l2": F.mse_loss(recon, video)}
