@@ -57,6 +57,8 @@ def train_denoiser(
     out: opt.Out = ...,
     preset: opt.Preset = "tiny",
     set_: opt.Overrides = [],
+    no_fft: bool = typer.Option(False, "--no-fft", help="spectral: the paper's \"w/o fft\" ablation, attention on the "
+                                                         "tokens themselves (same as --set fft=false)."),
     steps: opt.Steps = 2000,
     batch_size: opt.BatchSize = 16,
     grad_accum: opt.GradAccum = 1,
@@ -82,11 +84,13 @@ def train_denoiser(
     if family in BASES and base is None:  # before minutes of encoding
         raise UserError(f"{family} extends a trained {BASES[family]} model: pass --base DIR (a {BASES[family]} model folder)")
     if embeddings is not None:  # a cache goes wherever an encoder path goes (vidtool.text_cache)
-        from vidtool.errors import UserError
-
         if text_encoder is not None:
             raise UserError("give --text-encoder or --embeddings (a text cache), not both")
         text_encoder = embeddings
+    if no_fft:
+        if family != "spectral":
+            raise UserError("--no-fft belongs to --family spectral (spectral-inpaint takes its base's setting)")
+        set_ = [*set_, "fft=false"]
     if family in TOKEN_FAMILIES:
         dataset = _token_dataset(family, data, token_set or out / "token-set.safetensors", tokenizer,
                                  text_encoder=text_encoder, frames=frames, size=size, fps=fps)

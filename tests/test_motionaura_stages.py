@@ -98,6 +98,15 @@ def test_init_warm_starts_a_model_at_another_clip_length(trained, tmp_path):
     assert all(torch.allclose(value, source.state_dict()[name], atol=1e-6) for name, value in warm.state_dict().items())
 
 
+def test_no_fft_trains_the_ablation(trained, tmp_path):
+    from stage_runner import run_stage
+
+    assert checkpoint.from_pretrained(trained["spectral"]).config.fft
+    assert run_stage("train-denoiser", "--family", "spectral", "--token-set", trained["spectral"] / "token-set.safetensors",
+                     *TRAIN, *SPECTRAL, "--no-fft", "-o", tmp_path / "no-fft") == 0
+    assert not checkpoint.from_pretrained(tmp_path / "no-fft").config.fft
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["train-denoiser", "--family", "spectral", "--token-set", "{token_set}", "--init", "{inpaint}", "-o", "{tmp}/x"],
      "is a spectral-inpaint model"),
@@ -105,9 +114,12 @@ def test_init_warm_starts_a_model_at_another_clip_length(trained, tmp_path):
      "does not fit"),
     (["generate", "a red circle", "--family", "fusionframes", "--temperature", "0.5"], "belong to --family motionaura"),
     (["train-denoiser", "--family", "spectral-inpaint", "--token-set", "{token_set}", "-o", "{tmp}/x"], "--base"),
+    (["train-denoiser", "--family", "spectral-inpaint", "--base", "{spectral}", "--token-set", "{token_set}",
+      "--no-fft", "-o", "{tmp}/x"], "--no-fft belongs to --family spectral"),
     (["inpaint", "{clip}", "--mask", "{tmp}/empty.png", "--sketch", "{tmp}/empty.png", "--prompt", "a red square",
       "--model", "{inpaint}"], "mask"),
-], ids=["init-of-another-family", "init-of-another-size", "temperature-for-fusionframes", "inpaint-without-base", "empty-mask"])
+], ids=["init-of-another-family", "init-of-another-size", "temperature-for-fusionframes", "inpaint-without-base", "no-fft-for-inpaint",
+                                 "empty-mask"])
 def test_bad_input_exits_2_with_one_line(vidtool, trained, tmp_path, args, message):
     Image.fromarray(np.zeros((64, 64), dtype=np.uint8)).save(tmp_path / "empty.png")
     from vidtool.data.manifest import read_manifest
