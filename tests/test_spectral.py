@@ -102,6 +102,24 @@ def test_sampler_is_deterministic_by_seed_and_keeps_the_most_confident():
     assert set(revealed.tolist()) == set(confidence.topk(3).indices.tolist())
 
 
+def test_choice_noise_anneals_the_unmasking_order_between_confidence_and_chance():
+    logits = torch.randn(1, 40, 10) * 4
+
+    def revealed_first(choice_temperature, seed):
+        seen = []
+        sample(lambda x, t: (seen.append(x.clone()), logits)[1], torch.full((1, 40), 10), 10, steps=4,
+               schedule=MaskSchedule("linear"), temperature=0, choice_temperature=choice_temperature,
+               generators=[torch.Generator().manual_seed(seed)])
+        return frozenset((seen[1][0] != 10).nonzero().flatten().tolist())
+
+    confidence = logits.softmax(-1).amax(-1)[0]
+    most_confident = frozenset(confidence.topk(10).indices.tolist())
+    # Faint noise keeps MaskGIT's order (most confident first); strong noise draws the places at
+    # random, so different seeds reveal different places first.
+    assert revealed_first(1e-6, 0) == revealed_first(1e-6, 1) == most_confident
+    assert len({revealed_first(1e6, seed) for seed in range(4)}) == 4
+
+
 def test_rope_scores_depend_on_relative_offsets_only():
     q, k = torch.randn(1, 1, 1, 12), torch.randn(1, 1, 1, 12)
     positions = torch.tensor([[1, 2, 3], [0, 5, 1]])

@@ -101,7 +101,7 @@ def sample(logits_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], toke
         confidence = F.log_softmax(logits, dim=-1).gather(-1, draws[..., None]).squeeze(-1)
         if choice_temperature > 0:
             uniform = torch.stack([torch.rand(tokens.shape[1], generator=g) for g in generators]).to(tokens.device)
-            gumbel = -torch.log(-torch.log(uniform.clamp(1e-20, 1.0)).clamp_min(1e-20))
+            gumbel = -torch.log((-torch.log(uniform.clamp(1e-20, 1.0))).clamp_min(1e-20))
             confidence = confidence + choice_temperature * (1.0 - step / steps) * gumbel
         confidence = confidence.masked_fill(~masked, -math.inf)
         # Masked places left after this step: the schedule's fraction of those masked at the start.
