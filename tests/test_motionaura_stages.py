@@ -118,8 +118,8 @@ def test_no_fft_trains_the_ablation(trained, tmp_path):
       "--no-fft", "-o", "{tmp}/x"], "--no-fft belongs to --family spectral"),
     (["inpaint", "{clip}", "--mask", "{tmp}/empty.png", "--sketch", "{tmp}/empty.png", "--prompt", "a red square",
       "--model", "{inpaint}"], "mask"),
-], ids=["init-of-another-family", "init-of-another-size", "temperature-for-fusionframes", "inpaint-without-base", "no-fft-for-inpaint",
-                                 "empty-mask"])
+], ids=["init-of-another-family", "init-of-another-size", "temperature-for-fusionframes", "inpaint-without-base",
+        "no-fft-for-inpaint", "empty-mask"])
 def test_bad_input_exits_2_with_one_line(vidtool, trained, tmp_path, args, message):
     Image.fromarray(np.zeros((64, 64), dtype=np.uint8)).save(tmp_path / "empty.png")
     from vidtool.data.manifest import read_manifest

@@ -77,8 +77,8 @@ def sample(logits_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], toke
     argmax at temperature 0), keeps the most confident draws and re-masks the rest so that the
     masked fraction follows the schedule down to zero at the last step. `choice_temperature` > 0
     ranks by log-confidence plus Gumbel noise scaled by choice_temperature · (1 − step/steps)
-    (MaskGIT's annealed choice): without it the most confident draws early on are the flat
-    background everywhere, and the sample settles into an empty video. `generators` (one per item)
+    (MaskGIT's annealed choice: chance spreads the early reveals over the clip, confidence decides
+    the late ones). `generators` (one per item)
     make the draws reproducible item by item."""
     tokens = tokens.clone()
     b = tokens.shape[0]
