@@ -135,7 +135,8 @@ def code_tags(folder: str | Path) -> list[str]:
     """Tags whose latents or token ids this model encodes and decodes alike: its own, then those of
     the models it was fine-tuned from with a frozen encoder and codebook (config.json "codes_of",
     written by `train-vae --init` for a decoder-only run)."""
-    return [model_tag(folder), *read_config(folder).get("codes_of", [])]
+    doc = read_config(folder)  # once: find_by_tag asks this of every folder on the search path
+    return [f"{doc['family']}@{digest(folder)}", *doc.get("codes_of", [])]
 
 
 def shares_codes(folder: str | Path, tag: str) -> bool:
