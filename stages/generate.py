@@ -189,6 +189,8 @@ def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | Non
     tensorfile.save(tf, out)
     _, c, t, h, w = latents.shape
     rate = f", {fps:g} fps" if fps else ""
-    console().print(f"[green]{kind}[/] {len(items)} × {t} frames ({c}×{h}×{w}{rate}) from {tag}, "
+    # Token files hold token frames: say how many video frames they decode to.
+    length = f"{t} token frames → {params['frames']} frames" if tokens_out else f"{t} frames"
+    console().print(f"[green]{kind}[/] {len(items)} × {length} ({c}×{h}×{w}{rate}) from {tag}, "
                     f"{steps} steps, cfg {options.get('cfg', 'default')}, seed {seed}, {time.monotonic() - started:.1f} s "
                     f"→ {'stdout' if out == '-' else out}", soft_wrap=True)
