@@ -56,13 +56,14 @@ def main() -> None:
     model = checkpoint.from_pretrained(folder).eval()
     config = model.config
     frames = config.token_frames * config.temporal_factor
+    tokenizer = model_store.find_by_tag(config.tokenizer)
+    size = config.token_height * checkpoint.from_pretrained(tokenizer).spatial_factor
     with tempfile.TemporaryDirectory() as tmp:
-        make_dataset("shapes", Path(tmp) / "clips", args.n, frames=frames, size=config.token_height * 4, fps=config.fps,
-                     seed=args.seed)
+        make_dataset("shapes", Path(tmp) / "clips", args.n, frames=frames, size=size, fps=config.fps, seed=args.seed)
         manifest = Path(tmp) / "clips" / "manifest.jsonl"
         captions = [record["caption"] for record in read_manifest(manifest)]
-        tokens_file = build_token_set([manifest], model_store.find_by_tag(config.tokenizer), Path(tmp) / "tokens.safetensors",
-                                      frames=frames, size=config.token_height * 4, fps=config.fps)
+        tokens_file = build_token_set([manifest], tokenizer, Path(tmp) / "tokens.safetensors",
+                                      frames=frames, size=size, fps=config.fps)
         tokens = load(tokens_file).tensors["tokens"].long()
     encoder = TextEncoder(max_length=config.text_max_length)
     variants = {"true caption": captions, "direction swapped": [swap_direction(c) for c in captions],

@@ -128,14 +128,15 @@ def digest(folder: str | Path) -> str:
 
 def model_tag(folder: str | Path) -> str:
     """`family@digest`, the value of the `vidtool.model` metadata key."""
-    return f"{read_config(folder)['family']}@{digest(folder)}"
+    return code_tags(folder)[0]
 
 
 def code_tags(folder: str | Path) -> list[str]:
     """Tags whose latents or token ids this model encodes and decodes alike: its own, then those of
     the models it was fine-tuned from with a frozen encoder and codebook (config.json "codes_of",
-    written by `train-vae --init` for a decoder-only run)."""
-    doc = read_config(folder)  # once: find_by_tag asks this of every folder on the search path
+    written by `train-vae --init` for a decoder-only run). The config is read once: find_by_tag asks
+    this of every folder on the search path."""
+    doc = read_config(folder)
     return [f"{doc['family']}@{digest(folder)}", *doc.get("codes_of", [])]
 
 
