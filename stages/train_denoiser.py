@@ -17,7 +17,8 @@ tokenizer ids (spectral) and its sketch-inpainting LoRA (spectral-inpaint, on a 
 Clips are encoded once by the autoencoder (--vae, default the bundled one) and their captions by the
 text encoder; the result is cached as a latent set (--latent-set, default OUT/latent-set.safetensors)
 that reruns and --resume reuse. The video families need --base, the trained t2i folder they freeze.
-The token families tokenize clips with --tokenizer (default the bundled mbq-vae) into a token set
+The token families tokenize clips with --tokenizer (default mbq-vae-tiny-v1, the bundled MotionAura
+models' 2^10-code token space) into a token set
 (--token-set, default OUT/token-set.safetensors); spectral-inpaint also reads each clip's object
 masks and sketch from the manifest and needs --base, the spectral model it adapts.
 Checkpoints, --resume and torchrun work as in train-vae.
@@ -44,7 +45,7 @@ def train_denoiser(
     latent_set: Path = typer.Option(None, help="Latent set file: read if it exists, else built from --data "
                                                 "(default OUT/latent-set.safetensors)."),
     vae: Path = typer.Option(None, help="Autoencoder folder whose latent space to use (default: the bundled one)."),
-    tokenizer: Path = typer.Option(None, help="Tokenizer folder (mbq-vae) of the token families (default: the bundled one)."),
+    tokenizer: Path = typer.Option(None, help="Tokenizer folder (mbq-vae) of the token families (default: mbq-vae-tiny-v1, the bundled generators' ids)."),
     token_set: Path = typer.Option(None, help="Token set file of the token families: read if it exists, else built from "
                                               "--data (default OUT/token-set.safetensors)."),
     base: Path = typer.Option(None, help="Trained model folder the family freezes and extends (t2i for the video "
@@ -155,7 +156,7 @@ def _token_dataset(family: str, data: list[Path], token_set: Path, tokenizer: Pa
         # generator and, later, its inpainting adapter.
         with_masks = inpainting or all("mask" in record for m in data for record in read_manifest(m))
         with progress_bar("tokenizing clips", None) as done:
-            build_token_set(list(data), tokenizer or default_model("tokenize"), token_set, frames=frames, size=size,
+            build_token_set(list(data), tokenizer or default_model("motionaura-tokenizer"), token_set, frames=frames, size=size,
                             fps=fps, text_encoder_path=text_encoder, inpainting=with_masks, device=resolve_device(),
                             progress=done)
     dataset = TokenDataset(token_set, inpainting=inpainting)

@@ -261,3 +261,42 @@ def test_decoder_only_training_moves_only_the_decoder_and_keeps_every_token():
 def test_trainable_accepts_only_all_or_decoder():
     with pytest.raises(ValueError, match="trainable"):
         small_config(trainable="encoder")
+
+
+def test_train_crop_cuts_one_window_in_training_and_none_in_eval():
+    model = MBQVAE(small_config(train_crop=(4, 8), **NO_MASKING))
+    video = moving_square(frames=8, size=16)
+    torch.manual_seed(3)
+    crop = model.train().random_crop(video)
+    assert crop.shape == (2, 3, 4, 8, 8)
+    # The window is the same for every clip of the batch and is a real sub-block of the input.
+    windows = [video[:, :, t:t + 4, y:y + 8, x:x + 8] for t in range(5) for y in range(9) for x in range(9)]
+    assert any(w.equal(crop) for w in windows)
+    seen = []
+    model.decoder.register_forward_hook(lambda module, args, out: seen.append(out.shape[2:]))
+    model.train().training_losses({"video": video}, step=0, total_steps=10)
+    model.eval().training_losses({"video": video}, step=0, total_steps=10)
+    assert seen == [(4, 8, 8), (8, 16, 16)]
+
+
+def test_train_crop_must_fit_the_model_factors():
+    with pytest.raises(ValueError, match="multiple"):
+        MBQVAE(small_config(train_crop=(6, 8))).train().random_crop(moving_square(frames=8, size=16))
+    with pytest.raises(ValueError, match="train_crop"):
+        small_config(train_crop=(4,))
+
+
+def test_channels_last_depthwise_conv_equals_the_grouped_conv():
+    from vidtool.autoencoders.mbq_vae import DepthwiseConv3d
+
+    torch.manual_seed(0)
+    fast = DepthwiseConv3d(12)
+    plain = torch.nn.Conv3d(12, 12, 3, padding=1, groups=12)
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(2, 12, 4, 6, 6, requires_grad=True)
+    out = fast(x)
+    assert out.is_contiguous()
+    torch.testing.assert_close(out, plain(x), rtol=1e-5, atol=1e-5)
+    (grad_fast,) = torch.autograd.grad(out.square().sum(), x)
+    (grad_plain,) = torch.autograd.grad(plain(x).square().sum(), x)
+    torch.testing.assert_close(grad_fast, grad_plain, rtol=1e-4, atol=1e-4)

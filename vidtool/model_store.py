@@ -21,6 +21,10 @@ DEFAULTS: dict[str, str] = {
     # latent space. MotionAura's 3D-MBQ-VAE is the default tokenizer (x4 in time as well).
     "encode": "movq-tiny",
     "tokenize": "mbq-vae-tiny",
+    # The token space the bundled MotionAura generators were trained in (2**10 codes: a generator's
+    # output layer is as wide as the codebook), so retraining one reproduces the bundled setup; the
+    # default tokenizer above reconstructs better with 2**16 codes.
+    "motionaura-tokenizer": "mbq-vae-tiny-v1",
     "generate": "keyframes-tiny",
     "harivo": "harivo-tiny",
     "interpolate": "interp-tiny",

@@ -1,0 +1,71 @@
+"""Cost of one 3D-MBQ-VAE training update on the CPU: the depthwise 3x3x3 convolutions run
+channels-first (PyTorch's grouped-conv path) vs channels-last (oneDNN, what `DepthwiseConv3d` does),
+and a whole 16x64x64 clip vs the 8x32x32 crops of `train_crop`, side by side in one run.
+
+The same weights and batch serve every setting; settings alternate and the median of `--repeats`
+is reported. Ratios are what carry over to another machine; seconds are this machine's.
+
+    python benchmarks/mbq_vae_step.py                 # the tiny preset with 2**16 codes, batch 8 crops
+    python benchmarks/mbq_vae_step.py --threads 2 --repeats 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--batch", type=int, default=8, help="crops per update; whole clips use batch/8 per voxel budget")
+    args = parser.parse_args()
+
+    import torch
+    from torch import nn
+
+    from vidtool.autoencoders.mbq_vae import MBQVAE, DepthwiseConv3d, MBQVAEConfig
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = MBQVAE(MBQVAEConfig(codebook_size=2**16)).train()
+    crops = torch.rand(args.batch, 3, 8, 32, 32) * 2 - 1
+    clips = torch.rand(max(1, args.batch // 8), 3, 16, 64, 64) * 2 - 1  # the same voxel count
+
+    def channels_first(module: DepthwiseConv3d, x: torch.Tensor) -> torch.Tensor:
+        return nn.Conv3d.forward(module, x)
+
+    def step(video: torch.Tensor, fast: bool) -> float:
+        for module in model.modules():
+            if isinstance(module, DepthwiseConv3d):
+                if fast:
+                    module.__dict__.pop("forward", None)
+                else:
+                    module.forward = channels_first.__get__(module)
+        model.zero_grad(set_to_none=True)
+        start = time.perf_counter()
+        model.training_losses({"video": video}, step=0, total_steps=1)["loss"].backward()
+        return time.perf_counter() - start
+
+    settings = {"crops, channels-first depthwise": (crops, False), "crops, channels-last depthwise": (crops, True),
+                "whole clips, channels-last depthwise": (clips, True)}
+    for video, fast in settings.values():  # warm-up: oneDNN primitives, allocator
+        step(video, fast)
+    times = {name: [] for name in settings}
+    for _ in range(args.repeats):
+        for name, (video, fast) in settings.items():
+            times[name].append(step(video, fast))
+    median = {name: statistics.median(values) for name, values in times.items()}
+    for name, seconds in median.items():
+        print(f"{name:40s} {seconds * 1000:8.1f} ms per update")
+    first, last = median["crops, channels-first depthwise"], median["crops, channels-last depthwise"]
+    print(f"channels-last / channels-first depthwise: {last / first:.2f}x the time "
+          f"({first / last:.2f}x faster), {args.threads} thread(s)")
+    print(f"{args.batch} crops of 8x32x32 / {clips.shape[0]} whole clip(s) of 16x64x64 (same voxels): "
+          f"{last / median['whole clips, channels-last depthwise']:.2f}x the time")
+
+
+if __name__ == "__main__":
+    main()
