@@ -61,6 +61,7 @@ def train_denoiser(
     no_fft: bool = typer.Option(False, "--no-fft", help="spectral: the paper's \"w/o fft\" ablation, attention on the "
                                                          "tokens themselves (same as --set fft=false)."),
     steps: opt.Steps = 2000,
+    stop_at: opt.StopAt = None,
     batch_size: opt.BatchSize = 16,
     grad_accum: opt.GradAccum = 1,
     lr: opt.LearningRate = 1e-4,
@@ -108,7 +109,7 @@ def train_denoiser(
     _check_base_data(model, base, dataset)
     if init is not None:
         _warm_start(model, family, init)
-    opt.run_training(model, dataset, None, out, what=family, steps=steps, batch_size=batch_size, grad_accum=grad_accum,
+    opt.run_training(model, dataset, None, out, what=family, steps=steps, stop_at=stop_at, batch_size=batch_size, grad_accum=grad_accum,
                      lr=lr, warmup=warmup, schedule=schedule, ema=ema, seed=seed, checkpoint_every=checkpoint_every,
                      workers=workers, resume=resume, strategy=strategy,
                      activation_checkpointing=activation_checkpointing)

@@ -13,6 +13,8 @@ Preset = Annotated[str, typer.Option(help="Named configuration of the family (e.
 Overrides = Annotated[list[str], typer.Option("--set", help="Override a config field: KEY=VALUE (VALUE as JSON).")]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Output model folder.")]
 Steps = Annotated[int, typer.Option(min=1, help="Optimizer updates.")]
+StopAt = Annotated[int, typer.Option(min=1, help="Checkpoint and stop after this many updates; the LR and masking "
+                                                 "schedules still span --steps, and --resume goes on from there.")]
 BatchSize = Annotated[int, typer.Option(min=1, help="Clips per micro-batch (per process).")]
 GradAccum = Annotated[int, typer.Option(min=1, help="Micro-batches per update.")]
 LearningRate = Annotated[float, typer.Option(min=0, help="Peak learning rate (AdamW).")]
@@ -32,17 +34,17 @@ ActivationCheckpointing = Annotated[bool, typer.Option(help="Recompute each bloc
                                                             "(less memory, ~30% more compute).")]
 
 
-def run_training(model, dataset, collate_fn, out: Path, *, what: str, steps: int, batch_size: int, grad_accum: int,
-                 lr: float, warmup: int, schedule: str, ema: float | None, seed: int, checkpoint_every: int,
-                 workers: int, resume: bool, strategy: str = "ddp", activation_checkpointing: bool = False) -> None:
+def run_training(model, dataset, collate_fn, out: Path, *, what: str, steps: int, stop_at: int | None,
+                 batch_size: int, grad_accum: int, lr: float, warmup: int, schedule: str, ema: float | None,
+                 seed: int, checkpoint_every: int, workers: int, resume: bool, strategy: str = "ddp", activation_checkpointing: bool = False) -> None:
     """Train with the shared loop and print a one-line summary."""
     from stages.context import console, settings
     from vidtool.train.config import TrainConfig
     from vidtool.train.loop import train
 
-    config = TrainConfig(steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup_steps=min(warmup, steps),
-                         schedule=schedule, ema_decay=ema, seed=seed, checkpoint_every=checkpoint_every,
-                         num_workers=workers, resume=resume, device=settings.device, strategy=strategy,
+    config = TrainConfig(steps=steps, stop_at=stop_at, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
+                         warmup_steps=min(warmup, steps), schedule=schedule, ema_decay=ema, seed=seed,
+                         checkpoint_every=checkpoint_every, num_workers=workers, resume=resume, device=settings.device, strategy=strategy,
                          activation_checkpointing=activation_checkpointing)
     result = train(model, dataset, collate_fn, config, out, progress=not settings.quiet)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 speaks for the run

@@ -41,6 +41,7 @@ def train_vae(
     set_: opt.Overrides = [],
     init: Path = typer.Option(None, help="Start from this model folder's weights (e.g. a movq-temporal image stage)."),
     steps: opt.Steps = 2000,
+    stop_at: opt.StopAt = None,
     batch_size: opt.BatchSize = 8,
     grad_accum: opt.GradAccum = 1,
     lr: opt.LearningRate = 1e-3,
@@ -65,7 +66,7 @@ def train_vae(
     torch.manual_seed(seed)
     model = build_autoencoder(family, preset, set_, init)
     dataset = torch.utils.data.ConcatDataset([ClipDataset(m, frames=frames, fps=fps, size=size) for m in data])
-    opt.run_training(model, dataset, collate_clips, out, what=family, steps=steps, batch_size=batch_size,
+    opt.run_training(model, dataset, collate_clips, out, what=family, steps=steps, stop_at=stop_at, batch_size=batch_size,
                      grad_accum=grad_accum, lr=lr, warmup=warmup, schedule=schedule, ema=ema, seed=seed,
                      checkpoint_every=checkpoint_every, workers=workers, resume=resume, strategy=strategy,
                      activation_checkpointing=activation_checkpointing)

@@ -209,6 +209,23 @@ def test_finished_run_continued_to_more_steps_equals_one_longer_run(tmp_path):
     assert first.seen + second.seen == full.seen
 
 
+def test_stop_at_checkpoints_mid_schedule_and_resume_finishes_the_uninterrupted_run(tmp_path):
+    # A cosine schedule over 10 steps, cut at step 7 by --stop-at: the first part must follow the
+    # 10-step schedule (not a 7-step one), so resuming gives exactly the uninterrupted run.
+    config = cpu_config(warmup_steps=2, ema_decay=0.8)
+    full, first, second = make_model(), make_model(), make_model()
+    train(full, ToyClips(), collate, config, tmp_path / "full", progress=False)
+    result = train(first, ToyClips(), collate, replace(config, stop_at=7), tmp_path / "split", progress=False)
+    assert result.step == 7 and load_state(tmp_path / "split" / "train_state").step == 7
+    assert [r["lr"] for r in records(tmp_path / "split")] == [r["lr"] for r in records(tmp_path / "full")][:7]
+    train(second, ToyClips(), collate, replace(config, resume=True), tmp_path / "split", progress=False)
+    assert_state_dicts_equal(second.state_dict(), full.state_dict())
+    assert_state_dicts_equal(load_file(tmp_path / "split" / "model.safetensors"),
+                             load_file(tmp_path / "full" / "model.safetensors"))
+    with pytest.raises(UserError, match="stop_at"):
+        cpu_config(stop_at=11)
+
+
 class FlippedClips(ToyClips):
     def __getitem__(self, i: int):
         item = super().__getitem__(i)

@@ -15,6 +15,9 @@ STRATEGIES = ("ddp", "fsdp")  # see vidtool.train.parallel
 @dataclass
 class TrainConfig:
     steps: int = 1000  # optimizer updates in the whole run (a resumed run continues to this count)
+    # Checkpoint and return after this many updates, with the schedules still spanning `steps`, so
+    # a run can be cut into sessions of chosen length and `resume` picks it up; None = run to `steps`.
+    stop_at: int | None = None
     batch_size: int = 8  # samples per micro-batch and process
     lr: float = 1e-4
     weight_decay: float = 0.01  # applied to matrices and kernels only, not to biases and norms
@@ -40,6 +43,8 @@ class TrainConfig:
         self.betas = tuple(self.betas)
         checks = [
             (self.steps >= 1, f"steps must be at least 1, got {self.steps}"),
+            (self.stop_at is None or 1 <= self.stop_at <= self.steps,
+             f"stop_at must be between 1 and steps ({self.steps}), got {self.stop_at}"),
             (self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}"),
             (self.lr > 0, f"lr must be positive, got {self.lr}"),
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),

@@ -145,8 +145,9 @@ def train(
                 ))
             world.barrier()
 
+        last_step = config.steps if config.stop_at is None else config.stop_at
         with _Reporter(out_dir, config, step, world, progress=progress, on_log=on_log) as report:
-            while step < config.steps:
+            while step < last_step:
                 lr = lr_at(step + 1, config)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -174,7 +175,7 @@ def train(
                 report.step_done(step, seen, lr, grad_norm)
 
                 stop_signal = world.agree(stop.signal)
-                if step % config.checkpoint_every == 0 or step == config.steps or stop_signal:
+                if step % config.checkpoint_every == 0 or step == last_step or stop_signal:
                     checkpoint()
                 if stop_signal == signal.SIGINT:
                     raise KeyboardInterrupt
