@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Reproduces vidtool/defaults/movq-tiny, the bundled autoencoder and tokenizer (FusionFrames' MoVQ,
 # image stage: 64x64 frames -> 8x8x4 latents, 1024 VQ codes), then measures it on 200 held-out
-# clips of each data set (seed 1); then the same for mbq-vae-tiny (MotionAura's tokenizer). Measured on
-# a 2-core CPU: about 15 + 55 + 25 + 75 minutes of training (movq-tiny, its video-stage decoder
-# movq-tiny-video, mbq-vae-tiny, and mbq-vae-tiny's decoder alone).
+# clips of each data set (seed 1); then the 3D-MBQ-VAE tokenizers (MotionAura's). Measured on a 2-core
+# CPU: about 15 + 55 minutes (movq-tiny, its video-stage decoder movq-tiny-video), 25 + 75 minutes
+# (mbq-vae-tiny-v1 and its fine-tuned decoder) and 10 + 18 + 70 minutes (mbq-vae-tiny) of training.
 #   DATA=data RUNS=runs/tiny bash recipes/tiny/train_vae.sh
 set -euo pipefail
 DATA=${DATA:-data}
@@ -25,20 +25,40 @@ vidtool --quiet train-vae --family movq-temporal --init "$RUNS/bundled/movq-tiny
 python "$HERE/bundle.py" "$RUNS/movq-video" movq-tiny-video --dest "$RUNS/bundled" --command "$(cat "$0")"
 python benchmarks/reconstruction.py --model "$RUNS/bundled/movq-tiny-video" --n 200 --json "$RUNS/movq-video-quality.json"
 
-# vidtool/defaults/mbq-vae-tiny: MotionAura's 3D-MBQ-VAE (x4 temporal, x4 spatial, LFQ 2^10), with
-# lighter masking than the paper's 20%->60% patches / 10%->50% frames so the tiny model's capacity
-# goes to reconstruction. About 25 minutes on 2 cores.
+# mbq-vae-tiny-v1 and the decoder that made the previous default (kept as mbq-vae-tiny-v1-decoder):
+# MotionAura's 3D-MBQ-VAE (x4 temporal, x4 spatial, LFQ 2^10), with lighter masking than the
+# paper's 20%->60% patches / 10%->50% frames so the tiny model's capacity goes to reconstruction.
+# About 25 minutes on 2 cores. The bundled MotionAura generators work in its 2^10-code token space.
 vidtool --quiet train-vae --family mbq-vae --data "$DATA/shapes/manifest.jsonl" --data "$DATA/photos/manifest.jsonl" \
   -o "$RUNS/mbq-vae-tiny" --steps 1500 --batch-size 4 --lr 1e-3 --warmup 100 --ema 0.995 --seed 0 \
   --set 'patch_mask_ratio=[0.1,0.3]' --set 'frame_mask_ratio=[0.05,0.2]'
-python "$HERE/bundle.py" "$RUNS/mbq-vae-tiny" mbq-vae-tiny --dest "$RUNS/first" --command "$(cat "$0")"
+python "$HERE/bundle.py" "$RUNS/mbq-vae-tiny" mbq-vae-tiny-v1 --dest "$RUNS/bundled" --command "$(cat "$0")"
 
 # Then its decoder alone, on unmasked clips (masking exists to train the encoder): the encoder and the
-# LFQ stay frozen, so every token id keeps its meaning, and the token sets and generators made with
-# the first model stay valid (config.json "codes_of" lets decode find this one from the first one's
-# tag). 3,000 updates, about 75 minutes on one core.
-vidtool --quiet train-vae --family mbq-vae --init "$RUNS/first/mbq-vae-tiny" --set trainable=decoder \
+# LFQ stay frozen, so every token id keeps its meaning (config.json "codes_of" lets decode find this
+# one from the first one's tag). 3,000 updates, about 75 minutes on one core.
+vidtool --quiet train-vae --family mbq-vae --init "$RUNS/bundled/mbq-vae-tiny-v1" --set trainable=decoder \
   --data "$DATA/shapes/manifest.jsonl" --data "$DATA/photos/manifest.jsonl" \
   -o "$RUNS/mbq-vae-tiny-decoder" --steps 3000 --batch-size 4 --lr 5e-4 --warmup 50 --ema 0.995 --seed 0
-python "$HERE/bundle.py" "$RUNS/mbq-vae-tiny-decoder" mbq-vae-tiny --dest "$RUNS/bundled" --command "$(cat "$0")"
+python "$HERE/bundle.py" "$RUNS/mbq-vae-tiny-decoder" mbq-vae-tiny-v1-decoder --dest "$RUNS/bundled" --command "$(cat "$0")"
+
+# vidtool/defaults/mbq-vae-tiny, the default tokenizer: the same architecture with LFQ 2^16 (16 bits
+# a token), trained on random crops (train_crop) so that 2 cores take enough updates, in three runs:
+# 1. the paper's masked training (masking lightened as above), 700 updates of 8 crops of 8x32x32
+#    frames, one process;
+# 2. unmasked, 2,255 updates of 2 ranks x 4 such crops (a 10,000-update cosine schedule, stopped);
+# 3. unmasked on 16x32x32 crops, 9,000 updates of 2 ranks x 2: a model trained on 8-frame crops
+#    only (2 latent frames, both at the clip's edge) reconstructs whole 16-frame clips 6 dB worse
+#    than 8-frame pieces of them, so the crops must have the length the model runs at.
+# Each rank uses one thread (OMP_NUM_THREADS=1); about 10 + 18 + 70 minutes on 2 cores.
+MBQ16=(--family mbq-vae --data "$DATA/shapes/manifest.jsonl" --data "$DATA/photos/manifest.jsonl" --seed 0 --ema 0.995
+       --lr 1e-3 --set codebook_size=65536 --checkpoint-every 500)
+OMP_NUM_THREADS=1 vidtool --quiet train-vae "${MBQ16[@]}" -o "$RUNS/mbq16-stage1" --steps 700 --batch-size 8 --warmup 50 \
+  --schedule constant --set 'train_crop=[8,32]' --set 'patch_mask_ratio=[0.1,0.3]' --set 'frame_mask_ratio=[0.05,0.2]'
+NOMASK=(--set 'patch_mask_ratio=[0,0]' --set 'frame_mask_ratio=[0,0]' --warmup 100 --schedule cosine)
+OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m stages.cli --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" \
+  --init "$RUNS/mbq16-stage1" -o "$RUNS/mbq16-stage2" --steps 10000 --stop-at 2255 --batch-size 4 --set 'train_crop=[8,32]'
+OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m stages.cli --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" \
+  --init "$RUNS/mbq16-stage2" -o "$RUNS/mbq16-stage3" --steps 9000 --batch-size 2 --set 'train_crop=[16,32]'
+python "$HERE/bundle.py" "$RUNS/mbq16-stage3" mbq-vae-tiny --dest "$RUNS/bundled" --command "$(cat "$0")"
 python benchmarks/reconstruction.py --model "$RUNS/bundled/mbq-vae-tiny" --n 200 --json "$RUNS/mbq-quality.json"
