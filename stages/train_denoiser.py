@@ -45,7 +45,8 @@ def train_denoiser(
     latent_set: Path = typer.Option(None, help="Latent set file: read if it exists, else built from --data "
                                                 "(default OUT/latent-set.safetensors)."),
     vae: Path = typer.Option(None, help="Autoencoder folder whose latent space to use (default: the bundled one)."),
-    tokenizer: Path = typer.Option(None, help="Tokenizer folder (mbq-vae) of the token families (default: mbq-vae-tiny-v1, the bundled generators' ids)."),
+    tokenizer: Path = typer.Option(None, help="Tokenizer folder (mbq-vae) of the token families "
+                                              "(default: mbq-vae-tiny-v1, the bundled generators' ids)."),
     token_set: Path = typer.Option(None, help="Token set file of the token families: read if it exists, else built from "
                                               "--data (default OUT/token-set.safetensors)."),
     base: Path = typer.Option(None, help="Trained model folder the family freezes and extends (t2i for the video "
@@ -109,9 +110,9 @@ def train_denoiser(
     _check_base_data(model, base, dataset)
     if init is not None:
         _warm_start(model, family, init)
-    opt.run_training(model, dataset, None, out, what=family, steps=steps, stop_at=stop_at, batch_size=batch_size, grad_accum=grad_accum,
-                     lr=lr, warmup=warmup, schedule=schedule, ema=ema, seed=seed, checkpoint_every=checkpoint_every,
-                     workers=workers, resume=resume, strategy=strategy,
+    opt.run_training(model, dataset, None, out, what=family, steps=steps, stop_at=stop_at, batch_size=batch_size,
+                     grad_accum=grad_accum, lr=lr, warmup=warmup, schedule=schedule, ema=ema, seed=seed,
+                     checkpoint_every=checkpoint_every, workers=workers, resume=resume, strategy=strategy,
                      activation_checkpointing=activation_checkpointing)
 
 

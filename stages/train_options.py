@@ -36,7 +36,8 @@ ActivationCheckpointing = Annotated[bool, typer.Option(help="Recompute each bloc
 
 def run_training(model, dataset, collate_fn, out: Path, *, what: str, steps: int, stop_at: int | None,
                  batch_size: int, grad_accum: int, lr: float, warmup: int, schedule: str, ema: float | None,
-                 seed: int, checkpoint_every: int, workers: int, resume: bool, strategy: str = "ddp", activation_checkpointing: bool = False) -> None:
+                 seed: int, checkpoint_every: int, workers: int, resume: bool, strategy: str = "ddp",
+                 activation_checkpointing: bool = False) -> None:
     """Train with the shared loop and print a one-line summary."""
     from stages.context import console, settings
     from vidtool.train.config import TrainConfig
@@ -44,8 +45,8 @@ def run_training(model, dataset, collate_fn, out: Path, *, what: str, steps: int
 
     config = TrainConfig(steps=steps, stop_at=stop_at, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
                          warmup_steps=min(warmup, steps), schedule=schedule, ema_decay=ema, seed=seed,
-                         checkpoint_every=checkpoint_every, num_workers=workers, resume=resume, device=settings.device, strategy=strategy,
-                         activation_checkpointing=activation_checkpointing)
+                         checkpoint_every=checkpoint_every, num_workers=workers, resume=resume,
+                         device=settings.device, strategy=strategy, activation_checkpointing=activation_checkpointing)
     result = train(model, dataset, collate_fn, config, out, progress=not settings.quiet)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 speaks for the run
         return
