@@ -3,10 +3,10 @@
     python benchmarks/reconstruction.py --model tiny/cm-vae --model tiny/mbq-vae --json rec.json
 
 For each seed the script makes (or reuses, in --data-dir) `n` shapes and `n` photos clips with
-`make_dataset(kind, ..., seed=SEED)`: 16 frames, 64x64, 8 fps. The default seed 1 is one the
-training data never uses (the recipes and `vidtool make-dataset` use seed 0), so the clips are new
+`make_dataset(kind, ..., seed=SEED)`: 16 frames (--frames), 64x64, 8 fps. The default seed 1 is one
+the training data never uses (the recipes and `vidtool make-dataset` use seed 0), so the clips are new
 draws: new shapes, colours, paths and speeds, and new pans and zooms over the same few photographs
-scikit-image ships. Each clip is read as `ClipDataset(manifest, frames=16, size=64)` reads it for
+scikit-image ships. Each clip is read as `ClipDataset(manifest, frames=F, size=64)` reads it for
 training, encoded and decoded with `encode_chunked` / `decode_chunked` (default `Tiling()`) in
 batches, turned back to uint8 and scored per clip with `vidtool.metrics.frame_quality.video_scores`;
 a dataset's score is the mean of its clips' scores.
@@ -23,7 +23,7 @@ import json
 import sys
 from pathlib import Path
 
-FRAMES, SIZE = 16, 64
+SIZE = 64
 KINDS = ("shapes", "photos")
 REFERENCE_NOTE = "each clip as decoded from its mp4 (what the model sees), not the render before H.264 compression"
 
@@ -32,15 +32,15 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def held_out_set(kind: str, data_dir: Path, n: int, seed: int) -> Path:
+def held_out_set(kind: str, data_dir: Path, n: int, seed: int, frames: int) -> Path:
     from vidtool.data.make import make_dataset
 
-    folder = data_dir / f"{kind}-seed{seed}"
-    log(f"making (or reusing) {n} {kind} clips in {folder}...")
-    return make_dataset(kind, folder, n, frames=FRAMES, size=SIZE, seed=seed)
+    folder = data_dir / (f"{kind}-seed{seed}" if frames == 16 else f"{kind}-seed{seed}-{frames}f")
+    log(f"making (or reusing) {n} {kind} clips of {frames} frames in {folder}...")
+    return make_dataset(kind, folder, n, frames=frames, size=SIZE, seed=seed)
 
 
-def score_model(model, manifest: Path, n: int, batch_size: int, device: str) -> list[dict]:
+def score_model(model, manifest: Path, n: int, frames: int, batch_size: int, device: str) -> list[dict]:
     """Per-clip {"index", "psnr", "ssim"} for the first `n` clips of the manifest."""
     import numpy as np
     import torch
@@ -51,7 +51,7 @@ def score_model(model, manifest: Path, n: int, batch_size: int, device: str) -> 
     from vidtool.metrics.frame_quality import video_scores
     from vidtool.video import frames_from_model, frames_to_model
 
-    dataset = ClipDataset(manifest, frames=FRAMES, size=SIZE)
+    dataset = ClipDataset(manifest, frames=frames, size=SIZE)
     n = min(n, len(dataset))
     scores = []
     for start in range(0, n, batch_size):
@@ -68,11 +68,12 @@ def score_model(model, manifest: Path, n: int, batch_size: int, device: str) -> 
     return scores
 
 
-def print_table(results: list[dict], seed: int) -> None:
+def print_table(results: list[dict], seed: int, frames: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    caption = f"reference: {REFERENCE_NOTE}; clips made with seed {seed} (training data uses seed 0)"
+    caption = (f"reference: {REFERENCE_NOTE}; {frames}-frame clips made with seed {seed} "
+               "(training data uses seed 0)")
     table = Table(title="reconstruction on held-out clips", caption=caption)
     for column in ("model", "family", "dataset", "PSNR dB", "SSIM", "n"):
         table.add_column(column, justify="right" if column in ("PSNR dB", "SSIM", "n") else "left")
@@ -93,12 +94,15 @@ def main() -> None:
                         help="dataset seed (default 1; training data uses 0, so keep it different)")
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/vidtool-heldout"),
                         help="where the held-out sets are made and reused (default /tmp/vidtool-heldout)")
+    parser.add_argument("--frames", type=int, default=16,
+                        help="clip length (default 16, what the bundled models train on); longer clips go through "
+                             "the default temporal chunking")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per encode/decode batch (default 8)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--json", type=Path, help="also write all results, per clip included, to this file")
     args = parser.parse_args()
-    if args.n < 1 or args.batch_size < 1:
-        parser.error("--n and --batch-size must be at least 1")
+    if args.n < 1 or args.batch_size < 1 or args.frames < 1:
+        parser.error("--n, --frames and --batch-size must be at least 1")
 
     import torch
 
@@ -108,13 +112,13 @@ def main() -> None:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        manifests = {kind: held_out_set(kind, args.data_dir, args.n, args.seed) for kind in KINDS}
+        manifests = {kind: held_out_set(kind, args.data_dir, args.n, args.seed, args.frames) for kind in KINDS}
         results = []
         for folder in args.model:
             model = from_pretrained(folder, device=device)
             for kind, manifest in manifests.items():
                 log(f"{folder} ({model.family}) on {kind}:")
-                clips = score_model(model, manifest, args.n, args.batch_size, device)
+                clips = score_model(model, manifest, args.n, args.frames, args.batch_size, device)
                 results.append({
                     "model": str(folder), "family": model.family, "dataset": kind, "n": len(clips),
                     "psnr": sum(c["psnr"] for c in clips) / len(clips),
@@ -124,9 +128,9 @@ def main() -> None:
     except UserError as error:
         log(f"error: {error}")
         sys.exit(2)
-    print_table(results, args.seed)
+    print_table(results, args.seed, args.frames)
     if args.json:
-        doc = {"reference": REFERENCE_NOTE, "seed": args.seed, "frames": FRAMES, "size": SIZE,
+        doc = {"reference": REFERENCE_NOTE, "seed": args.seed, "frames": args.frames, "size": SIZE,
                "data_dir": str(args.data_dir), "results": results}
         atomic_write_text(args.json, json.dumps(doc, indent=2) + "\n")
         log(f"wrote {args.json}")
