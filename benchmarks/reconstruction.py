@@ -7,7 +7,8 @@ For each seed the script makes (or reuses, in --data-dir) `n` shapes and `n` pho
 the training data never uses (the recipes and `vidtool make-dataset` use seed 0), so the clips are new
 draws: new shapes, colours, paths and speeds, and new pans and zooms over the same few photographs
 scikit-image ships. Each clip is read as `ClipDataset(manifest, frames=F, size=64)` reads it for
-training, encoded and decoded with `encode_chunked` / `decode_chunked` (default `Tiling()`) in
+training, encoded and decoded with `encode_chunked` / `decode_chunked` (default `Tiling()`, or
+--chunk / --context as `encode` and `decode` take them) in
 batches, turned back to uint8 and scored per clip with `vidtool.metrics.frame_quality.video_scores`;
 a dataset's score is the mean of its clips' scores.
 
@@ -40,13 +41,13 @@ def held_out_set(kind: str, data_dir: Path, n: int, seed: int, frames: int) -> P
     return make_dataset(kind, folder, n, frames=frames, size=SIZE, seed=seed)
 
 
-def score_model(model, manifest: Path, n: int, frames: int, batch_size: int, device: str) -> list[dict]:
+def score_model(model, manifest: Path, n: int, frames: int, batch_size: int, device: str, tiling) -> list[dict]:
     """Per-clip {"index", "psnr", "ssim"} for the first `n` clips of the manifest."""
     import numpy as np
     import torch
 
     from vidtool.autoencoders.apply import check_frame_size, fit_length
-    from vidtool.autoencoders.tiling import Tiling, decode_chunked, encode_chunked
+    from vidtool.autoencoders.tiling import decode_chunked, encode_chunked
     from vidtool.data.clips import ClipDataset
     from vidtool.metrics.frame_quality import video_scores
     from vidtool.video import frames_from_model, frames_to_model
@@ -60,8 +61,8 @@ def score_model(model, manifest: Path, n: int, frames: int, batch_size: int, dev
         check_frame_size(clips, model.spatial_factor, model.family)
         padded, length = fit_length(clips, model.temporal_factor, model.family)
         with torch.inference_mode():
-            latents = encode_chunked(model, frames_to_model(torch.from_numpy(padded)).to(device), Tiling()).latents
-            decoded = frames_from_model(decode_chunked(model, latents, Tiling()).float().cpu()).numpy()
+            latents = encode_chunked(model, frames_to_model(torch.from_numpy(padded)).to(device), tiling).latents
+            decoded = frames_from_model(decode_chunked(model, latents, tiling).float().cpu()).numpy()
         for item, clip, rec in zip(items, clips, decoded[:, :length]):
             scores.append({"index": item["index"], **video_scores(clip, rec)})
         log(f"  {len(scores)}/{n}")
@@ -96,17 +97,21 @@ def main() -> None:
                         help="where the held-out sets are made and reused (default /tmp/vidtool-heldout)")
     parser.add_argument("--frames", type=int, default=16,
                         help="clip length (default 16, what the bundled models train on); longer clips go through "
-                             "the default temporal chunking")
+                             "the temporal chunking of --chunk and --context")
+    parser.add_argument("--chunk", type=int, default=4, help="latent frames per temporal chunk (default 4)")
+    parser.add_argument("--context", type=int, default=4,
+                        help="latent frames of context per chunk (default 4; 0: independent windows of --chunk)")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per encode/decode batch (default 8)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--json", type=Path, help="also write all results, per clip included, to this file")
     args = parser.parse_args()
-    if args.n < 1 or args.batch_size < 1 or args.frames < 1:
-        parser.error("--n, --frames and --batch-size must be at least 1")
+    if min(args.n, args.batch_size, args.frames, args.chunk) < 1 or args.context < 0:
+        parser.error("--n, --frames, --chunk and --batch-size must be at least 1, --context at least 0")
 
     import torch
 
     from vidtool.atomic import atomic_write_text
+    from vidtool.autoencoders.tiling import Tiling
     from vidtool.checkpoint import from_pretrained
     from vidtool.errors import UserError
 
@@ -118,7 +123,8 @@ def main() -> None:
             model = from_pretrained(folder, device=device)
             for kind, manifest in manifests.items():
                 log(f"{folder} ({model.family}) on {kind}:")
-                clips = score_model(model, manifest, args.n, args.frames, args.batch_size, device)
+                clips = score_model(model, manifest, args.n, args.frames, args.batch_size, device,
+                                    Tiling(chunk=args.chunk, margin=args.context))
                 results.append({
                     "model": str(folder), "family": model.family, "dataset": kind, "n": len(clips),
                     "psnr": sum(c["psnr"] for c in clips) / len(clips),
@@ -130,8 +136,8 @@ def main() -> None:
         sys.exit(2)
     print_table(results, args.seed, args.frames)
     if args.json:
-        doc = {"reference": REFERENCE_NOTE, "seed": args.seed, "frames": args.frames, "size": SIZE,
-               "data_dir": str(args.data_dir), "results": results}
+        doc = {"reference": REFERENCE_NOTE, "seed": args.seed, "frames": args.frames, "chunk": args.chunk,
+               "context": args.context, "size": SIZE, "data_dir": str(args.data_dir), "results": results}
         atomic_write_text(args.json, json.dumps(doc, indent=2) + "\n")
         log(f"wrote {args.json}")
 

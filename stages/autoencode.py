@@ -10,7 +10,7 @@ MEDIA = {".mp4", ".gif", ".png"}
 
 
 def encode_video(source: str, out: str, *, model: str | None, fps: float | None, size: int | None,
-                 frames: int | None, chunk: int, role: str, max_memory: str | None = None) -> None:
+                 frames: int | None, chunk: int, role: str, max_memory: str | None = None, context: int = 4) -> None:
     from stages.context import console
     from stages.media_input import read_video_input
     from vidtool import tensorfile
@@ -22,7 +22,7 @@ def encode_video(source: str, out: str, *, model: str | None, fps: float | None,
         console().print(f"[yellow]padded {length} → {to} frames (a multiple of the temporal factor "
                         f"{encoder.ae.temporal_factor}); decode trims them again[/]")
 
-    tensorfile.save(encoder.encode(clip, chunk, on_pad=padded, max_memory=max_memory), out)
+    tensorfile.save(encoder.encode(clip, chunk, on_pad=padded, max_memory=max_memory, context=context), out)
 
 
 @dataclass
@@ -39,8 +39,9 @@ class LoadedEncoder:
         return "tokens" if self.role == "tokenize" else "latents"
 
     def encode(self, clip, chunk: int, on_pad: Callable[[int, int], None] | None = None,
-               max_memory: str | None = None):
-        """A `VideoInput` → the `latents`/`tokens` TensorFile the stage writes. With `max_memory`
+               max_memory: str | None = None, context: int = 4):
+        """A `VideoInput` → the `latents`/`tokens` TensorFile the stage writes, in temporal chunks of
+        `chunk` latent frames with `context` latent frames of context on each side. With `max_memory`
         (a size or 'auto') the chunk is planned to fit it; out of memory retries once, smaller."""
         import torch
 
@@ -59,7 +60,8 @@ class LoadedEncoder:
             on_pad(length, padded.shape[1])
         _, t, h, w, _ = padded.shape
         shape = (padded.shape[0], t // self.ae.temporal_factor, h // self.ae.spatial_factor, w // self.ae.spatial_factor)
-        tiling = planned_tiling(self.ae, shape, Tiling(chunk=chunk), max_memory, self.device, spatial=False)
+        tiling = planned_tiling(self.ae, shape, Tiling(chunk=chunk, margin=context), max_memory, self.device,
+                                spatial=False)
         with torch.inference_mode():
             encoded = with_retry(lambda t: encode_frames(self.ae, padded, t, self.device), tiling, *shape[2:],
                                  spatial=False, what=self.role)
@@ -109,7 +111,7 @@ _ANNOUNCED: set[str] = set()
 
 
 def decode_file(source: str, out: str, *, model: str | None, chunk: int, tile: int | None,
-                content: str | None = None, max_memory: str | None = None) -> None:
+                content: str | None = None, max_memory: str | None = None, context: int = 4) -> None:
     import numpy as np
     import torch
 
@@ -143,7 +145,8 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int, tile: i
         with torch.inference_mode():
             latents = latents_for(ae, tf.kind, tf.main)
             b, _, t, h, w = latents.shape
-            tiling = planned_tiling(ae, (b, t, h, w), Tiling(chunk=chunk, tile=tile), max_memory, device, spatial=True)
+            tiling = planned_tiling(ae, (b, t, h, w), Tiling(chunk=chunk, margin=context, tile=tile), max_memory,
+                                    device, spatial=True)
             clip = with_retry(lambda tl: np.concatenate(list(decode_frames(ae, latents, tl, device)), axis=1),
                               tiling, h, w, spatial=True, what="decode")
     clip = clip[:, : tf.params.get("frames", clip.shape[1])]

@@ -33,6 +33,8 @@ def decode(
     out: str = typer.Option("-", "--out", "-o", help="Output .mp4/.gif/.png/.safetensors, or - for stdout."),
     model: str = typer.Option(None, "--model", "-m", help="Decoder folder (must match the input's model)."),
     chunk: int = typer.Option(4, min=1, help="Latent frames per temporal chunk (memory vs speed)."),
+    context: int = typer.Option(4, min=0, help="Latent frames of context each chunk also computes, then drops "
+                                               "(0: independent windows of --chunk latent frames)."),
     tile: int = typer.Option(None, min=2, help="Latent tile edge for spatial tiling of large frames."),
     content: str = typer.Option(None, help="LaMD motion only: render the motion on this image instead of the file's "
                                            "own (motion transfer)."),
@@ -41,4 +43,5 @@ def decode(
 ) -> None:
     from stages.autoencode import decode_file
 
-    decode_file(source, out, model=model, chunk=chunk, tile=tile, content=content, max_memory=max_memory)
+    decode_file(source, out, model=model, chunk=chunk, tile=tile, content=content, max_memory=max_memory,
+                context=context)

@@ -44,6 +44,8 @@ def encoder_command(role: str, model_help: str):
         size: int = typer.Option(None, min=8, max=4096, help="Resize the short side and center-crop to a square."),
         frames: int = typer.Option(None, min=1, help="Use at most this many frames."),
         chunk: int = typer.Option(4, min=1, help="Latent frames per temporal chunk (memory vs speed)."),
+        context: int = typer.Option(4, min=0, help="Latent frames of context each chunk also computes, then drops "
+                                                   "(0: independent windows of --chunk latent frames)."),
         manifest: str = typer.Option(None, "--manifest", help="A data set manifest.jsonl: encode every clip (with --out-dir)."),
         out_dir: str = typer.Option(None, "--out-dir", help="With --manifest: folder for one tensor file per clip and the manifest."),
         shard: str = typer.Option(None, "--shard", help="With --manifest: I/N, do shard I of N (default: the SLURM array task)."),
@@ -60,12 +62,13 @@ def encoder_command(role: str, model_help: str):
         check_manifest_options(source, out, manifest, out_dir, shard)
         if manifest is not None:
             encode_manifest(manifest, out_dir, shard_option=shard, retry_errors=retry_errors, model=model, fps=fps,
-                            size=size, frames=frames, chunk=chunk, role=role, max_memory=max_memory)
+                            size=size, frames=frames, chunk=chunk, role=role, max_memory=max_memory,
+                            context=context)
             return
         from stages.autoencode import encode_video
 
         encode_video(source, out, model=model, fps=fps, size=size, frames=frames, chunk=chunk, role=role,
-                     max_memory=max_memory)
+                     max_memory=max_memory, context=context)
 
     return command
 

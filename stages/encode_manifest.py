@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 def encode_manifest(manifest: str, out_dir: str, *, shard_option: str | None, retry_errors: bool, model: str | None,
-                    fps: float | None, size: int | None, frames: int | None, chunk: int, role: str,
+                    fps: float | None, size: int | None, frames: int | None, chunk: int, role: str, context: int,
                     max_memory: str | None = None) -> None:
     import numpy as np
 
@@ -53,7 +53,7 @@ def encode_manifest(manifest: str, out_dir: str, *, shard_option: str | None, re
         for item in batch:
             base = shards.rebase(item.record, manifest, out_folder)
             try:
-                encoded = encoder.encode(read(item.record), chunk, max_memory=max_memory)
+                encoded = encoder.encode(read(item.record), chunk, max_memory=max_memory, context=context)
             except UserError as e:
                 outcomes.append(shards.failure(base, str(e)))
                 continue
@@ -65,7 +65,7 @@ def encode_manifest(manifest: str, out_dir: str, *, shard_option: str | None, re
         return outcomes
 
     settings = {"role": role, "model": checkpoint.model_tag(encoder.folder), "fps": fps, "size": size,
-                "frames": frames, "chunk": chunk}
+                "frames": frames, "chunk": chunk, "context": context}
     run_data_stage(stage=role, items=items, shard=shard, files=files, settings=settings, process=process,
                    retry_errors=retry_errors)
 

@@ -120,3 +120,21 @@ def test_a_decoder_fine_tuned_on_frozen_codes_decodes_what_its_init_wrote(vidtoo
     assert out.returncode == 0, out.stderr
     # The other direction does not hold: the old model did not write what the tuned one writes.
     assert not checkpoint.shares_codes(models["mbq"], checkpoint.model_tag(folder))
+
+
+def test_context_0_codes_independent_windows_of_chunk_latent_frames(vidtool, models, clip, tmp_path):
+    # --chunk 2 --context 0 on 16 frames of a x4 model: two windows of 8 frames, each coded as if alone.
+    args = ["--model", models["mbq"], "--chunk", "2", "--context", "0"]
+    assert vidtool("tokenize", clip, "--frames", "16", *args, "-o", tmp_path / "t.safetensors").returncode == 0
+    tokens = tensorfile.load(tmp_path / "t.safetensors").main.long()
+    model = checkpoint.from_pretrained(models["mbq"]).eval()
+    frames = video.frames_to_model(torch.from_numpy(video.read_video(clip, max_frames=16).frames)[None])
+    with torch.inference_mode():
+        windows = [model.tokenize(frames[:, :, t:t + 8]) for t in (0, 8)]
+        whole = model.tokenize(frames)
+        expected = torch.cat([model.decode_tokens(w) for w in windows], 2)
+    assert tokens.equal(torch.cat(windows, 1))
+    assert not tokens.equal(whole)  # with context the first window would see the second one
+    assert vidtool("decode", tmp_path / "t.safetensors", *args, "-o", tmp_path / "rec.safetensors").returncode == 0
+    decoded = tensorfile.load(tmp_path / "rec.safetensors").main
+    assert decoded.equal(video.frames_from_model(expected))
