@@ -3,7 +3,7 @@
 # image stage: 64x64 frames -> 8x8x4 latents, 1024 VQ codes), then measures it on 200 held-out
 # clips of each data set (seed 1); then the 3D-MBQ-VAE tokenizers (MotionAura's). Measured on a 2-core
 # CPU: about 15 + 55 minutes (movq-tiny, its video-stage decoder movq-tiny-video), 25 + 75 minutes
-# (mbq-vae-tiny-v1 and its fine-tuned decoder) and 10 + 18 + 70 minutes (mbq-vae-tiny) of training.
+# (mbq-vae-tiny-v1 and its fine-tuned decoder) and 10 + 18 + 35 + 37 minutes (mbq-vae-tiny) of training.
 #   DATA=data RUNS=runs/tiny bash recipes/tiny/train_vae.sh
 set -euo pipefail
 DATA=${DATA:-data}
@@ -43,14 +43,18 @@ vidtool --quiet train-vae --family mbq-vae --init "$RUNS/bundled/mbq-vae-tiny-v1
 python "$HERE/bundle.py" "$RUNS/mbq-vae-tiny-decoder" mbq-vae-tiny-v1-decoder --dest "$RUNS/bundled" --command "$(cat "$0")"
 
 # vidtool/defaults/mbq-vae-tiny, the default tokenizer: the same architecture with LFQ 2^16 (16 bits
-# a token), trained on random crops (train_crop) so that 2 cores take enough updates, in three runs:
+# a token), trained on random crops (train_crop) so that 2 cores take enough updates, in four runs:
 # 1. the paper's masked training (masking lightened as above), 700 updates of 8 crops of 8x32x32
 #    frames, one process;
 # 2. unmasked, 2,255 updates of 2 ranks x 4 such crops (a 10,000-update cosine schedule, stopped);
-# 3. unmasked on 16x32x32 crops, 9,000 updates of 2 ranks x 2: a model trained on 8-frame crops
-#    only (2 latent frames, both at the clip's edge) reconstructs whole 16-frame clips 6 dB worse
-#    than 8-frame pieces of them, so the crops must have the length the model runs at.
-# Each rank uses one thread (OMP_NUM_THREADS=1); about 10 + 18 + 70 minutes on 2 cores.
+# 3. unmasked on 16x32x32 crops, 4,340 updates of 2 ranks x 2 (a 9,000-update cosine schedule,
+#    stopped): a model trained on 8-frame crops only (2 latent frames, both at the clip's edge)
+#    reconstructs whole 16-frame clips 6 dB worse than 8-frame pieces of them, so the crops must
+#    have the length the model runs at;
+# 4. unmasked on whole 16x64x64 clips, 1,300 updates of 2 ranks x 1 at 5e-4, cosine: trained on
+#    32x32 windows alone, whole frames came out 1.2 dB worse than 32x32 tiles of them (the norms'
+#    and squeeze-excitation's statistics span the whole clip).
+# Each rank uses one thread (OMP_NUM_THREADS=1); about 10 + 18 + 35 + 37 minutes on 2 cores.
 MBQ16=(--family mbq-vae --data "$DATA/shapes/manifest.jsonl" --data "$DATA/photos/manifest.jsonl" --seed 0 --ema 0.995
        --lr 1e-3 --set codebook_size=65536 --checkpoint-every 500)
 OMP_NUM_THREADS=1 vidtool --quiet train-vae "${MBQ16[@]}" -o "$RUNS/mbq16-stage1" --steps 700 --batch-size 8 --warmup 50 \
@@ -59,6 +63,8 @@ NOMASK=(--set 'patch_mask_ratio=[0,0]' --set 'frame_mask_ratio=[0,0]' --warmup 1
 OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m stages.cli --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" \
   --init "$RUNS/mbq16-stage1" -o "$RUNS/mbq16-stage2" --steps 10000 --stop-at 2255 --batch-size 4 --set 'train_crop=[8,32]'
 OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m stages.cli --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" \
-  --init "$RUNS/mbq16-stage2" -o "$RUNS/mbq16-stage3" --steps 9000 --batch-size 2 --set 'train_crop=[16,32]'
-python "$HERE/bundle.py" "$RUNS/mbq16-stage3" mbq-vae-tiny --dest "$RUNS/bundled" --command "$(cat "$0")"
+  --init "$RUNS/mbq16-stage2" -o "$RUNS/mbq16-stage3" --steps 9000 --stop-at 4340 --batch-size 2 --set 'train_crop=[16,32]'
+OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m stages.cli --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" \
+  --init "$RUNS/mbq16-stage3" -o "$RUNS/mbq16-stage4" --steps 1300 --batch-size 1 --lr 5e-4 --warmup 20 --checkpoint-every 250
+python "$HERE/bundle.py" "$RUNS/mbq16-stage4" mbq-vae-tiny --dest "$RUNS/bundled" --command "$(cat "$0")"
 python benchmarks/reconstruction.py --model "$RUNS/bundled/mbq-vae-tiny" --n 200 --json "$RUNS/mbq-quality.json"
