@@ -7,8 +7,8 @@ For each seed the script makes (or reuses, in --data-dir) `n` shapes and `n` pho
 the training data never uses (the recipes and `vidtool make-dataset` use seed 0), so the clips are new
 draws: new shapes, colours, paths and speeds, and new pans and zooms over the same few photographs
 scikit-image ships. Each clip is read as `ClipDataset(manifest, frames=F, size=64)` reads it for
-training, encoded and decoded with `encode_chunked` / `decode_chunked` (default `Tiling()`, or
---chunk / --context as `encode` and `decode` take them) in
+training, encoded and decoded with `encode_chunked` / `decode_chunked` (the tiling `encode` and
+`decode` use: the model's `default_tiling`, or --chunk / --context as they take them) in
 batches, turned back to uint8 and scored per clip with `vidtool.metrics.frame_quality.video_scores`;
 a dataset's score is the mean of its clips' scores.
 
@@ -98,20 +98,20 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=16,
                         help="clip length (default 16, what the bundled models train on); longer clips go through "
                              "the temporal chunking of --chunk and --context")
-    parser.add_argument("--chunk", type=int, default=4, help="latent frames per temporal chunk (default 4)")
-    parser.add_argument("--context", type=int, default=4,
-                        help="latent frames of context per chunk (default 4; 0: independent windows of --chunk)")
+    parser.add_argument("--chunk", type=int, help="latent frames per temporal chunk (default: as encode/decode)")
+    parser.add_argument("--context", type=int,
+                        help="latent frames of context per chunk (default: as encode/decode; 0: independent windows)")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per encode/decode batch (default 8)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--json", type=Path, help="also write all results, per clip included, to this file")
     args = parser.parse_args()
-    if min(args.n, args.batch_size, args.frames, args.chunk) < 1 or args.context < 0:
+    if min(args.n, args.batch_size, args.frames, args.chunk or 1) < 1 or (args.context or 0) < 0:
         parser.error("--n, --frames, --chunk and --batch-size must be at least 1, --context at least 0")
 
     import torch
 
     from vidtool.atomic import atomic_write_text
-    from vidtool.autoencoders.tiling import Tiling
+    from vidtool.autoencoders.tiling import default_tiling
     from vidtool.checkpoint import from_pretrained
     from vidtool.errors import UserError
 
@@ -124,7 +124,7 @@ def main() -> None:
             for kind, manifest in manifests.items():
                 log(f"{folder} ({model.family}) on {kind}:")
                 clips = score_model(model, manifest, args.n, args.frames, args.batch_size, device,
-                                    Tiling(chunk=args.chunk, margin=args.context))
+                                    default_tiling(model, args.chunk, args.context))
                 results.append({
                     "model": str(folder), "family": model.family, "dataset": kind, "n": len(clips),
                     "psnr": sum(c["psnr"] for c in clips) / len(clips),

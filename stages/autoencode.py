@@ -10,7 +10,8 @@ MEDIA = {".mp4", ".gif", ".png"}
 
 
 def encode_video(source: str, out: str, *, model: str | None, fps: float | None, size: int | None,
-                 frames: int | None, chunk: int, role: str, max_memory: str | None = None, context: int = 4) -> None:
+                 frames: int | None, chunk: int | None, role: str, max_memory: str | None = None,
+                 context: int | None = None) -> None:
     from stages.context import console
     from stages.media_input import read_video_input
     from vidtool import tensorfile
@@ -38,17 +39,18 @@ class LoadedEncoder:
     def kind(self) -> str:
         return "tokens" if self.role == "tokenize" else "latents"
 
-    def encode(self, clip, chunk: int, on_pad: Callable[[int, int], None] | None = None,
-               max_memory: str | None = None, context: int = 4):
+    def encode(self, clip, chunk: int | None, on_pad: Callable[[int, int], None] | None = None,
+               max_memory: str | None = None, context: int | None = None):
         """A `VideoInput` → the `latents`/`tokens` TensorFile the stage writes, in temporal chunks of
-        `chunk` latent frames with `context` latent frames of context on each side. With `max_memory`
+        `chunk` latent frames with `context` latent frames of context on each side (None: the
+        model's `default_tiling`). With `max_memory`
         (a size or 'auto') the chunk is planned to fit it; out of memory retries once, smaller."""
         import torch
 
         from vidtool import checkpoint, tensorfile
         from vidtool.autoencoders.apply import check_frame_size, encode_frames, fit_length
         from vidtool.memory import with_retry
-        from vidtool.autoencoders.tiling import Tiling
+        from vidtool.autoencoders.tiling import default_tiling
 
         if self.ae.family == "mcd-vae":  # LaMD: a motion latent + the first frame (stages/lamd.py)
             from stages.lamd import encode_motion
@@ -60,7 +62,7 @@ class LoadedEncoder:
             on_pad(length, padded.shape[1])
         _, t, h, w, _ = padded.shape
         shape = (padded.shape[0], t // self.ae.temporal_factor, h // self.ae.spatial_factor, w // self.ae.spatial_factor)
-        tiling = planned_tiling(self.ae, shape, Tiling(chunk=chunk, margin=context), max_memory, self.device,
+        tiling = planned_tiling(self.ae, shape, default_tiling(self.ae, chunk, context), max_memory, self.device,
                                 spatial=False)
         with torch.inference_mode():
             encoded = with_retry(lambda t: encode_frames(self.ae, padded, t, self.device), tiling, *shape[2:],
@@ -110,15 +112,15 @@ def planned_tiling(ae, shape: tuple[int, int, int, int], start, max_memory: str 
 _ANNOUNCED: set[str] = set()
 
 
-def decode_file(source: str, out: str, *, model: str | None, chunk: int, tile: int | None,
-                content: str | None = None, max_memory: str | None = None, context: int = 4) -> None:
+def decode_file(source: str, out: str, *, model: str | None, chunk: int | None, tile: int | None,
+                content: str | None = None, max_memory: str | None = None, context: int | None = None) -> None:
     import numpy as np
     import torch
 
     from stages.context import resolve_device
     from vidtool import checkpoint, model_store, tensorfile, video
     from vidtool.autoencoders.apply import decode_frames, latents_for
-    from vidtool.autoencoders.tiling import Tiling
+    from vidtool.autoencoders.tiling import default_tiling
     from vidtool.errors import UserError
 
     tf = tensorfile.load(source, kinds=["latents", "keyframes", "tokens", "motion"])
@@ -145,7 +147,7 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int, tile: i
         with torch.inference_mode():
             latents = latents_for(ae, tf.kind, tf.main)
             b, _, t, h, w = latents.shape
-            tiling = planned_tiling(ae, (b, t, h, w), Tiling(chunk=chunk, margin=context, tile=tile), max_memory,
+            tiling = planned_tiling(ae, (b, t, h, w), default_tiling(ae, chunk, context, tile), max_memory,
                                     device, spatial=True)
             clip = with_retry(lambda tl: np.concatenate(list(decode_frames(ae, latents, tl, device)), axis=1),
                               tiling, h, w, spatial=True, what="decode")

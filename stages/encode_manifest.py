@@ -13,8 +13,8 @@ from pathlib import Path
 
 
 def encode_manifest(manifest: str, out_dir: str, *, shard_option: str | None, retry_errors: bool, model: str | None,
-                    fps: float | None, size: int | None, frames: int | None, chunk: int, role: str, context: int,
-                    max_memory: str | None = None) -> None:
+                    fps: float | None, size: int | None, frames: int | None, chunk: int | None, role: str,
+                    context: int | None, max_memory: str | None = None) -> None:
     import numpy as np
 
     from stages.autoencode import load_encoder

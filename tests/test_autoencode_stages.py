@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -138,3 +140,20 @@ def test_context_0_codes_independent_windows_of_chunk_latent_frames(vidtool, mod
     assert vidtool("decode", tmp_path / "t.safetensors", *args, "-o", tmp_path / "rec.safetensors").returncode == 0
     decoded = tensorfile.load(tmp_path / "rec.safetensors").main
     assert decoded.equal(video.frames_from_model(expected))
+
+
+def test_a_model_with_a_window_codes_in_windows_unless_told_otherwise(vidtool, models, clip, tmp_path):
+    from vidtool.autoencoders.tiling import Tiling, default_tiling
+
+    model = checkpoint.from_pretrained(models["mbq"])
+    windowed = mbq_vae.MBQVAE(dataclasses.replace(model.config, window_frames=8))
+    windowed.load_state_dict(model.state_dict())
+    folder = checkpoint.save_pretrained(windowed, tmp_path / "windowed")
+    assert default_tiling(windowed) == Tiling(chunk=2, margin=0) and default_tiling(model) == Tiling()
+    assert default_tiling(windowed, context=4) == Tiling(chunk=2, margin=4)
+    plain = ["--model", models["mbq"], "--frames", "16", "--chunk", "2", "--context", "0"]
+    assert vidtool("tokenize", clip, *plain, "-o", tmp_path / "explicit.safetensors").returncode == 0
+    assert vidtool("tokenize", clip, "--model", folder, "--frames", "16", "-o", tmp_path / "w.safetensors").returncode == 0
+    assert tensorfile.load(tmp_path / "w.safetensors").main.equal(tensorfile.load(tmp_path / "explicit.safetensors").main)
+    with pytest.raises(ValueError, match="window_frames"):
+        dataclasses.replace(model.config, window_frames=6)

@@ -72,7 +72,7 @@ def inpaint(model, tokenizer, request: InpaintRequest, text_encoder, *, steps: i
             progress: Callable[[int], None] | None = None) -> InpaintResult:
     """Fill `request.mask` of `request.frames`; the result's frames equal the input outside the mask."""
     from vidtool.autoencoders.apply import check_frame_size, decode_frames, encode_frames, fit_length
-    from vidtool.autoencoders.tiling import Tiling
+    from vidtool.autoencoders.tiling import default_tiling
     from vidtool.data.tokens import sketch_image, token_region
 
     frames, mask = request.frames, request.mask
@@ -82,7 +82,7 @@ def inpaint(model, tokenizer, request: InpaintRequest, text_encoder, *, steps: i
     padded, length = fit_length(frames[None], tokenizer.temporal_factor, tokenizer.family)
     padded_mask, _ = fit_length(mask[None], tokenizer.temporal_factor, tokenizer.family)
     holed = np.where(padded_mask[..., None], 0, padded).astype(np.uint8)  # V ⊙ (1 − m)
-    tiling = Tiling()
+    tiling = default_tiling(tokenizer)
     with torch.inference_mode():
         tokens = encode_frames(tokenizer, padded, tiling, device).tokens.to(device)
         masked_tokens = encode_frames(tokenizer, holed, tiling, device).tokens.to(device)

@@ -10,7 +10,7 @@ ramps across the overlap; encoding keeps whole frames because token ids cannot b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
 import torch
@@ -31,6 +31,15 @@ class Tiling:
     def __post_init__(self) -> None:
         assert self.chunk >= 1 and self.margin >= 0, "chunk must be ≥ 1 and margin ≥ 0"
         assert self.tile is None or self.tile > self.overlap >= 0, "tile must exceed overlap; try tile=16, overlap=4"
+
+
+def default_tiling(model: Any, chunk: int | None = None, context: int | None = None, tile: int | None = None) -> Tiling:
+    """The tiling a stage uses: the model's own windows (`model.window` latent frames, no context)
+    when it declares them, else `Tiling()`; a `chunk` or `context` the user gives wins."""
+    window = getattr(model, "window", None)
+    tiling = Tiling(chunk=window, margin=0) if window else Tiling()
+    return replace(tiling, chunk=chunk or tiling.chunk, margin=tiling.margin if context is None else context,
+                   tile=tile)
 
 
 def _spans(length: int, chunk: int, margin: int) -> Iterator[tuple[int, int, int, int]]:

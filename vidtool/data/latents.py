@@ -38,14 +38,14 @@ def build_latent_set(manifests: list[Path], vae_folder: Path, out_file: Path, *,
     `progress(done)` is called with the number of clips encoded so far. With `text_cache` (a
     `vidtool embed-text` file or folder) captions are looked up there instead of encoded."""
     from vidtool.autoencoders.apply import encode_frames
-    from vidtool.autoencoders.tiling import Tiling
+    from vidtool.autoencoders.tiling import default_tiling
     from vidtool.checkpoint import from_pretrained, model_tag
     from vidtool.tensorfile import TensorFile, save
 
     vae = from_pretrained(vae_folder, device=device).eval()
 
     def encode(items: list[dict], video) -> dict[str, torch.Tensor]:
-        return {"latents": encode_frames(vae, video, Tiling(), device).latents.half()}
+        return {"latents": encode_frames(vae, video, default_tiling(vae), device).latents.half()}
 
     encoded = encode_clip_set(manifests, encode, frames=frames, size=size, fps=fps,
                               text_encoder_path=text_encoder_path, batch_size=batch_size, device=device,

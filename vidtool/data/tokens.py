@@ -122,7 +122,7 @@ def build_token_set(manifests: list[Path], tokenizer_folder: Path, out_file: Pat
                     inpainting: bool = False, margin: int = 4, batch_size: int = 16, device: str = "cpu",
                     progress: Callable[[int], None] | None = None) -> Path:
     from vidtool.autoencoders.apply import encode_frames
-    from vidtool.autoencoders.tiling import Tiling
+    from vidtool.autoencoders.tiling import default_tiling
     from vidtool.checkpoint import from_pretrained, model_tag
     from vidtool.data.latents import encode_clip_set
     from vidtool.data.manifest import resolve
@@ -136,7 +136,7 @@ def build_token_set(manifests: list[Path], tokenizer_folder: Path, out_file: Pat
                         f"{tokenizer.temporal_factor} and {tokenizer.spatial_factor}")
 
     def tokens_of(video: np.ndarray) -> torch.Tensor:
-        return encode_frames(tokenizer, video, Tiling(), device).tokens.to(torch.int16)
+        return encode_frames(tokenizer, video, default_tiling(tokenizer), device).tokens.to(torch.int16)
 
     def encode(items: list[dict], video: np.ndarray) -> dict[str, torch.Tensor]:
         fps_values = torch.tensor([float(fps or item["source"][1].get("fps") or 8.0) for item in items])
