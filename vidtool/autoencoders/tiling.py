@@ -6,6 +6,9 @@ model never sees an artificial clip boundary next to a kept frame. Decoding stre
 yielded as they finish, so peak memory is set by the chunk size, not by the clip length.
 Space (decode only) is cut into overlapping latent tiles whose outputs are blended with linear
 ramps across the overlap; encoding keeps whole frames because token ids cannot be blended.
+A model trained on clips of one length may declare it (`window`, in latent frames): `default_tiling`
+then cuts time into independent windows of that length, with no context, since such a model codes
+a window better than any longer stretch.
 """
 
 from __future__ import annotations
