@@ -57,7 +57,10 @@ def test_sharded_embed_text_joins_as_a_folder_and_skips_finished_shards(prompt_f
     _embed_text([prompt_file], tmp_path / "whole.safetensors")
     joined, single = EmbeddingCache(folder), EmbeddingCache(tmp_path / "whole.safetensors")
     assert joined.rows.keys() == single.rows.keys()
-    assert all(torch.equal(joined.rows[p][0], single.rows[p][0]) for p in joined.rows)
+    # The same prompts, encoded in batches of other sizes: equal up to the CPU kernels' rounding,
+    # which depends on the batch size on some processors, then to float16 storage (one ulp).
+    for prompt in joined.rows:
+        torch.testing.assert_close(joined.rows[prompt][0], single.rows[prompt][0], rtol=1e-3, atol=1e-3)
     # SLURM array task 1 of 2 is the second shard, already there: it is not written again.
     written = shards[1].stat().st_mtime_ns
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
