@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from stages import coding_options as opt
+
 app = typer.Typer(add_completion=False)
 
 HELP = """Decode latents or token ids back into video.
@@ -32,11 +34,8 @@ def decode(
     source: str = typer.Argument("-", help="A 'latents', 'tokens' or 'motion' tensor file, or - for stdin."),
     out: str = typer.Option("-", "--out", "-o", help="Output .mp4/.gif/.png/.safetensors, or - for stdout."),
     model: str = typer.Option(None, "--model", "-m", help="Decoder folder (must match the input's model)."),
-    chunk: int = typer.Option(None, min=1, help="Latent frames per temporal chunk (memory vs speed; "
-                              "default 4, or the model's window)."),
-    context: int = typer.Option(None, min=0, help="Latent frames of context each chunk also computes, then "
-                                "drops (default 4; 0 for a model with a window: independent "
-                                "windows of --chunk)."),
+    chunk: opt.Chunk = None,
+    context: opt.Context = None,
     tile: int = typer.Option(None, min=2, help="Latent tile edge for spatial tiling of large frames."),
     content: str = typer.Option(None, help="LaMD motion only: render the motion on this image instead of the file's "
                                            "own (motion transfer)."),

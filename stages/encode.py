@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from stages import coding_options as opt
+
 app = typer.Typer(add_completion=False)
 
 HELP = """Encode a video into latents with a video autoencoder.
@@ -43,11 +45,8 @@ def encoder_command(role: str, model_help: str):
         fps: float = typer.Option(None, min=0.1, max=240, help="Resample the input to this frame rate."),
         size: int = typer.Option(None, min=8, max=4096, help="Resize the short side and center-crop to a square."),
         frames: int = typer.Option(None, min=1, help="Use at most this many frames."),
-        chunk: int = typer.Option(None, min=1, help="Latent frames per temporal chunk (memory vs speed; "
-                                  "default 4, or the model's window)."),
-        context: int = typer.Option(None, min=0, help="Latent frames of context each chunk also computes, then "
-                                    "drops (default 4; 0 for a model with a window: independent "
-                                    "windows of --chunk)."),
+        chunk: opt.Chunk = None,
+        context: opt.Context = None,
         manifest: str = typer.Option(None, "--manifest", help="A data set manifest.jsonl: encode every clip (with --out-dir)."),
         out_dir: str = typer.Option(None, "--out-dir", help="With --manifest: folder for one tensor file per clip and the manifest."),
         shard: str = typer.Option(None, "--shard", help="With --manifest: I/N, do shard I of N (default: the SLURM array task)."),

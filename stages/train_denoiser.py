@@ -158,8 +158,8 @@ def _token_dataset(family: str, data: list[Path], token_set: Path, tokenizer: Pa
         # generator and, later, its inpainting adapter.
         with_masks = inpainting or all("mask" in record for m in data for record in read_manifest(m))
         with progress_bar("tokenizing clips", None) as done:
-            build_token_set(list(data), tokenizer or default_model("motionaura-tokenizer"), token_set, frames=frames, size=size,
-                            fps=fps, text_encoder_path=text_encoder, inpainting=with_masks, device=resolve_device(),
+            build_token_set(list(data), tokenizer or default_model("motionaura-tokenizer"), token_set, frames=frames,
+                            size=size, fps=fps, text_encoder_path=text_encoder, inpainting=with_masks, device=resolve_device(),
                             progress=done)
     dataset = TokenDataset(token_set, inpainting=inpainting)
     if tokenizer is not None and not shares_codes(tokenizer, dataset.info.tokenizer):

@@ -67,6 +67,6 @@ def train_vae(
     model = build_autoencoder(family, preset, set_, init)
     dataset = torch.utils.data.ConcatDataset([ClipDataset(m, frames=frames, fps=fps, size=size) for m in data])
     opt.run_training(model, dataset, collate_clips, out, what=family, steps=steps, stop_at=stop_at,
-                     batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup=warmup, schedule=schedule, ema=ema, seed=seed,
-                     checkpoint_every=checkpoint_every, workers=workers, resume=resume, strategy=strategy,
-                     activation_checkpointing=activation_checkpointing)
+                     batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup=warmup, schedule=schedule,
+                     ema=ema, seed=seed, checkpoint_every=checkpoint_every, workers=workers, resume=resume,
+                     strategy=strategy, activation_checkpointing=activation_checkpointing)
