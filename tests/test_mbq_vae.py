@@ -300,3 +300,50 @@ def test_channels_last_depthwise_conv_equals_the_grouped_conv():
     (grad_fast,) = torch.autograd.grad(out.square().sum(), x)
     (grad_plain,) = torch.autograd.grad(plain(x).square().sum(), x)
     torch.testing.assert_close(grad_fast, grad_plain, rtol=1e-4, atol=1e-4)
+
+
+def _trained_looking(model: MBQVAE) -> MBQVAE:
+    """Random weights with the zero-initialised layers moved off zero, so every path carries signal."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+@pytest.mark.parametrize("widths", [dict(decoder_channels=(16, 16, 32)),
+                                    dict(encoder_channels=(16, 16, 32), decoder_channels=(32, 32, 64))])
+def test_widened_model_computes_the_initial_models_function(widths):
+    from vidtool.autoencoders.widen import widened_state
+
+    torch.manual_seed(0)
+    source = _trained_looking(MBQVAE(small_config()))
+    wide = MBQVAE(small_config(**widths))
+    wide.load_state_dict(widened_state(source, wide, concat_inputs={"fuse": 3}))
+    wide.eval()
+    video = moving_square()
+    with torch.no_grad():
+        torch.testing.assert_close(wide.encoder(video), source.encoder(video), rtol=1e-4, atol=1e-5)
+        tokens = source.tokenize(video)
+        torch.testing.assert_close(wide.decode_tokens(tokens), source.decode_tokens(tokens), rtol=1e-4, atol=1e-5)
+    assert sum(p.numel() for p in wide.decoder.parameters()) > 2 * sum(p.numel() for p in source.decoder.parameters())
+
+
+def test_from_init_widens_with_symmetry_breaking_noise_and_refuses_other_changes():
+    torch.manual_seed(0)
+    source = _trained_looking(MBQVAE(small_config()))
+    wide = MBQVAE.from_init(source, small_config(decoder_channels=(16, 16, 32))).eval()
+    tokens = source.tokenize(moving_square())
+    with torch.no_grad():
+        close = (wide.decode_tokens(tokens) - source.decode_tokens(tokens)).abs().mean()
+    assert 0 < close < 0.05
+    # The copies of a channel are no longer equal, so they get different gradients and can part.
+    weight = wide.decoder.conv_in.weight
+    assert not weight[:16].equal(weight[16:])
+    same = MBQVAE.from_init(source, small_config())
+    assert all(a.equal(b) for a, b in zip(same.state_dict().values(), source.state_dict().values()))
+    from vidtool.errors import UserError
+
+    with pytest.raises(UserError, match="group"):  # x3: GroupNorm groups would change size
+        MBQVAE.from_init(source, small_config(decoder_channels=(24, 24, 48)))
+    with pytest.raises(UserError, match="not in the initial model"):
+        MBQVAE.from_init(source, small_config(decoder_mb_blocks=1))

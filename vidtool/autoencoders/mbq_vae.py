@@ -27,6 +27,8 @@ from einops import rearrange, reduce
 from torch import nn
 
 from vidtool.autoencoders.outputs import EncoderOutput
+from vidtool.autoencoders.widen import widened_state
+from vidtool.errors import UserError
 from vidtool.nn.quantizers import LFQ, QuantizerOutput, VectorQuantizer
 from vidtool.nn.params import parameter_count
 
@@ -314,6 +316,21 @@ class MBQVAE(nn.Module):
         if self.frozen_codes:
             for name, p in self.named_parameters():
                 p.requires_grad_(name.startswith("decoder."))
+
+    @classmethod
+    def from_init(cls, source: "MBQVAE", config: MBQVAEConfig) -> "MBQVAE":
+        """A model of `config` starting from `source` (`vidtool train-vae --init`): the same weights, or,
+        where `config`'s widths are whole multiples of the source's, the source widened so that it
+        computes the same function (`widen.widened_state`, with 1e-2 symmetry-breaking noise: -0.03 dB; seeded,
+        so a rerun starts from the same weights)."""
+        model = cls(config)
+        try:
+            state = widened_state(source, model, concat_inputs={"fuse": len(InceptionFusedMB3d.KERNELS)},
+                                  noise=1e-2, generator=torch.Generator().manual_seed(0))
+        except ValueError as e:
+            raise UserError(f"cannot start this mbq-vae from the initial model: {e}") from e
+        model.load_state_dict(state)
+        return model
 
     @property
     def frozen_codes(self) -> bool:

@@ -1,0 +1,80 @@
+"""Function-preserving widening of a trained convolutional autoencoder (Net2WiderNet, Chen et al.
+2016): a model whose stage widths are whole multiples of a trained model's starts from that model's
+weights and computes the same function, then trains on with the extra capacity.
+
+Every widened channel dimension holds the source's channels followed by copies of them, in blocks:
+[c_0 .. c_{C-1}, c_0 .. c_{C-1}, ...]. Output channels are copied as they are; a weight's input
+channels are copied and divided by the widening factor, so the sum over the copies is the source's
+sum. A GroupNorm then sees groups that are whole copies of the source's groups (the group size,
+e.g. `_norm`'s 8 channels, stays the same when the group count grows with the width), so its
+statistics and output are the source's too. A concatenation of n branches (`concat_inputs`) widens
+each branch in place rather than the concatenated whole.
+
+Exact copies would get identical gradients and stay copies forever; `noise` adds N(0, (noise·σ)^2)
+to each widened tensor (σ its source tensor's standard deviation) to break the symmetry.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _index(source: int, target: int, blocks: int) -> torch.Tensor:
+    """Target channel j -> the source channel it copies, for a dimension of `blocks` equal parts."""
+    part_s, part_t = source // blocks, target // blocks
+    j = torch.arange(target)
+    return (j // part_t) * part_s + (j % part_t) % part_s
+
+
+def _input_dim(module: nn.Module, name: str) -> int | None:
+    if name != "weight" or isinstance(module, nn.GroupNorm):
+        return None
+    return 0 if isinstance(module, nn.ConvTranspose3d | nn.ConvTranspose2d) else 1
+
+
+def widened_state(source: nn.Module, target: nn.Module, *, concat_inputs: dict[str, int] | None = None,
+                  noise: float = 0.0, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """`target`'s state dict filled from `source`'s, widened where shapes differ.
+
+    `concat_inputs` maps a module name suffix (e.g. "fuse") to how many branches its input
+    concatenates. Raises ValueError where the two models differ in more than width."""
+    concat_inputs = concat_inputs or {}
+    sources = dict(source.named_modules())
+    for name, norm in target.named_modules():
+        if isinstance(norm, nn.GroupNorm):
+            theirs_norm = sources.get(name)
+            if not isinstance(theirs_norm, nn.GroupNorm):
+                raise ValueError(f"{name} is not in the initial model: widening needs the same blocks, only wider")
+            if norm.num_channels // norm.num_groups != theirs_norm.num_channels // theirs_norm.num_groups:
+                raise ValueError(f"{name} would normalise groups of {norm.num_channels // norm.num_groups} "
+                                 f"channels instead of {theirs_norm.num_channels // theirs_norm.num_groups}: "
+                                 "pick widths whose norms keep their group size (e.g. twice the initial ones)")
+    theirs = source.state_dict()
+    state = {}
+    for key, own in target.state_dict().items():
+        if key not in theirs:
+            raise ValueError(f"{key} is not in the initial model: widening needs the same blocks, only wider")
+        value = theirs[key]
+        if value.shape == own.shape:
+            state[key] = value.clone()
+            continue
+        if value.ndim != own.ndim or any(t % s for s, t in zip(value.shape, own.shape)):
+            raise ValueError(f"{key} is {tuple(value.shape)} in the initial model and {tuple(own.shape)} here: "
+                             "not a whole-multiple widening")
+        path, _, name = key.rpartition(".")
+        module = target.get_submodule(path)
+        blocks = next((n for suffix, n in concat_inputs.items() if path.endswith(suffix)), 1)
+        input_dim = _input_dim(module, name)
+        widened = value.float()
+        for dim, (s, t) in enumerate(zip(value.shape, own.shape)):
+            if s == t:
+                continue
+            widened = widened.index_select(dim, _index(s, t, blocks if dim == input_dim else 1))
+            if dim == input_dim:
+                widened = widened * (s / t)
+        if noise > 0 and value.numel() > 1:
+            scale = noise * float(value.float().std())
+            widened = widened + scale * torch.randn(widened.shape, generator=generator)
+        state[key] = widened.to(own.dtype)
+    return state
