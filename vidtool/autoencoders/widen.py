@@ -42,13 +42,12 @@ def widened_state(source: nn.Module, target: nn.Module, *, concat_inputs: dict[s
     concat_inputs = concat_inputs or {}
     sources = dict(source.named_modules())
     for name, norm in target.named_modules():
-        if isinstance(norm, nn.GroupNorm):
-            theirs_norm = sources.get(name)
-            if not isinstance(theirs_norm, nn.GroupNorm):
-                raise ValueError(f"{name} is not in the initial model: widening needs the same blocks, only wider")
-            if norm.num_channels // norm.num_groups != theirs_norm.num_channels // theirs_norm.num_groups:
-                raise ValueError(f"{name} would normalise groups of {norm.num_channels // norm.num_groups} "
-                                 f"channels instead of {theirs_norm.num_channels // theirs_norm.num_groups}: "
+        theirs_norm = sources.get(name)  # a norm the source lacks is refused below, with its weights
+        if isinstance(norm, nn.GroupNorm) and isinstance(theirs_norm, nn.GroupNorm):
+            own_size = norm.num_channels // norm.num_groups
+            their_size = theirs_norm.num_channels // theirs_norm.num_groups
+            if own_size != their_size:
+                raise ValueError(f"{name} would normalise groups of {own_size} channels instead of {their_size}: "
                                  "pick widths whose norms keep their group size (e.g. twice the initial ones)")
     theirs = source.state_dict()
     state = {}
