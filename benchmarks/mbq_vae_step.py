@@ -1,6 +1,8 @@
 """Cost of one 3D-MBQ-VAE training update on the CPU: the depthwise 3x3x3 convolutions run
 channels-first (PyTorch's grouped-conv path) vs channels-last (oneDNN, what `DepthwiseConv3d` does),
-and a whole 16x64x64 clip vs the 8x32x32 crops of `train_crop`, side by side in one run.
+a whole 16x64x64 clip vs the 8x32x32 crops of `train_crop`, and one whole clip per update vs two
+(per clip); then one clip's encode + decode with `vidtool.nn.conv3d.Conv3d` sending it to oneDNN vs
+PyTorch's own choice (its im2col kernel for a single float32 clip), side by side in one run.
 
 The same weights and batch serve every setting; settings alternate and the median of `--repeats`
 is reported. Ratios are what carry over to another machine; seconds are this machine's.
@@ -27,12 +29,14 @@ def main() -> None:
     from torch import nn
 
     from vidtool.autoencoders.mbq_vae import MBQVAE, DepthwiseConv3d, MBQVAEConfig
+    from vidtool.nn.conv3d import Conv3d
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = MBQVAE(MBQVAEConfig(codebook_size=2**16)).train()
     crops = torch.rand(args.batch, 3, 8, 32, 32) * 2 - 1
     clips = torch.rand(max(1, args.batch // 8), 3, 16, 64, 64) * 2 - 1  # the same voxel count
+    one_clip, two_clips = torch.rand(1, 3, 16, 64, 64) * 2 - 1, torch.rand(2, 3, 16, 64, 64) * 2 - 1
 
     def channels_first(module: DepthwiseConv3d, x: torch.Tensor) -> torch.Tensor:
         return nn.Conv3d.forward(module, x)
@@ -50,7 +54,8 @@ def main() -> None:
         return time.perf_counter() - start
 
     settings = {"crops, channels-first depthwise": (crops, False), "crops, channels-last depthwise": (crops, True),
-                "whole clips, channels-last depthwise": (clips, True)}
+                "whole clips, channels-last depthwise": (clips, True),
+                "one whole clip": (one_clip, True), "two whole clips": (two_clips, True)}
     for video, fast in settings.values():  # warm-up: oneDNN primitives, allocator
         step(video, fast)
     times = {name: [] for name in settings}
@@ -65,6 +70,29 @@ def main() -> None:
           f"({first / last:.2f}x faster), {args.threads} thread(s)")
     print(f"{args.batch} crops of 8x32x32 / {clips.shape[0]} whole clip(s) of 16x64x64 (same voxels): "
           f"{last / median['whole clips, channels-last depthwise']:.2f}x the time")
+    print(f"per clip, one whole clip per update / two: "
+          f"{median['one whole clip'] / (median['two whole clips'] / 2):.2f}x the time")
+
+    def code_one_clip(onednn: bool) -> float:
+        # PyTorch's choice is nn.Conv3d's own _conv_forward; Conv3d overrides it for single clips.
+        Conv3d._conv_forward = onednn_forward if onednn else nn.Conv3d._conv_forward
+        model.eval()
+        start = time.perf_counter()
+        with torch.inference_mode():
+            model.decode(model.encode(one_clip).latents)
+        return time.perf_counter() - start
+
+    onednn_forward = Conv3d._conv_forward
+    coding = {True: [], False: []}
+    for repeat in range(args.repeats + 1):
+        for onednn in coding:
+            seconds = code_one_clip(onednn)
+            if repeat:  # the first round warms up
+                coding[onednn].append(seconds)
+    Conv3d._conv_forward = onednn_forward
+    pytorch, onednn = statistics.median(coding[False]), statistics.median(coding[True])
+    print(f"encode + decode of one 16x64x64 clip: PyTorch's choice {pytorch * 1000:.1f} ms, "
+          f"oneDNN {onednn * 1000:.1f} ms ({pytorch / onednn:.2f}x faster)")
 
 
 if __name__ == "__main__":

@@ -302,6 +302,23 @@ def test_channels_last_depthwise_conv_equals_the_grouped_conv():
     torch.testing.assert_close(grad_fast, grad_plain, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("kernel, stride, padding", [(3, 1, 1), ((1, 3, 3), (1, 2, 2), (0, 1, 1)), (1, 1, 0)])
+def test_single_clip_conv3d_equals_pytorchs_conv_with_gradients(kernel, stride, padding):
+    from vidtool.nn.conv3d import Conv3d
+
+    torch.manual_seed(0)
+    onednn = Conv3d(6, 10, kernel, stride=stride, padding=padding)
+    plain = torch.nn.Conv3d(6, 10, kernel, stride=stride, padding=padding)
+    plain.load_state_dict(onednn.state_dict())
+    x = torch.randn(1, 6, 4, 8, 8, requires_grad=True)
+    out, reference = onednn(x), plain(x)
+    torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-5)
+    grads = torch.autograd.grad(out.square().sum(), (x, onednn.weight, onednn.bias))
+    reference_grads = torch.autograd.grad(reference.square().sum(), (x, plain.weight, plain.bias))
+    for grad, reference_grad in zip(grads, reference_grads):
+        torch.testing.assert_close(grad, reference_grad, rtol=1e-4, atol=1e-4)
+
+
 def _trained_looking(model: MBQVAE) -> MBQVAE:
     """Random weights with the zero-initialised layers moved off zero, so every path carries signal."""
     with torch.no_grad():

@@ -29,6 +29,7 @@ from torch import nn
 from vidtool.autoencoders.outputs import EncoderOutput
 from vidtool.autoencoders.widen import widened_state
 from vidtool.errors import UserError
+from vidtool.nn.conv3d import Conv3d
 from vidtool.nn.quantizers import LFQ, QuantizerOutput, VectorQuantizer
 from vidtool.nn.params import parameter_count
 
@@ -150,8 +151,8 @@ class SqueezeExcite3d(nn.Module):
 
     def __init__(self, channels: int, squeeze: int):
         super().__init__()
-        self.reduce = nn.Conv3d(channels, squeeze, 1)
-        self.expand = nn.Conv3d(squeeze, channels, 1)
+        self.reduce = Conv3d(channels, squeeze, 1)
+        self.expand = Conv3d(squeeze, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate = reduce(x, "b c t h w -> b c 1 1 1", "mean")
@@ -178,14 +179,14 @@ class MBConv3d(nn.Module):
     def __init__(self, c_in: int, c_out: int, *, expansion: int, se_ratio: float):
         super().__init__()
         wide = c_out * expansion
-        self.conv_in = nn.Conv3d(c_in, c_out, 3, padding=1)
+        self.conv_in = Conv3d(c_in, c_out, 3, padding=1)
         self.norm_in = _norm(c_out)
-        self.expand = nn.Conv3d(c_out, wide, 1)
+        self.expand = Conv3d(c_out, wide, 1)
         self.norm_expand = _norm(wide)
         self.se = SqueezeExcite3d(wide, max(1, round(c_out * se_ratio)))
         self.depthwise = DepthwiseConv3d(wide)
         self.norm_depthwise = _norm(wide)
-        self.project = nn.Conv3d(wide, c_out, 1)
+        self.project = Conv3d(wide, c_out, 1)
         # Zero-initialised last layers make every residual block start as the identity (the
         # "zero-init residual" trick); it shortens the early plateau of small CPU runs markedly.
         nn.init.zeros_(self.project.weight)
@@ -207,14 +208,14 @@ class InceptionFusedMB3d(nn.Module):
         super().__init__()
         self.branches = nn.ModuleList(
             nn.Sequential(
-                nn.Conv3d(channels, channels, k, padding=tuple(s // 2 for s in k)),
+                Conv3d(channels, channels, k, padding=tuple(s // 2 for s in k)),
                 _norm(channels),
                 nn.SiLU(),
                 MBConv3d(channels, channels, expansion=expansion, se_ratio=se_ratio),
             )
             for k in self.KERNELS
         )
-        self.fuse = nn.Conv3d(3 * channels, channels, 1)
+        self.fuse = Conv3d(3 * channels, channels, 1)
         nn.init.zeros_(self.fuse.weight)  # starts as the identity, like MBConv3d.project
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -232,16 +233,16 @@ class Encoder(nn.Module):
     def __init__(self, config: MBQVAEConfig, latent_channels: int):
         super().__init__()
         widths = config.encoder_channels
-        self.stem = nn.Conv3d(3, widths[0], (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+        self.stem = Conv3d(3, widths[0], (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
         blocks: list[nn.Module] = []
         for i, width in enumerate(widths):
             blocks += _stage(width, config.encoder_mb_blocks, config, inception_last=True)
             if i + 1 < len(widths):
                 ts, ss = config.temporal_strides[i], config.spatial_strides[i]
-                blocks.append(nn.Conv3d(width, widths[i + 1], 3, stride=(ts, ss, ss), padding=1))
+                blocks.append(Conv3d(width, widths[i + 1], 3, stride=(ts, ss, ss), padding=1))
         self.blocks = nn.Sequential(*blocks)
         self.norm_out = _norm(widths[-1])
-        self.conv_out = nn.Conv3d(widths[-1], latent_channels, 3, padding=1)
+        self.conv_out = Conv3d(widths[-1], latent_channels, 3, padding=1)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         h = self.blocks(self.stem(video))
@@ -252,7 +253,7 @@ class Upsample3d(nn.Module):
     def __init__(self, c_in: int, c_out: int, temporal: int, spatial: int):
         super().__init__()
         self.scale = (temporal, spatial, spatial)
-        self.conv = nn.Conv3d(c_in, c_out, 3, padding=1)
+        self.conv = Conv3d(c_in, c_out, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=self.scale, mode="nearest"))
@@ -264,7 +265,7 @@ class Decoder(nn.Module):
     def __init__(self, config: MBQVAEConfig, latent_channels: int):
         super().__init__()
         widths = config.decoder_channels
-        self.conv_in = nn.Conv3d(latent_channels, widths[-1], 3, padding=1)
+        self.conv_in = Conv3d(latent_channels, widths[-1], 3, padding=1)
         blocks: list[nn.Module] = []
         for i in reversed(range(len(widths))):
             blocks += _stage(widths[i], config.decoder_mb_blocks, config, inception_last=False)
