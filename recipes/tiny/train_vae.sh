@@ -61,7 +61,8 @@ python "$HERE/bundle.py" "$RUNS/mbq-vae-tiny-decoder" mbq-vae-tiny-v1-decoder --
 #    gradient scale L1 + L2 had), starting from run 4 as bundled (float16): PSNR is an L2 measure,
 #    and the same run with L1 + L2 was 0.4 dB behind it at this point on 50 held-out clips per set.
 #    Two clips per process, not one: PyTorch runs a single float32 clip's 3x3x3 convolutions in its
-#    im2col kernel, so two clips cost about what one did (benchmarks/mbq_vae_step.py);
+#    slow im2col kernel (vidtool.nn.conv3d sends the forward to oneDNN, not the backward), so one
+#    clip per update costs 1.5x per clip what two do (benchmarks/mbq_vae_step.py);
 # 6. 2,000 more such updates (2e-4, cosine) with the LFQ entropy penalty at 0.02 instead of 0.1
 #    (MAGVIT-v2's weight): the penalty asks for every code to be used equally, also on flat
 #    backgrounds. Runs 5 + 6: +1.0 dB shapes, +0.8 dB photos over run 4 (+0.08 dB each over run 5's
