@@ -38,33 +38,54 @@ def main() -> None:
     clips = torch.rand(max(1, args.batch // 8), 3, 16, 64, 64) * 2 - 1  # the same voxel count
     one_clip, two_clips = torch.rand(1, 3, 16, 64, 64) * 2 - 1, torch.rand(2, 3, 16, 64, 64) * 2 - 1
 
-    def channels_first(module: DepthwiseConv3d, x: torch.Tensor) -> torch.Tensor:
-        return nn.Conv3d.forward(module, x)
-
-    def step(video: torch.Tensor, fast: bool) -> float:
+    def pytorch_paths(depthwise: bool, single_clip: bool) -> None:
+        """Per layer, PyTorch's own kernel choice (True) or this project's oneDNN route (False): the
+        channels-first grouped conv for `DepthwiseConv3d`, nn.Conv3d's dispatch for `Conv3d`."""
         for module in model.modules():
             if isinstance(module, DepthwiseConv3d):
-                if fast:
-                    module.__dict__.pop("forward", None)
-                else:
-                    module.forward = channels_first.__get__(module)
-        model.zero_grad(set_to_none=True)
+                swap, name, plain = depthwise, "forward", nn.Conv3d.forward
+            elif isinstance(module, Conv3d):
+                swap, name, plain = single_clip, "_conv_forward", nn.Conv3d._conv_forward
+            else:
+                continue
+            if swap:
+                setattr(module, name, plain.__get__(module))
+            else:
+                module.__dict__.pop(name, None)
+
+    def step(video: torch.Tensor, channels_first: bool = False) -> float:
+        pytorch_paths(depthwise=channels_first, single_clip=False)
+        model.train().zero_grad(set_to_none=True)
         start = time.perf_counter()
         model.training_losses({"video": video}, step=0, total_steps=1)["loss"].backward()
         return time.perf_counter() - start
 
-    settings = {"crops, channels-first depthwise": (crops, False), "crops, channels-last depthwise": (crops, True),
-                "whole clips, channels-last depthwise": (clips, True),
-                "one whole clip": (one_clip, True), "two whole clips": (two_clips, True)}
-    for video, fast in settings.values():  # warm-up: oneDNN primitives, allocator
-        step(video, fast)
+    def code_one_clip(pytorch_choice: bool) -> float:
+        pytorch_paths(depthwise=False, single_clip=pytorch_choice)
+        model.eval()
+        start = time.perf_counter()
+        with torch.inference_mode():
+            model.decode(model.encode(one_clip).latents)
+        return time.perf_counter() - start
+
+    settings = {
+        "crops, channels-first depthwise": lambda: step(crops, channels_first=True),
+        "crops, channels-last depthwise": lambda: step(crops),
+        "whole clips, channels-last depthwise": lambda: step(clips),
+        "one whole clip": lambda: step(one_clip),
+        "two whole clips": lambda: step(two_clips),
+        "coding one clip, PyTorch's choice": lambda: code_one_clip(pytorch_choice=True),
+        "coding one clip, oneDNN": lambda: code_one_clip(pytorch_choice=False),
+    }
+    for measure in settings.values():  # warm-up: oneDNN primitives, allocator
+        measure()
     times = {name: [] for name in settings}
     for _ in range(args.repeats):
-        for name, (video, fast) in settings.items():
-            times[name].append(step(video, fast))
+        for name, measure in settings.items():
+            times[name].append(measure())
     median = {name: statistics.median(values) for name, values in times.items()}
     for name, seconds in median.items():
-        print(f"{name:40s} {seconds * 1000:8.1f} ms per update")
+        print(f"{name:40s} {seconds * 1000:8.1f} ms{'' if name.startswith('coding') else ' per update'}")
     first, last = median["crops, channels-first depthwise"], median["crops, channels-last depthwise"]
     print(f"channels-last / channels-first depthwise: {last / first:.2f}x the time "
           f"({first / last:.2f}x faster), {args.threads} thread(s)")
@@ -72,28 +93,9 @@ def main() -> None:
           f"{last / median['whole clips, channels-last depthwise']:.2f}x the time")
     print(f"per clip, one whole clip per update / two: "
           f"{median['one whole clip'] / (median['two whole clips'] / 2):.2f}x the time")
-
-    def code_one_clip(onednn: bool) -> float:
-        # PyTorch's choice is nn.Conv3d's own _conv_forward; Conv3d overrides it for single clips.
-        Conv3d._conv_forward = onednn_forward if onednn else nn.Conv3d._conv_forward
-        model.eval()
-        start = time.perf_counter()
-        with torch.inference_mode():
-            model.decode(model.encode(one_clip).latents)
-        return time.perf_counter() - start
-
-    onednn_forward = Conv3d._conv_forward
-    coding = {True: [], False: []}
-    for repeat in range(args.repeats + 1):
-        for onednn in coding:
-            seconds = code_one_clip(onednn)
-            if repeat:  # the first round warms up
-                coding[onednn].append(seconds)
-    Conv3d._conv_forward = onednn_forward
-    pytorch, onednn = statistics.median(coding[False]), statistics.median(coding[True])
+    pytorch, onednn = median["coding one clip, PyTorch's choice"], median["coding one clip, oneDNN"]
     print(f"encode + decode of one 16x64x64 clip: PyTorch's choice {pytorch * 1000:.1f} ms, "
           f"oneDNN {onednn * 1000:.1f} ms ({pytorch / onednn:.2f}x faster)")
-
 
 if __name__ == "__main__":
     main()
