@@ -345,6 +345,28 @@ def test_widened_model_computes_the_initial_models_function(widths):
     assert sum(p.numel() for p in wide.decoder.parameters()) > 2 * sum(p.numel() for p in source.decoder.parameters())
 
 
+def test_more_lfq_bits_start_from_the_initial_models_codes():
+    """6 -> 8 bits: bits 6 and 7 start as copies of bits 0 and 1, and the decoder, whose inputs for a
+    copied bit are halved, decodes the longer codes as the initial model decoded the short ones."""
+    from vidtool.autoencoders.widen import widened_state
+
+    torch.manual_seed(0)
+    source = _trained_looking(MBQVAE(small_config()))
+    more = MBQVAE(small_config(codebook_size=256))
+    more.load_state_dict(widened_state(source, more, concat_inputs={"fuse": 3}))
+    more.eval()
+    video = moving_square()
+    with torch.no_grad():
+        short, long = source.tokenize(video), more.tokenize(video)
+        # The whole-latent norm now weighs bits 0 and 1 twice, so a few signs near zero may flip.
+        bits = torch.arange(5, -1, -1)
+        agree = ((long[..., None] >> 2 >> bits) & 1) == ((short[..., None] >> bits) & 1)
+        assert agree.float().mean() > 0.9
+        torch.testing.assert_close(long & 3, long >> 6)  # the copies of bits 0 and 1
+        expanded = (short << 2) | (short >> 4)  # every short code written with its two copied bits
+        torch.testing.assert_close(more.decode_tokens(expanded), source.decode_tokens(short), rtol=1e-4, atol=1e-5)
+
+
 def test_from_init_widens_with_symmetry_breaking_noise_and_refuses_other_changes():
     torch.manual_seed(0)
     source = _trained_looking(MBQVAE(small_config()))
@@ -364,3 +386,5 @@ def test_from_init_widens_with_symmetry_breaking_noise_and_refuses_other_changes
         MBQVAE.from_init(source, small_config(decoder_channels=(24, 24, 48)))
     with pytest.raises(UserError, match="not in the initial model"):
         MBQVAE.from_init(source, small_config(decoder_mb_blocks=1))
+    with pytest.raises(UserError, match="not a widening"):
+        MBQVAE.from_init(source, small_config(codebook_size=32))

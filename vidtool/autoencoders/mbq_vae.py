@@ -323,7 +323,9 @@ class MBQVAE(nn.Module):
         """A model of `config` starting from `source` (`vidtool train-vae --init`): the same weights, or,
         where `config`'s widths are whole multiples of the source's, the source widened so that it
         computes the same function (`widen.widened_state`, with 1e-2 symmetry-breaking noise: -0.03 dB; seeded,
-        so a rerun starts from the same weights)."""
+        so a rerun starts from the same weights). An LFQ with more bits (`codebook_size` 2**16 -> 2**20)
+        starts with the new bits copying the first ones, nearly the same function: the whole-latent
+        norm in front of the signs weighs the copied bits twice."""
         model = cls(config)
         try:
             state = widened_state(source, model, concat_inputs={"fuse": len(InceptionFusedMB3d.KERNELS)},

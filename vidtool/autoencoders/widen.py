@@ -3,12 +3,16 @@
 weights and computes the same function, then trains on with the extra capacity.
 
 Every widened channel dimension holds the source's channels followed by copies of them, in blocks:
-[c_0 .. c_{C-1}, c_0 .. c_{C-1}, ...]. Output channels are copied as they are; a weight's input
-channels are copied and divided by the widening factor, so the sum over the copies is the source's
-sum. A GroupNorm then sees groups that are whole copies of the source's groups (the group size,
-e.g. `_norm`'s 8 channels, stays the same when the group count grows with the width), so its
-statistics and output are the source's too. A concatenation of n branches (`concat_inputs`) widens
-each branch in place rather than the concatenated whole.
+[c_0 .. c_{C-1}, c_0 .. c_{C-1}, ...], the last block cut short where the new width is not a whole
+multiple (C -> C + k copies c_0 .. c_{k-1} once). Output channels are copied as they are; a weight's
+input channels are copied and divided by the number of copies of their source channel, so the sum
+over the copies is the source's sum. A GroupNorm then sees groups that are whole copies of the
+source's groups (the group size, e.g. `_norm`'s 8 channels, must stay the same), so its statistics
+and output are the source's too. A single-group norm (the LFQ's, over the whole latent) may grow
+by any amount: for whole multiples its statistics are the source's, otherwise they move by the
+weight of the extra copies, which is how an LFQ grows more bits from a trained one. A
+concatenation of n branches (`concat_inputs`) widens each branch in place rather than the
+concatenated whole, by whole multiples.
 
 Exact copies would get identical gradients and stay copies forever; `noise` adds N(0, (noise·σ)^2)
 to each widened tensor (σ its source tensor's standard deviation) to break the symmetry.
@@ -46,7 +50,7 @@ def widened_state(source: nn.Module, target: nn.Module, *, concat_inputs: dict[s
         if isinstance(norm, nn.GroupNorm) and isinstance(theirs_norm, nn.GroupNorm):
             own_size = norm.num_channels // norm.num_groups
             their_size = theirs_norm.num_channels // theirs_norm.num_groups
-            if own_size != their_size:
+            if own_size != their_size and (norm.num_groups, theirs_norm.num_groups) != (1, 1):
                 raise ValueError(f"{name} would normalise groups of {own_size} channels instead of {their_size}: "
                                  "pick widths whose norms keep their group size (e.g. twice the initial ones)")
     theirs = source.state_dict()
@@ -58,20 +62,23 @@ def widened_state(source: nn.Module, target: nn.Module, *, concat_inputs: dict[s
         if value.shape == own.shape:
             state[key] = value.clone()
             continue
-        if value.ndim != own.ndim or any(t % s for s, t in zip(value.shape, own.shape)):
-            raise ValueError(f"{key} is {tuple(value.shape)} in the initial model and {tuple(own.shape)} here: "
-                             "not a whole-multiple widening")
         path, _, name = key.rpartition(".")
         module = target.get_submodule(path)
         blocks = next((n for suffix, n in concat_inputs.items() if path.endswith(suffix)), 1)
         input_dim = _input_dim(module, name)
+        if value.ndim != own.ndim or any(t < s or (dim == input_dim and blocks > 1 and t % s)
+                                         for dim, (s, t) in enumerate(zip(value.shape, own.shape))):
+            raise ValueError(f"{key} is {tuple(value.shape)} in the initial model and {tuple(own.shape)} here: "
+                             "not a widening")
         widened = value.float()
         for dim, (s, t) in enumerate(zip(value.shape, own.shape)):
             if s == t:
                 continue
-            widened = widened.index_select(dim, _index(s, t, blocks if dim == input_dim else 1))
+            index = _index(s, t, blocks if dim == input_dim else 1)
+            widened = widened.index_select(dim, index)
             if dim == input_dim:
-                widened = widened * (s / t)
+                copies = torch.bincount(index, minlength=s)[index].to(widened.dtype)
+                widened = widened / copies.reshape([-1] + [1] * (widened.ndim - dim - 1))
         if noise > 0 and value.numel() > 1:
             scale = noise * float(value.float().std())
             widened = widened + scale * torch.randn(widened.shape, generator=generator)
