@@ -92,14 +92,15 @@ OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m stages.cli --quiet
   --init "$RUNS/mbq16-stage3" -o "$RUNS/mbq16-stage4" --steps 1300 --batch-size 1 --lr 5e-4 --warmup 20 --checkpoint-every 250
 python "$HERE/bundle.py" "$RUNS/mbq16-stage4" mbq-vae-tiny-run4 --dest "$RUNS/bundled" --command "$(cat "$0")"
 L2=(--batch-size 2 --checkpoint-every 400 --set l1_weight=0 --set l2_weight=5)
+L2_ENT=("${L2[@]}" --set entropy_weight=0.02)  # runs 6-8: the LFQ entropy penalty at 0.02
 OMP_NUM_THREADS=1 vidtool --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" "${L2[@]}" --init "$RUNS/bundled/mbq-vae-tiny-run4" \
   -o "$RUNS/mbq16-stage5" --steps 3200 --stop-at 1200 --lr 3e-4 --warmup 50
-OMP_NUM_THREADS=1 vidtool --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" "${L2[@]}" --init "$RUNS/mbq16-stage5" \
-  -o "$RUNS/mbq16-stage6" --seed 1 --steps 2000 --lr 2e-4 --warmup 20 --set entropy_weight=0.02
+OMP_NUM_THREADS=1 vidtool --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" "${L2_ENT[@]}" --init "$RUNS/mbq16-stage5" \
+  -o "$RUNS/mbq16-stage6" --seed 1 --steps 2000 --lr 2e-4 --warmup 20
 python "$HERE/bundle.py" "$RUNS/mbq16-stage6" mbq-vae-tiny-run6 --dest "$RUNS/bundled" --command "$(cat "$0")"
-OMP_NUM_THREADS=1 vidtool --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" "${L2[@]}" --init "$RUNS/bundled/mbq-vae-tiny-run6" \
-  -o "$RUNS/mbq16-stage7" --seed 2 --steps 4000 --stop-at 1250 --lr 2e-4 --warmup 20 --set entropy_weight=0.02
-OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m stages.cli --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" "${L2[@]}" \
-  --init "$RUNS/mbq16-stage7" -o "$RUNS/mbq16-stage8" --seed 3 --steps 2900 --lr 3e-4 --warmup 50 --set entropy_weight=0.02
+OMP_NUM_THREADS=1 vidtool --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" "${L2_ENT[@]}" --init "$RUNS/bundled/mbq-vae-tiny-run6" \
+  -o "$RUNS/mbq16-stage7" --seed 2 --steps 4000 --stop-at 1250 --lr 2e-4 --warmup 20
+OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m stages.cli --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" "${L2_ENT[@]}" \
+  --init "$RUNS/mbq16-stage7" -o "$RUNS/mbq16-stage8" --seed 3 --steps 2900 --lr 3e-4 --warmup 50
 python "$HERE/bundle.py" "$RUNS/mbq16-stage8" mbq-vae-tiny --dest "$RUNS/bundled" --command "$(cat "$0")"
 python benchmarks/reconstruction.py --model "$RUNS/bundled/mbq-vae-tiny" --n 200 --json "$RUNS/mbq-quality.json"
