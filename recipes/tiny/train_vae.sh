@@ -3,8 +3,8 @@
 # image stage: 64x64 frames -> 8x8x4 latents, 1024 VQ codes), then measures it on 200 held-out
 # clips of each data set (seed 1); then the 3D-MBQ-VAE tokenizers (MotionAura's). Measured on a 2-core
 # CPU: about 15 + 55 minutes (movq-tiny, its video-stage decoder movq-tiny-video), 25 + 75 minutes
-# (mbq-vae-tiny-v1 and its fine-tuned decoder) and 10 + 18 + 35 + 37 + 35 + 55 + 35 + 90 minutes
-# (mbq-vae-tiny) of training.
+# (mbq-vae-tiny-v1 and its fine-tuned decoder) and about 430 minutes (mbq-vae-tiny, nine runs; its
+# block below gives each run's) of training.
 #   DATA=data RUNS=runs/tiny bash recipes/tiny/train_vae.sh
 set -euo pipefail
 DATA=${DATA:-data}
