@@ -19,7 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
-from reconstruction import SIZE, held_out_set
+from reconstruction import SIZE, held_out_set, reconstruct
 
 COLOURS = ("red", "blue")
 
@@ -34,42 +34,31 @@ def main() -> None:
     args = parser.parse_args()
 
     import numpy as np
-    import torch
 
-    from vidtool.autoencoders.apply import fit_length
-    from vidtool.autoencoders.tiling import decode_chunked, default_tiling, encode_chunked
+    from vidtool.autoencoders.tiling import default_tiling
     from vidtool.checkpoint import from_pretrained
     from vidtool.data.clips import ClipDataset
     from vidtool.metrics.shapes_probe import HIT_NAMES, hits, prompt_target, read_clip
     from vidtool.model_store import BUNDLED
-    from vidtool.video import frames_from_model, frames_to_model
 
     manifest = held_out_set("shapes", args.data_dir, args.n, args.seed, 16)
     records = [json.loads(line) for line in manifest.read_text().splitlines()][: args.n]
     chosen = [i for i, r in enumerate(records) if r["color"] in COLOURS and not r.get("background")]
     dataset = ClipDataset(manifest, frames=16, size=SIZE)
+    clips = np.stack([dataset[i]["video"].numpy() for i in chosen])
     targets = np.stack([prompt_target(records[i]["caption"]) for i in chosen])
     print(f"{len(chosen)} of {len(records)} held-out clips are red or blue shapes on the plain background")
 
-    originals = None
+    def report(name: str, videos) -> None:
+        rates = hits(np.stack([read_clip(video).as_indices() for video in videos]), targets).mean(0)
+        print(f"  {name:22s}" + "  ".join(f"{n} {v:6.1%}" for n, v in zip(HIT_NAMES, rates)))
+
+    report("source clips", clips)
     for folder in args.model or [BUNDLED / "movq-tiny"]:
         model = from_pretrained(folder, device="cpu")
         tiling = default_tiling(model, None, None)
-        readings, source = [], []
-        for start in range(0, len(chosen), 8):
-            clips = np.stack([dataset[i]["video"].numpy() for i in chosen[start:start + 8]])
-            padded, length = fit_length(clips, model.temporal_factor, model.family)
-            with torch.inference_mode():
-                latents = encode_chunked(model, frames_to_model(torch.from_numpy(padded)), tiling).latents
-                decoded = frames_from_model(decode_chunked(model, latents, tiling).float()).numpy()[:, :length]
-            readings += [read_clip(clip).as_indices() for clip in decoded]
-            source += [read_clip(clip).as_indices() for clip in clips]
-        if originals is None:
-            originals = hits(np.stack(source), targets).mean(0)
-            print(f"  {'source clips':22s}" + "  ".join(f"{n} {v:6.1%}" for n, v in zip(HIT_NAMES, originals)))
-        rates = hits(np.stack(readings), targets).mean(0)
-        print(f"  {Path(folder).name:22s}" + "  ".join(f"{n} {v:6.1%}" for n, v in zip(HIT_NAMES, rates)))
-
+        report(Path(folder).name, np.concatenate([reconstruct(model, clips[start:start + 8], "cpu", tiling)
+                                                  for start in range(0, len(clips), 8)]))
 
 if __name__ == "__main__":
     main()

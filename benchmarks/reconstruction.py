@@ -41,16 +41,28 @@ def held_out_set(kind: str, data_dir: Path, n: int, seed: int, frames: int) -> P
     return make_dataset(kind, folder, n, frames=frames, size=SIZE, seed=seed)
 
 
-def score_model(model, manifest: Path, n: int, frames: int, batch_size: int, device: str, tiling) -> list[dict]:
-    """Per-clip {"index", "psnr", "ssim"} for the first `n` clips of the manifest."""
-    import numpy as np
+def reconstruct(model, clips, device: str, tiling):
+    """uint8 clips [B, T, H, W, 3] -> their encode/decode round trip, uint8 of the same shape."""
     import torch
 
     from vidtool.autoencoders.apply import check_frame_size, fit_length
     from vidtool.autoencoders.tiling import decode_chunked, encode_chunked
+    from vidtool.video import frames_from_model, frames_to_model
+
+    check_frame_size(clips, model.spatial_factor, model.family)
+    padded, length = fit_length(clips, model.temporal_factor, model.family)
+    with torch.inference_mode():
+        latents = encode_chunked(model, frames_to_model(torch.from_numpy(padded)).to(device), tiling).latents
+        decoded = frames_from_model(decode_chunked(model, latents, tiling).float().cpu()).numpy()
+    return decoded[:, :length]
+
+
+def score_model(model, manifest: Path, n: int, frames: int, batch_size: int, device: str, tiling) -> list[dict]:
+    """Per-clip {"index", "psnr", "ssim"} for the first `n` clips of the manifest."""
+    import numpy as np
+
     from vidtool.data.clips import ClipDataset
     from vidtool.metrics.frame_quality import video_scores
-    from vidtool.video import frames_from_model, frames_to_model
 
     dataset = ClipDataset(manifest, frames=frames, size=SIZE)
     n = min(n, len(dataset))
@@ -58,12 +70,7 @@ def score_model(model, manifest: Path, n: int, frames: int, batch_size: int, dev
     for start in range(0, n, batch_size):
         items = [dataset[i] for i in range(start, min(start + batch_size, n))]
         clips = np.stack([item["video"].numpy() for item in items])
-        check_frame_size(clips, model.spatial_factor, model.family)
-        padded, length = fit_length(clips, model.temporal_factor, model.family)
-        with torch.inference_mode():
-            latents = encode_chunked(model, frames_to_model(torch.from_numpy(padded)).to(device), tiling).latents
-            decoded = frames_from_model(decode_chunked(model, latents, tiling).float().cpu()).numpy()
-        for item, clip, rec in zip(items, clips, decoded[:, :length]):
+        for item, clip, rec in zip(items, clips, reconstruct(model, clips, device, tiling)):
             scores.append({"index": item["index"], **video_scores(clip, rec)})
         log(f"  {len(scores)}/{n}")
     return scores
