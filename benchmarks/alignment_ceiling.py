@@ -16,7 +16,6 @@ against the clip's caption.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from reconstruction import SIZE, held_out_set, reconstruct
@@ -38,11 +37,12 @@ def main() -> None:
     from vidtool.autoencoders.tiling import default_tiling
     from vidtool.checkpoint import from_pretrained
     from vidtool.data.clips import ClipDataset
+    from vidtool.data.manifest import read_manifest
     from vidtool.metrics.shapes_probe import HIT_NAMES, hits, prompt_target, read_clip
     from vidtool.model_store import BUNDLED
 
     manifest = held_out_set("shapes", args.data_dir, args.n, args.seed, 16)
-    records = [json.loads(line) for line in manifest.read_text().splitlines()][: args.n]
+    records = read_manifest(manifest)[: args.n]
     chosen = [i for i, r in enumerate(records) if r["color"] in COLOURS and not r.get("background")]
     dataset = ClipDataset(manifest, frames=16, size=SIZE)
     clips = np.stack([dataset[i]["video"].numpy() for i in chosen])
@@ -59,6 +59,7 @@ def main() -> None:
         tiling = default_tiling(model, None, None)
         report(Path(folder).name, np.concatenate([reconstruct(model, clips[start:start + 8], "cpu", tiling)
                                                   for start in range(0, len(clips), 8)]))
+
 
 if __name__ == "__main__":
     main()

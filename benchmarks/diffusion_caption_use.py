@@ -25,7 +25,7 @@ from pathlib import Path
 
 from motionaura_caption_use import swap_colour, swap_direction
 
-BUNDLED = ("keyframes-tiny", "harivo-tiny", "t2i-tiny")
+DEFAULT_MODELS = ("keyframes-tiny", "harivo-tiny", "t2i-tiny")
 
 
 def main() -> None:
@@ -48,9 +48,9 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_grad_enabled(False)
-    folders = args.model or [model_store.BUNDLED / name for name in BUNDLED]
+    folders = args.model or [model_store.BUNDLED / name for name in DEFAULT_MODELS]
     encoder = TextEncoder()
-    sets: dict[str, tuple] = {}  # autoencoder tag -> (latent clips [N, C, 16, h, w] unscaled, captions)
+    latents: dict[str, torch.Tensor] = {}  # autoencoder tag -> the clips' unscaled latents [N, C, 16, h, w]
     with tempfile.TemporaryDirectory() as tmp:
         make_dataset("shapes", Path(tmp) / "clips", args.n, frames=16, size=64, fps=8.0, seed=args.seed)
         manifest = Path(tmp) / "clips" / "manifest.jsonl"
@@ -62,14 +62,14 @@ def main() -> None:
               "loss rise over the true caption, and in brackets the share of clips whose loss is lower with the true one")
         for folder in folders:
             model = checkpoint.from_pretrained(folder).eval()
-            config = model.config.base if model.family == "keyframes" else model.config
             if model.family not in ("keyframes", "harivo", "t2i"):
                 raise SystemExit(f"{folder} is a {model.family} model; this reads keyframes, harivo and t2i models")
-            if config.vae not in sets:
-                out = Path(tmp) / f"latents-{len(sets)}.safetensors"
+            config = model.config.base if model.family == "keyframes" else model.config
+            if config.vae not in latents:
+                out = Path(tmp) / f"latents-{len(latents)}.safetensors"
                 build_latent_set([manifest], model_store.find_by_tag(config.vae), out, frames=16, size=64, fps=8.0)
-                sets[config.vae] = LatentDataset(out, latent_scale=1.0).latents.float()
-            clips = sets[config.vae] * config.latent_scale
+                latents[config.vae] = LatentDataset(out, latent_scale=1.0).latents.float()
+            clips = latents[config.vae] * config.latent_scale
             if model.family == "keyframes":
                 clean = clips[:, :, :model.config.span:model.config.frame_skip]
             elif model.family == "harivo":
