@@ -80,7 +80,10 @@ python "$HERE/bundle.py" "$RUNS/mbq-vae-tiny-decoder" mbq-vae-tiny-v1-decoder --
 # 11. 2,512 more (a 3,000-update cosine schedule from 3e-4, stopped), 42 minutes: +0.17 / +0.16 dB
 #    (29.38 / 24.34 dB; 29.27 / 24.21 dB after its first 1,000).
 # 12. 4,000 more (3e-4, cosine), 65 minutes: +0.19 / +0.20 dB (29.57 / 24.54 dB; 29.52 / 24.45 dB
-#    after its first 2,000), so about 0.2 dB an hour and still slowing.
+#    after its first 2,000), so about 0.2 dB an hour and still slowing. The bundled config's
+#    "codes_of" also names mbq-vae@51c377d1ad092af8, run 11 as it was bundled (float16) and shipped
+#    as the default before: added by hand, because a bundled copy has its own tag and this run
+#    starts from run 11's folder, so tokens made by that default still decode.
 #    Tried beside run 7 and not kept: LFQ 2^20 (20 bits a token, the 4 new bits starting as copies
 #    of bits 0-3, widen.py) trained on the same batches reached the same L2 after 1,250 updates
 #    (0.01131 both, updates 1,000-1,250) and 28.14 / 23.63 against 28.16 / 23.58 dB after 750 (50
