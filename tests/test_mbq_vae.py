@@ -388,3 +388,33 @@ def test_from_init_widens_with_symmetry_breaking_noise_and_refuses_other_changes
         MBQVAE.from_init(source, small_config(decoder_mb_blocks=1))
     with pytest.raises(UserError, match="not a widening"):
         MBQVAE.from_init(source, small_config(codebook_size=32))
+
+
+def test_psnr_term_is_the_benchmark_psnr_and_weights_frames_by_their_relative_error():
+    from einops import rearrange
+
+    from vidtool.metrics.frame_quality import psnr_frames
+
+    torch.manual_seed(11)
+    only_psnr = dict(l1_weight=0.0, l2_weight=0.0, psnr_weight=1.0, trainable="decoder")
+    model = MBQVAE(small_config(**NO_MASKING, **only_psnr)).train()
+    video = moving_square()
+    recon = (video + 0.05 * torch.randn_like(video) * torch.linspace(0.2, 2, 8)[:, None, None]).clamp(-1, 1)
+    # The benchmark's score: frames mapped to [0, 1], mean of per-frame PSNRs, mean over clips.
+    clips = [rearrange((x + 1) / 2, "b c t h w -> b t h w c").double().numpy() for x in (video, recon)]
+    expected = sum(psnr_frames(a, b).mean() for a, b in zip(*clips)) / len(video)
+    assert model._reconstruction_terms(recon, video)["psnr"].item() == pytest.approx(expected, abs=1e-3)
+
+    out = model.training_losses({"video": video}, step=0, total_steps=10)
+    out["loss"].backward()
+    assert out["loss"] == -out["psnr"]
+    assert model.decoder.conv_out.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.encoder.parameters())
+
+    # d(-PSNR)/d(recon) is the L2 gradient over the frame's MSE: a frame with ten times the error
+    # (a hundred times the MSE) pulls a hundred times less per unit of error.
+    target = torch.zeros(1, 3, 2, 4, 4)
+    recon = torch.stack([torch.full((3, 4, 4), 0.01), torch.full((3, 4, 4), 0.1)], dim=1)[None].requires_grad_()
+    model._reconstruction_terms(recon, target)["rec"].backward()
+    per_unit_error = recon.grad[0, :, :, 0, 0].mean(0) / recon.detach()[0, :, :, 0, 0].mean(0)
+    assert (per_unit_error[0] / per_unit_error[1]).item() == pytest.approx(100.0, rel=1e-4)
