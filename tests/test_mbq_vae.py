@@ -7,9 +7,11 @@ import math
 
 import pytest
 import torch
+from einops import rearrange
 
 from vidtool.autoencoders.mbq_vae import MBQVAE, MBQVAEConfig, cosine_ratio, preset
 from vidtool.checkpoint import from_pretrained, save_pretrained
+from vidtool.metrics.frame_quality import psnr_frames
 from vidtool.nn.quantizers import LFQ, VectorQuantizer
 
 
@@ -391,10 +393,6 @@ def test_from_init_widens_with_symmetry_breaking_noise_and_refuses_other_changes
 
 
 def test_psnr_term_is_the_benchmark_psnr_and_weights_frames_by_their_relative_error():
-    from einops import rearrange
-
-    from vidtool.metrics.frame_quality import psnr_frames
-
     torch.manual_seed(11)
     only_psnr = dict(l1_weight=0.0, l2_weight=0.0, psnr_weight=1.0, trainable="decoder")
     model = MBQVAE(small_config(**NO_MASKING, **only_psnr)).train()
