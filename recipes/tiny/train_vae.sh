@@ -70,7 +70,11 @@ python "$HERE/bundle.py" "$RUNS/mbq-vae-tiny-decoder" mbq-vae-tiny-v1-decoder --
 # 7. 1,250 more such updates (a 4,000-update cosine schedule from 2e-4, stopped) on one process;
 # 8. 2,900 updates of 2 ranks x 2 clips (3e-4, cosine): twice the clips per update at about the same
 #    updates per second as one process of 2 (0.55-0.65/s). Runs 7 + 8: +0.51 dB shapes, +0.42 dB photos
-#    (28.74 / 23.69 dB on the 200 held-out clips per set);
+#    (28.74 / 23.69 dB on the 200 held-out clips per set).
+#    Tried beside run 7 and not kept: LFQ 2^20 (20 bits a token, the 4 new bits starting as copies
+#    of bits 0-3, widen.py) trained on the same batches reached the same L2 after 1,250 updates
+#    (0.01131 both, updates 1,000-1,250) and 28.14 / 23.63 against 28.16 / 23.58 dB after 750 (50
+#    held-out clips per set), so 16 bits are not what limits the model at this training length.
 # 9. 4,200 more such updates (2.5e-4, cosine) from run 8 as bundled (float16): +0.34 dB shapes,
 #    +0.37 dB photos (29.08 / 24.06 dB).
 # 10. its decoder alone (trainable=decoder: the encoder and the LFQ stay frozen, so every token id
@@ -95,10 +99,6 @@ python "$HERE/bundle.py" "$RUNS/mbq-vae-tiny-decoder" mbq-vae-tiny-v1-decoder --
 #    +0.15 / +0.07 dB (30.03 / 24.66 dB; 29.99 / 24.58 after its first 3,000, in fp32), so the
 #    restart at 3e-4 bought shapes +0.11 dB in its first half and +0.04 in its second. "codes_of"
 #    gets run 13's bundled tag, mbq-vae@6134e9a4557c5b6a, by hand.
-#    Tried beside run 7 and not kept: LFQ 2^20 (20 bits a token, the 4 new bits starting as copies
-#    of bits 0-3, widen.py) trained on the same batches reached the same L2 after 1,250 updates
-#    (0.01131 both, updates 1,000-1,250) and 28.14 / 23.63 against 28.16 / 23.58 dB after 750 (50
-#    held-out clips per set), so 16 bits are not what limits the model at this training length.
 # window_frames=16 changes no training step: it makes encode/decode code longer clips in independent
 # 16-frame windows, the length the model learned (48-frame clips: +10 dB shapes, +6 dB photos).
 # Each process uses one thread (OMP_NUM_THREADS=1); about 10 + 18 + 35 + 37 + 35 + 55 + 35 + 90 + 115
@@ -131,6 +131,7 @@ OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m stages.cli --quiet
   --init "$RUNS/bundled/mbq-vae-tiny-run8" -o "$RUNS/mbq16-stage9" --seed 4 --steps 4200 --lr 2.5e-4 --warmup 50
 python "$HERE/bundle.py" "$RUNS/mbq16-stage9" mbq-vae-tiny-run9 --dest "$RUNS/bundled" --command "$(cat "$0")"
 DECODER=(--set trainable=decoder --checkpoint-every 250)  # runs 10-14
+PSNR=("${DECODER[@]}" --set l2_weight=0 --set psnr_weight=0.005 --steps 6000 --lr 3e-4 --warmup 50)  # runs 13-14
 OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m stages.cli --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" "${L2_ENT[@]}" \
   "${DECODER[@]}" --init "$RUNS/bundled/mbq-vae-tiny-run9" -o "$RUNS/mbq16-stage10" --seed 6 --steps 2000 --lr 2.5e-4 --warmup 50
 OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m stages.cli --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" "${L2_ENT[@]}" \
@@ -138,10 +139,8 @@ OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m stages.cli --quiet
 OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m stages.cli --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" "${L2_ENT[@]}" \
   "${DECODER[@]}" --init "$RUNS/mbq16-stage11" -o "$RUNS/mbq16-stage12" --seed 9 --steps 4000 --lr 3e-4 --warmup 50
 OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m stages.cli --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" "${L2_ENT[@]}" \
-  "${DECODER[@]}" --set l2_weight=0 --set psnr_weight=0.005 --init "$RUNS/mbq16-stage12" -o "$RUNS/mbq16-stage13" --seed 10 \
-  --steps 6000 --lr 3e-4 --warmup 50
+  "${PSNR[@]}" --init "$RUNS/mbq16-stage12" -o "$RUNS/mbq16-stage13" --seed 10
 OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m stages.cli --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" "${L2_ENT[@]}" \
-  "${DECODER[@]}" --set l2_weight=0 --set psnr_weight=0.005 --init "$RUNS/mbq16-stage13" -o "$RUNS/mbq16-stage14" --seed 11 \
-  --steps 6000 --lr 3e-4 --warmup 50
+  "${PSNR[@]}" --init "$RUNS/mbq16-stage13" -o "$RUNS/mbq16-stage14" --seed 11
 python "$HERE/bundle.py" "$RUNS/mbq16-stage14" mbq-vae-tiny --dest "$RUNS/bundled" --command "$(cat "$0")"
 python benchmarks/reconstruction.py --model "$RUNS/bundled/mbq-vae-tiny" --n 200 --json "$RUNS/mbq-quality.json"
