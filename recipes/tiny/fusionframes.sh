@@ -1,11 +1,9 @@
 #!/usr/bin/env bash
 # Reproduces the bundled FusionFrames pipeline: t2i-tiny (the frozen text-to-image U-Net),
-# keyframes-tiny (its separate temporal blocks, Conv1dAttn1dBlocks) and interp-tiny (the
-# interpolation U-Net), all in the latent space of movq-tiny (recipes/tiny/train_vae.sh), then
-# scores prompt alignment on the 24-prompt set with the shapes probe.
+# keyframes-tiny (its temporal blocks, Conv1dAttn1dBlocks) and interp-tiny (the interpolation
+# U-Net), in the latent space of VAE (movq-tiny for the bundled models; a retrained VAE is another
+# latent space, so name it here), then scores prompt alignment on the 24-prompt set.
 #   DATA=data RUNS=runs/tiny VAE=vidtool/defaults/movq-tiny bash recipes/tiny/fusionframes.sh
-# The bundled models were made with VAE=vidtool/defaults/movq-tiny; a retrained VAE gives another
-# latent space, so pass its folder to retrain the generators on it.
 set -euo pipefail
 DATA=${DATA:-data}
 RUNS=${RUNS:-runs/tiny}
@@ -13,19 +11,16 @@ VAE=${VAE:-vidtool/defaults/movq-tiny}
 HERE=$(dirname "$0")
 DATA=$DATA bash "$HERE/data.sh"
 SET="$RUNS/latent-set.safetensors"
-# The T2I base: 1,500 updates (10 minutes on 2 cores), then 4,000 more with EMA weights (28
-# minutes), which took its samples from fragmented blobs on noisy backgrounds to one blob each.
+# The T2I base: 1,500 updates (t2i-short, also HARIVO's base), then 4,000 more with EMA weights.
 vidtool --quiet train-denoiser --family t2i --data "$DATA/shapes/manifest.jsonl" --data "$DATA/photos/manifest.jsonl" \
   --vae "$VAE" -o "$RUNS/t2i-short" --latent-set "$SET" --steps 1500 --batch-size 16 --lr 3e-4 --warmup 100
 vidtool --quiet train-denoiser --family t2i --init "$RUNS/t2i-short" --latent-set "$SET" -o "$RUNS/t2i" \
   --steps 4000 --batch-size 16 --lr 3e-4 --warmup 50 --ema 0.999
 vidtool --quiet train-denoiser --family keyframes --base "$RUNS/t2i" --latent-set "$SET" -o "$RUNS/keyframes" \
   --steps 2400 --batch-size 8 --lr 3e-4 --warmup 50 --ema 0.995
-# The interpolation U-Net is a whole copy of the T2I U-Net, trained all through (no text), so a model
-# trained from one base goes on training from another. Its first 1,600 updates started from the
-# 1,500-update base (800, judged too short, resumed to 1,600: the cosine schedule is recomputed for
-# the new length on resume); 3,000 more (10 minutes) then took the frames it fills in between
-# keyframes from speckled noise to the keyframes' blob.
+# The interpolation U-Net is a whole copy of the T2I U-Net, trained all through (no text): 1,600
+# updates from the 1,500-update base (800, then resumed to 1,600; resume recomputes the cosine
+# schedule for the new length), then 3,000 more from the final base.
 for steps in 800 1600; do
   vidtool --quiet train-denoiser --family interp --base "$RUNS/t2i-short" --latent-set "$SET" -o "$RUNS/interp-short" \
     --steps $steps --batch-size 8 --lr 3e-4 --warmup 50 --ema 0.995 $([ $steps = 1600 ] && echo --resume)

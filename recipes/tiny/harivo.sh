@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces the bundled harivo-tiny: HARIVO's temporal layers, mapping network and frame-wise
 # tokens on a frozen T2I base, then scores prompt alignment on the 24-prompt set with the shapes
-# probe. The base is the 1,500-update T2I run of recipes/tiny/fusionframes.sh (RUNS/t2i-short; run
-# that first): the same 3,000 updates on the longer-trained t2i-tiny read worse (colour 58.3%,
-# direction 16.7%, where the bundled run reads 66.7% and 33.3%).
+# probe. The base is the 1,500-update T2I run of recipes/tiny/fusionframes.sh (RUNS/t2i-short: run
+# that first), which aligned better here than the longer-trained t2i-tiny (see the model card).
 #   RUNS=runs/tiny bash recipes/tiny/harivo.sh
 set -euo pipefail
 RUNS=${RUNS:-runs/tiny}

@@ -2,7 +2,7 @@
 # Reproduces vidtool/defaults/mcd-vae-tiny and dmg-tiny (LaMD, image-to-video with text) on the
 # captioned shapes clips: 8 frames at 4 fps (the whole 2-second clip) at 64x64, z_m 8x8x4. Then
 # measures image-to-video on 100 held-out first frames (seed 1, never seen in training).
-# Trained on ONE core (OMP_NUM_THREADS=1) beside another training: see the bundled READMEs for times.
+# About 33 + 15 minutes of training on one core.
 #   DATA=data RUNS=runs/tiny bash recipes/tiny/lamd.sh
 set -euo pipefail
 DATA=${DATA:-data}

@@ -2,11 +2,9 @@
 # Reproduces the bundled motionaura-tiny (MotionAura's spectral transformer over the ids of the
 # bundled mbq-vae-tiny tokenizer: 16 frames of 64×64 → 4×16×16 tokens) and motionaura-inpaint-tiny
 # (its sketch-inpainting LoRA), then measures prompt alignment on the 24-prompt set and inpainting
-# on held-out clips. Needs the shapes set of recipes/tiny/data.sh. About 3 hours on one core: more
-# than the hour the issue budgets, because motion only shows on 16 frames (see the README).
-# The bundled generator is trained with the paper's "w/o fft" switch (--no-fft): at this size it
-# learns the caption's direction in under half the updates of the FFT model, which
-# recipes/tiny/motionaura_fft.sh reproduces (motionaura-tiny-fft).
+# on held-out clips. Needs the shapes set of recipes/tiny/data.sh. About 3 hours on one core.
+# The generator is trained with the paper's "w/o fft" switch (--no-fft): at this size it learns the
+# caption's direction in under half the updates of the FFT model (recipes/tiny/motionaura_fft.sh).
 #   DATA=data RUNS=runs/tiny bash recipes/tiny/motionaura.sh
 set -euo pipefail
 DATA=${DATA:-data}
@@ -17,9 +15,8 @@ COMMAND="bash recipes/tiny/motionaura.sh"
 
 # 4,000 updates of batch 8 at a constant rate from scratch, ~2 h 15 min on one core (0.5 updates/s);
 # the bundled run was stopped and resumed several times with these flags (resume is exact).
-# The tokenizer is named: mbq-vae-tiny-v1 gives the same ids as the default mbq-vae-tiny, and its tag
-# makes decode use the decoder the generator was measured with (see its README). The token set it
-# writes also holds the inpainting inputs (the shapes clips carry object masks) the adapter trains on.
+# The tokenizer is mbq-vae-tiny-v1 (2^10 codes). The token set it writes also holds the inpainting
+# inputs (the shapes clips carry object masks) the adapter trains on.
 vidtool --quiet train-denoiser --family spectral --no-fft --data "$DATA/shapes/manifest.jsonl" \
   --tokenizer vidtool/defaults/mbq-vae-tiny-v1 --size 64 --frames 16 -o "$RUNS/spectral" --batch-size 8 \
   --lr 5e-4 --warmup 50 --schedule constant --ema 0.998 --checkpoint-every 100 --steps 4000 --seed 0
