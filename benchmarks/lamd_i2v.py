@@ -33,7 +33,7 @@ DIRECTIONS = ("left", "right", "up", "down")
 
 
 def main() -> None:
-    from stages.lamd import load_pair
+    from vidtool.pipelines.lamd import load_pair
     from vidtool.data.clips import ClipDataset
     from vidtool.metrics.shapes_probe import hits, prompt_target, read_clip
     from vidtool.model_store import default_model

@@ -33,7 +33,7 @@ def main() -> None:
     from vidtool.data.manifest import read_manifest
     from vidtool.data.shapes import SHAPES
     from vidtool.data.tokens import box_region
-    from vidtool.inpainting import InpaintRequest, inpaint
+    from vidtool.pipelines.motionaura import InpaintRequest, inpaint
     from vidtool.metrics.shapes_probe import read_clip
     from vidtool.text import TextEncoder
     from vidtool.video import psnr, read_video

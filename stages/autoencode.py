@@ -52,10 +52,8 @@ class LoadedEncoder:
         from vidtool.memory import with_retry
         from vidtool.autoencoders.tiling import default_tiling
 
-        if self.ae.family == "mcd-vae":  # LaMD: a motion latent + the first frame (stages/lamd.py)
-            from stages.lamd import encode_motion
-
-            return encode_motion(self.ae, self.folder, clip, self.device)
+        if self.ae.family == "mcd-vae":  # LaMD: a motion latent + the first frame
+            return self._encode_motion(clip)
         check_frame_size(clip.frames, self.ae.spatial_factor, self.ae.family)
         padded, length = fit_length(clip.frames, self.ae.temporal_factor, self.ae.family)
         if padded.shape[1] != length and on_pad is not None:
@@ -75,6 +73,30 @@ class LoadedEncoder:
         return tensorfile.TensorFile(kind=self.kind, tensors=tensors, model=checkpoint.model_tag(self.folder), fps=clip.fps,
                                      prompt=clip.prompt, params=params, parents=[clip.parent],
                                      extra={"model_path": str(self.folder.resolve())})
+
+
+    def _encode_motion(self, clip):
+        """The first L frames of each clip → a `motion` file: z_m (the posterior mean) and frame 0."""
+        import torch
+
+        from stages.context import console
+        from vidtool import checkpoint, tensorfile
+        from vidtool.errors import UserError
+        from vidtool.pipelines.lamd import encode_motion
+
+        length = self.ae.frames
+        if clip.frames.shape[1] < length:
+            raise UserError(f"the clip has {clip.frames.shape[1]} frames; this mcd-vae encodes L = {length} (r_t = L): "
+                            "pass a longer clip or a lower --fps")
+        if clip.frames.shape[1] > length:
+            console().print(f"[yellow]using the first {length} of {clip.frames.shape[1]} frames (L = {length})[/]")
+        with torch.inference_mode():
+            motion = encode_motion(self.ae, torch.from_numpy(clip.frames[:, :length].copy()))
+        params = {"frames": length, "height": int(clip.frames.shape[2]), "width": int(clip.frames.shape[3])}
+        return tensorfile.TensorFile(kind="motion", tensors={"motion": motion.motion, "content": motion.content},
+                                     model=checkpoint.model_tag(self.folder), fps=clip.fps, prompt=clip.prompt,
+                                     params=params, parents=[clip.parent],
+                                     extra={"model_path": str(Path(self.folder).resolve())})
 
 
 def load_encoder(model: str | None, role: str) -> LoadedEncoder:
@@ -110,60 +132,3 @@ def planned_tiling(ae, shape: tuple[int, int, int, int], start, max_memory: str 
 
 
 _ANNOUNCED: set[str] = set()
-
-
-def decode_file(source: str, out: str, *, model: str | None, chunk: int | None, tile: int | None,
-                content: str | None = None, max_memory: str | None = None, context: int | None = None) -> None:
-    import numpy as np
-    import torch
-
-    from stages.context import resolve_device
-    from vidtool import checkpoint, model_store, tensorfile, video
-    from vidtool.autoencoders.apply import decode_frames, latents_for
-    from vidtool.autoencoders.tiling import default_tiling
-    from vidtool.errors import UserError
-
-    tf = tensorfile.load(source, kinds=["latents", "keyframes", "tokens", "motion"])
-    if content is not None and tf.kind != "motion":
-        raise UserError(f"--content renders LaMD motion on an image; {source} holds {tf.kind}, not motion")
-    if tf.model is None:
-        raise UserError(f"{source}: no 'vidtool.model' record, so the decoder is unknown; pass --model DIR")
-    if model:
-        folder = Path(model)
-        if not checkpoint.shares_codes(folder, tf.model):
-            raise UserError(f"{source} was written by {tf.model}, but --model {folder} is {checkpoint.model_tag(folder)}; "
-                            "decode with the model that encoded it")
-    else:
-        folder = model_store.find_by_tag(tf.model, hint=tf.extra.get("model_path"))
-    device = resolve_device()
-    ae = checkpoint.from_pretrained(folder, device=device)
-    if tf.kind == "motion":  # LaMD: z_m + a content image (stages/lamd.py)
-        from stages.lamd import decode_motion
-
-        clip = decode_motion(tf, ae, content, device)
-    else:
-        from vidtool.memory import with_retry
-
-        with torch.inference_mode():
-            latents = latents_for(ae, tf.kind, tf.main)
-            b, _, t, h, w = latents.shape
-            tiling = planned_tiling(ae, (b, t, h, w), default_tiling(ae, chunk, context, tile), max_memory,
-                                    device, spatial=True)
-            clip = with_retry(lambda tl: np.concatenate(list(decode_frames(ae, latents, tl, device)), axis=1),
-                              tiling, h, w, spatial=True, what="decode")
-    clip = clip[:, : tf.params.get("frames", clip.shape[1])]
-    fps = tf.fps or 8.0
-    suffix = Path(out).suffix.lower() if out != "-" else ""
-    if suffix in MEDIA:
-        if clip.shape[0] == 1:
-            video.write_video(out, clip[0], fps)
-        else:
-            for i, one in enumerate(clip):
-                video.write_video(Path(out).with_name(f"{Path(out).stem}-{i}{suffix}"), one, fps)
-        return
-    decoded = tensorfile.TensorFile(kind="video", tensors={"video": torch.from_numpy(clip)}, model=tf.model, fps=fps,
-                                    prompt=tf.prompt, seed=tf.seed, params=tf.params, parents=[tf.digest])
-    prompts = tf.prompts()
-    if prompts is not None:
-        decoded.set_prompts(prompts)
-    tensorfile.save(decoded, out)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from pathlib import Path
+
 from stages import coding_options as opt
 
 app = typer.Typer(add_completion=False)
@@ -42,7 +44,80 @@ def decode(
     max_memory: str = typer.Option(None, "--max-memory", help="Memory budget (e.g. 6G, 512M, or auto = from the "
                                                               "device): picks --chunk/--tile sizes that fit under it."),
 ) -> None:
-    from stages.autoencode import decode_file
-
     decode_file(source, out, model=model, chunk=chunk, tile=tile, content=content, max_memory=max_memory,
                 context=context)
+
+
+def decode_file(source: str, out: str, *, model: str | None, chunk: int | None, tile: int | None,
+                content: str | None = None, max_memory: str | None = None, context: int | None = None) -> None:
+    import numpy as np
+    import torch
+
+    from stages.autoencode import MEDIA, planned_tiling
+    from stages.context import resolve_device
+    from vidtool import checkpoint, model_store, tensorfile, video
+    from vidtool.autoencoders.apply import decode_frames, latents_for
+    from vidtool.autoencoders.tiling import default_tiling
+    from vidtool.errors import UserError
+
+    tf = tensorfile.load(source, kinds=["latents", "keyframes", "tokens", "motion"])
+    if content is not None and tf.kind != "motion":
+        raise UserError(f"--content renders LaMD motion on an image; {source} holds {tf.kind}, not motion")
+    if tf.model is None:
+        raise UserError(f"{source}: no 'vidtool.model' record, so the decoder is unknown; pass --model DIR")
+    if model:
+        folder = Path(model)
+        if not checkpoint.shares_codes(folder, tf.model):
+            raise UserError(f"{source} was written by {tf.model}, but --model {folder} is {checkpoint.model_tag(folder)}; "
+                            "decode with the model that encoded it")
+    else:
+        folder = model_store.find_by_tag(tf.model, hint=tf.extra.get("model_path"))
+    device = resolve_device()
+    ae = checkpoint.from_pretrained(folder, device=device)
+    if tf.kind == "motion":  # LaMD: z_m on its own first frame, or on --content (motion transfer)
+        clip = _render_motion(tf, ae, content)
+    else:
+        from vidtool.memory import with_retry
+
+        with torch.inference_mode():
+            latents = latents_for(ae, tf.kind, tf.main)
+            b, _, t, h, w = latents.shape
+            tiling = planned_tiling(ae, (b, t, h, w), default_tiling(ae, chunk, context, tile), max_memory,
+                                    device, spatial=True)
+            clip = with_retry(lambda tl: np.concatenate(list(decode_frames(ae, latents, tl, device)), axis=1),
+                              tiling, h, w, spatial=True, what="decode")
+    clip = clip[:, : tf.params.get("frames", clip.shape[1])]
+    fps = tf.fps or 8.0
+    suffix = Path(out).suffix.lower() if out != "-" else ""
+    if suffix in MEDIA:
+        if clip.shape[0] == 1:
+            video.write_video(out, clip[0], fps)
+        else:
+            for i, one in enumerate(clip):
+                video.write_video(Path(out).with_name(f"{Path(out).stem}-{i}{suffix}"), one, fps)
+        return
+    decoded = tensorfile.TensorFile(kind="video", tensors={"video": torch.from_numpy(clip)}, model=tf.model, fps=fps,
+                                    prompt=tf.prompt, seed=tf.seed, params=tf.params, parents=[tf.digest])
+    prompts = tf.prompts()
+    if prompts is not None:
+        decoded.set_prompts(prompts)
+    tensorfile.save(decoded, out)
+
+
+def _render_motion(tf, vae, content: str | None):
+    import torch
+
+    from vidtool.errors import UserError
+    from vidtool.pipelines.lamd import render
+    from vidtool.video import read_image
+
+    z_m = tf["motion"]
+    if content is not None:
+        size = z_m.shape[2] * vae.spatial_factor if z_m.ndim == 4 else 0
+        pixels = torch.from_numpy(read_image(Path(content), size)).expand(z_m.shape[0], -1, -1, -1)
+    elif "content" in tf.tensors:
+        pixels = tf["content"]
+    else:
+        raise UserError("this motion file holds no content image; pass --content IMAGE")
+    with torch.inference_mode():
+        return render(vae, z_m, pixels).frames

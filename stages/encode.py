@@ -57,9 +57,7 @@ def encoder_command(role: str, model_help: str):
         from stages.encode_manifest import check_manifest_options, encode_manifest
 
         if family is not None:
-            from stages.lamd import model_for_family
-
-            model = model_for_family(family, model)
+            model = _model_of_family(family, model)
         check_manifest_options(source, out, manifest, out_dir, shard)
         if manifest is not None:
             encode_manifest(manifest, out_dir, shard_option=shard, retry_errors=retry_errors, model=model, fps=fps,
@@ -75,3 +73,16 @@ def encoder_command(role: str, model_help: str):
 
 
 app.command("encode", help=HELP)(encoder_command("encode", "Model folder; default: the bundled cm-vae."))
+
+
+def _model_of_family(family: str, model: str | None) -> str:
+    """`--family F`: the bundled default of F, unless --model names a folder (which must be of family F)."""
+    from vidtool import checkpoint, model_store
+    from vidtool.errors import UserError
+
+    if model is None:
+        return str(model_store.default_model(family))
+    found = checkpoint.read_config(model)["family"]
+    if found != family:
+        raise UserError(f"--model {model} is a {found} model, not {family}; drop --family or pass a {family} folder")
+    return model

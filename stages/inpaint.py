@@ -47,10 +47,9 @@ def inpaint(
     from stages.context import console, progress_bar, resolve_device
     from stages.media_input import read_video_input
     from vidtool import checkpoint, model_store, tensorfile, video
-    from vidtool.data.tokens import read_sketch
+    from vidtool.data.tokens import read_mask, read_sketch
     from vidtool.errors import UserError
-    from vidtool.inpainting import InpaintRequest, inpaint as run
-    from vidtool.inpainting import read_mask
+    from vidtool.pipelines.motionaura import InpaintRequest, inpaint as run
     from vidtool.text_cache import text_encoder_or_cache
 
     started = time.monotonic()

@@ -17,7 +17,9 @@ was trained on. Output: a 'latents' tensor file for `vidtool decode`, with the i
 and prompts. --times 2 interpolates twice (x16): the first pass uses --skip, later passes s = 1, as
 FusionFrames infers (2 fps -> 8 fps with s = 3, then 8 -> ~30 fps with s = 1). s is the stride
 between output frames counted in frames of a ~24 fps video. --method mfi runs the masked frame
-interpolation baseline (five U-Net images per three new frames instead of one).
+interpolation baseline (five U-Net images per three new frames instead of one); it has no bundled
+model, so it needs --model. --scheduler picks the sampler (diffusers: ddim, ddpm, dpm++, unipc,
+euler).
 
 Examples:
 
@@ -27,6 +29,8 @@ Examples:
 
   vidtool interpolate keyframes.safetensors --times 2 --seed 3 -o z30fps.safetensors
 
+  vidtool interpolate keyframes.safetensors --scheduler dpm++ --steps 10 -o z.safetensors
+
   vidtool interpolate keyframes.safetensors --method mfi --model runs/interp-mfi -o z.safetensors"""
 
 
@@ -35,38 +39,42 @@ class Method(str, Enum):
     mfi = "mfi"
 
 
-# method -> (model family, model_store default role)
-METHODS = {Method.fusionframes: ("interp", "interpolate"), Method.mfi: ("interp-mfi", "interpolate-mfi")}
-LATER_SKIP = 1  # §5: s = 1 for the second interpolation pass
-
-
 @app.command("interpolate", help=HELP)
 def interpolate(
     source: str = typer.Argument("-", help="A 'keyframes' or 'latents' tensor file, or - for stdin."),
     out: str = typer.Option("-", "--out", "-o", help="Output tensor file, or - for stdout."),
     model: str = typer.Option(None, "--model", "-m", help="Interpolation model folder; default: the bundled one."),
-    steps: int = typer.Option(25, min=1, max=1000, help="Sampling steps (DDIM) per pass."),
+    steps: int = typer.Option(25, min=1, max=1000, help="Sampling steps per pass."),
     skip: int = typer.Option(3, min=1, max=12, help="Skip-frame s of the first pass (§5: 3)."),
     tp: int = typer.Option(0, min=0, max=250, help="Perturbation level of the keyframes (§5: 0)."),
     guidance: float = typer.Option(0.25, min=0.0, max=10.0, help="Context guidance weight w (Eq. 5)."),
     seed: int = typer.Option(0, help="Random seed."),
     method: Method = typer.Option(Method.fusionframes, help="fusionframes, or mfi (the masked baseline)."),
     times: int = typer.Option(1, min=1, max=3, help="Passes: 1 gives 4T-3 frames, 2 gives 16T-15."),
+    scheduler: str = typer.Option("ddim", help="Sampler: ddim, ddpm, dpm++, unipc or euler."),
 ) -> None:
     import torch
 
     from stages.context import progress_bar, resolve_device
     from vidtool import checkpoint, model_store, tensorfile
+    from vidtool.diffusion.schedulers import SAMPLERS
     from vidtool.errors import UserError
+    from vidtool.families import by_option
+    from vidtool.pipelines.fusionframes import LATER_SKIP, interpolate as run
 
+    if scheduler not in SAMPLERS:
+        raise UserError(f"unknown --scheduler {scheduler!r}; known: {', '.join(SAMPLERS)}")
     tf = tensorfile.load(source)
     if tf.kind == "video":
         raise UserError(f"{source} holds video frames; interpolate works on latents: encode them first "
                         "(vidtool encode in.mp4 | vidtool interpolate)")
     if tf.kind not in ("keyframes", "latents"):
         raise UserError(f"{source}: this stage takes keyframes or latents, not '{tf.kind}'")
-    family, role = METHODS[method]
-    folder = Path(model) if model else model_store.default_model(role)
+    family = by_option("interpolate", method.value).name
+    if model is None and method is Method.mfi:
+        raise UserError("--method mfi has no bundled model: pass --model with an interp-mfi folder "
+                        "(vidtool train-denoiser --family interp-mfi --base T2I_DIR ...)")
+    folder = Path(model) if model else model_store.default_model(family)
     config = checkpoint.read_config(folder)  # checked before the (slower) model load
     if config["family"] != family:
         raise UserError(f"--model {folder} is a {config['family']} model; --method {method.value} needs an {family} model")
@@ -80,14 +88,13 @@ def interpolate(
     if keyframes.shape[2] < 2:
         raise UserError(f"{source} has {keyframes.shape[2]} frame; interpolation needs at least 2")
     skips = [skip] + [LATER_SKIP] * (times - 1)
-    generator = torch.Generator(device).manual_seed(seed)
-    latents = keyframes
     with progress_bar("interpolating", steps * times) as done, torch.inference_mode():
-        for i, s in enumerate(skips):
-            latents = interpolator.interpolate(latents, steps=steps, skip=s, tp=tp, guidance=guidance,
-                                               generator=generator, progress=lambda n, i=i: done(i * steps + n))
+        latents = run(interpolator, keyframes, steps=steps, skip=skip, tp=tp, guidance=guidance, times=times,
+                      scheduler=scheduler, generator=torch.Generator(device).manual_seed(seed), progress=done).latents
     params = {"frames": int(latents.shape[2]), "steps": steps, "skip": skips, "tp": tp, "guidance": guidance,
               "method": method.value, "times": times, "input_params": tf.params}
+    if scheduler != "ddim":
+        params["sampler"] = scheduler
     if "generator" in tf.extra:  # the keyframe generator; `generator` now names the interpolator
         params["input_generator"] = tf.extra["generator"]
     extra = {"generator": checkpoint.model_tag(folder)}

@@ -81,11 +81,17 @@ def train_denoiser(
 ) -> None:
     import torch
 
+    from stages.context import progress_bar, resolve_device
+    from vidtool.data.training_sets import training_set
     from vidtool.errors import UserError
-    from vidtool.generators.build import BASES, TOKEN_FAMILIES, build_generator
+    from vidtool.families import REGISTRY, trainable
+    from vidtool.generators.build import build_generator
 
-    if family in BASES and base is None:  # before minutes of encoding
-        raise UserError(f"{family} extends a trained {BASES[family]} model: pass --base DIR (a {BASES[family]} model folder)")
+    if family not in trainable():
+        raise UserError(f"unknown generator family {family!r}; known: {', '.join(trainable())}")
+    entry = REGISTRY[family]
+    if entry.base and base is None:  # before minutes of encoding
+        raise UserError(f"{family} extends a trained {entry.base} model: pass --base DIR (a {entry.base} model folder)")
     if embeddings is not None:  # a cache goes wherever an encoder path goes (vidtool.text_cache)
         if text_encoder is not None:
             raise UserError("give --text-encoder or --embeddings (a text cache), not both")
@@ -94,17 +100,11 @@ def train_denoiser(
         if family != "spectral":
             raise UserError("--no-fft belongs to --family spectral (spectral-inpaint takes its base's setting)")
         set_ = [*set_, "fft=false"]
-    if family in TOKEN_FAMILIES:
-        dataset = _token_dataset(family, data, token_set or out / "token-set.safetensors", tokenizer,
-                                 text_encoder=text_encoder, frames=frames, size=size, fps=fps)
-    elif family == "dmg":  # LaMD: motion latents of an mcd-vae (stages/lamd.py)
-        from stages.lamd import motion_dataset
-
-        dataset = motion_dataset(data, latent_set or out / "motion-set.safetensors", vae, text_encoder=text_encoder,
-                                 size=size, fps=fps)
-    else:
-        dataset = _latent_dataset(data, latent_set or out / "latent-set.safetensors", vae,
-                                  text_encoder=text_encoder, frames=frames, size=size, fps=fps)
+    cache = {"tokens": token_set, "latents": latent_set, "motion": latent_set}[entry.trains_on]
+    default_cache = {"tokens": "token-set", "latents": "latent-set", "motion": "motion-set"}[entry.trains_on]
+    dataset = training_set(entry, data, cache or out / f"{default_cache}.safetensors",
+                           tokenizer if entry.trains_on == "tokens" else vae, text_encoder=text_encoder, frames=frames,
+                           size=size, fps=fps, device=resolve_device(), progress_bar=progress_bar)
     torch.manual_seed(seed)
     model = build_generator(family, preset, set_, base, dataset.info)
     _check_base_data(model, base, dataset)
@@ -114,58 +114,6 @@ def train_denoiser(
                      grad_accum=grad_accum, lr=lr, warmup=warmup, schedule=schedule, ema=ema, seed=seed,
                      checkpoint_every=checkpoint_every, workers=workers, resume=resume, strategy=strategy,
                      activation_checkpointing=activation_checkpointing)
-
-
-def _latent_dataset(data: list[Path], latent_set: Path, vae: Path | None, *, text_encoder: Path | None, frames: int,
-                    size: int, fps: float | None):
-    from stages.context import progress_bar, resolve_device
-    from vidtool.data.latents import LatentDataset, build_latent_set
-    from vidtool.errors import UserError
-    from vidtool.model_store import default_model
-
-    if not latent_set.is_file():
-        if not data:
-            raise UserError(f"no latent set at {latent_set}: pass --data MANIFEST to build it (or --latent-set FILE)")
-        vae_folder = vae or default_model("encode")
-        with progress_bar("encoding clips", None) as done:
-            build_latent_set(list(data), vae_folder, latent_set, frames=frames, size=size, fps=fps,
-                             text_encoder_path=text_encoder, device=resolve_device(), progress=done)
-    dataset = LatentDataset(latent_set)
-    if vae is not None:
-        from vidtool.checkpoint import shares_codes
-
-        if not shares_codes(vae, dataset.info.vae):
-            raise UserError(f"{latent_set} was encoded by {dataset.info.vae}, not by --vae {vae}; "
-                            "pass another --latent-set path to build a new one")
-    return dataset
-
-
-def _token_dataset(family: str, data: list[Path], token_set: Path, tokenizer: Path | None, *,
-                   text_encoder: Path | None, frames: int, size: int, fps: float | None):
-    from stages.context import progress_bar, resolve_device
-    from vidtool.checkpoint import shares_codes
-    from vidtool.data.tokens import TokenDataset, build_token_set
-    from vidtool.errors import UserError
-    from vidtool.model_store import default_model
-
-    from vidtool.data.manifest import read_manifest
-
-    inpainting = family == "spectral-inpaint"
-    if not token_set.is_file():
-        if not data:
-            raise UserError(f"no token set at {token_set}: pass --data MANIFEST to build it (or --token-set FILE)")
-        # Clips with object masks also get the inpainting inputs, so that one token set serves the
-        # generator and, later, its inpainting adapter.
-        with_masks = inpainting or all("mask" in record for m in data for record in read_manifest(m))
-        with progress_bar("tokenizing clips", None) as done:
-            build_token_set(list(data), tokenizer or default_model("motionaura-tokenizer"), token_set, frames=frames,
-                            size=size, fps=fps, text_encoder_path=text_encoder, inpainting=with_masks, device=resolve_device(),
-                            progress=done)
-    dataset = TokenDataset(token_set, inpainting=inpainting)
-    if tokenizer is not None and not shares_codes(tokenizer, dataset.info.tokenizer):
-        raise UserError(f"{token_set} was tokenized by {dataset.info.tokenizer}, not by --tokenizer {tokenizer}; "
-                        "pass another --token-set path to build a new one")
-    return dataset
 
 
 def _warm_start(model, family: str, init: Path) -> None:

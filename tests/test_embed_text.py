@@ -78,7 +78,7 @@ def test_a_prompt_missing_from_the_cache_is_a_user_error(prompt_file, tmp_path):
 
 
 def test_generate_with_the_cache_never_loads_an_encoder_and_matches_it(prompt_file, tmp_path, monkeypatch):
-    from stages.generate import sample
+    from stages.sample_prompts import sample
     from vidtool.model_store import default_model
     from vidtool.text_cache import embed
 

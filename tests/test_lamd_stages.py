@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from stages.lamd import image_to_model
+from vidtool.pipelines.lamd import image_to_model
 from tests.conftest import one_line_error
 from vidtool import checkpoint, tensorfile
 from vidtool.data.shapes import COLORS, ShapeClip, render_shape_clip

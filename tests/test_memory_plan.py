@@ -77,7 +77,8 @@ def test_out_of_memory_retries_once_with_smaller_tiles_and_says_so():
 
 
 def test_decode_stage_survives_a_simulated_out_of_memory(tmp_path, monkeypatch, capsys):
-    from stages.autoencode import decode_file, load_encoder
+    from stages.autoencode import load_encoder
+    from stages.decode import decode_file
     from vidtool import tensorfile
 
     torch.set_num_threads(1)
@@ -107,7 +108,7 @@ def test_decode_stage_survives_a_simulated_out_of_memory(tmp_path, monkeypatch, 
 
 
 def test_generate_splits_a_batch_that_runs_out_of_memory_and_gets_the_same_samples(tmp_path, monkeypatch, capsys):
-    from stages.generate import sample
+    from stages.sample_prompts import sample
     from vidtool import checkpoint, tensorfile
     from vidtool.memory import retry_in_halves
     from vidtool.model_store import default_model

@@ -317,7 +317,7 @@ def test_mask_and_sketch_files_are_read_in_every_documented_form(tmp_path):
 
     from vidtool.data.tokens import read_sketch
     from vidtool.errors import UserError
-    from vidtool.inpainting import read_mask
+    from vidtool.data.tokens import read_mask
 
     hole = np.zeros((32, 32), dtype=np.uint8)
     hole[8:16, 8:24] = 255

@@ -16,25 +16,13 @@ from typing import Any
 
 from vidtool.atomic import atomic_path, atomic_write_text
 from vidtool.errors import UserError
+from vidtool.families import REGISTRY
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
-# family -> "module:Class". Families added by later work register here.
-FAMILIES: dict[str, str] = {
-    "mbq-vae": "vidtool.autoencoders.mbq_vae:MBQVAE",
-    "cm-vae": "vidtool.autoencoders.cm_vae:CMVAE",
-    "mcd-vae": "vidtool.autoencoders.mcd_vae:MCDVAE",
-    "dmg": "vidtool.generators.dmg:DMGModel",
-    "movq-temporal": "vidtool.autoencoders.movq_temporal:MoVQTemporal",
-    "t2i": "vidtool.generators.t2i:T2IModel",
-    "harivo": "vidtool.generators.harivo:HarivoModel",
-    "keyframes": "vidtool.generators.keyframes:KeyframeModel",
-    "interp": "vidtool.generators.interpolation:InterpolationModel",
-    "interp-mfi": "vidtool.generators.masked_interpolation:MaskedInterpolationModel",
-    "spectral": "vidtool.generators.spectral_transformer:SpectralTransformer",
-    "spectral-inpaint": "vidtool.generators.spectral_inpaint:SpectralInpaintModel",
-}
+# family -> "module:Class", from the one registry (vidtool/families.py).
+FAMILIES: dict[str, str] = {name: entry.model for name, entry in REGISTRY.items()}
 
 
 def model_class(family: str) -> type:

@@ -15,28 +15,6 @@ from vidtool.errors import UserError
 
 BUNDLED = Path(__file__).parent / "defaults"
 
-# What a stage uses when the user names no model.
-DEFAULTS: dict[str, str] = {
-    # FusionFrames' MoVQ (image stage) is the default autoencoder: the bundled generators work in its
-    # latent space. MotionAura's 3D-MBQ-VAE is the default tokenizer (x4 in time as well).
-    "encode": "movq-tiny",
-    "tokenize": "mbq-vae-tiny",
-    # The token space the bundled MotionAura generators were trained in (2**10 codes: a generator's
-    # output layer is as wide as the codebook), so retraining one reproduces the bundled setup; the
-    # default tokenizer above reconstructs better with 2**16 codes.
-    "motionaura-tokenizer": "mbq-vae-tiny-v1",
-    "generate": "keyframes-tiny",
-    "harivo": "harivo-tiny",
-    "interpolate": "interp-tiny",
-    "interpolate-mfi": "interp-mfi-tiny",
-    "motionaura": "motionaura-tiny",
-    "inpaint": "motionaura-inpaint-tiny",
-    # LaMD: the image-to-video motion generator and its motion-content autoencoder.
-    "lamd": "dmg-tiny",
-    "mcd-vae": "mcd-vae-tiny",
-}
-
-
 def search_paths() -> list[Path]:
     extra = [Path(p) for p in os.environ.get("VIDTOOL_MODELS", "").split(os.pathsep) if p]
     return [*extra, BUNDLED]
@@ -53,7 +31,19 @@ def _model_folders() -> list[Path]:
 
 
 def default_model(role: str) -> Path:
-    name = DEFAULTS[role]
+    """The bundled folder a stage uses when no --model is given: `role` is a stage role
+    (`vidtool.families.ROLES`, e.g. "encode") or a family name (its registered default)."""
+    from vidtool.families import ROLES, family
+
+    entry = family(ROLES.get(role, role))
+    if entry.default is None:
+        raise UserError(f"no bundled {entry.name} model; pass --model DIR with one you trained "
+                        f"(vidtool train-{'denoiser' if entry.trains_on else 'vae'} --family {entry.name})")
+    return bundled(entry.default)
+
+
+def bundled(name: str) -> Path:
+    """The installed folder called `name` (vidtool/defaults/NAME, or one on $VIDTOOL_MODELS)."""
     for root in search_paths():
         if (root / name / WEIGHTS_NAME).is_file():
             return root / name

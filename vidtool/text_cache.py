@@ -107,3 +107,15 @@ def is_cache(path: str | Path) -> bool:
     if path.is_dir():
         return not (path / "config.json").is_file() and any(path.glob("*.safetensors"))
     return path.suffix == ".safetensors"
+
+
+def matching_encoder(cache: str | Path | None, encoder_path: str | Path | None, *, folder: str | Path,
+                     trained_with: str, dim: int, device: str = "cpu",
+                     max_length: int | None = None) -> TextEncoder | EmbeddingCache:
+    """`text_encoder_or_cache`, refused when its token width is not the `dim` the model in `folder`
+    was trained with (`trained_with` names that encoder in the message)."""
+    encoder = text_encoder_or_cache(cache, encoder_path, device=device, max_length=max_length)
+    if encoder.dim != dim:
+        raise UserError(f"{folder} was trained with {trained_with} ({dim}-d tokens); the text encoder {encoder.path} "
+                        f"gives {encoder.dim}-d tokens; pass the matching --text-encoder")
+    return encoder

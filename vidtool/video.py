@@ -444,3 +444,20 @@ def psnr(a, b) -> float:
     mse = np.mean((a - b) ** 2)
     # Identical arrays have infinite PSNR; a finite cap keeps means over clips and comparisons sane.
     return 100.0 if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def read_image(path: Path, size: int) -> np.ndarray:
+    """An image file -> uint8 [1, size, size, 3] (short side resized, centre square crop)."""
+    from PIL import UnidentifiedImageError
+
+    if not Path(path).is_file():
+        raise UserError(f"no such image: {path}")
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            side = min(im.size)
+            box = ((im.width - side) / 2, (im.height - side) / 2, (im.width + side) / 2, (im.height + side) / 2)
+            rgb = np.array(im if im.size == (size, size) else im.resize((size, size), Image.Resampling.LANCZOS, box=box))
+    except (UnidentifiedImageError, OSError) as e:
+        raise UserError(f"{path} is not a readable image ({e}); pass a .png or .jpg") from e
+    return rgb[None]

@@ -210,3 +210,33 @@ class TokenDataset(torch.utils.data.Dataset):
                         sketch=rearrange(t["sketch"][index].float(), "h w -> 1 h w"))
         return item
 
+
+def read_mask(path: Path, frames: int, size: tuple[int, int]) -> np.ndarray:
+    """A mask file → bool [frames, H, W]: an .npz with 'mask' [T, H, W], a 'mask' tensor file, or one
+    image (nonzero = paint) used for every frame. Resized (nearest) to the video's frame size."""
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise UserError(f"no such mask file: {path}")
+    if suffix == ".npz":
+        with np.load(path) as data:
+            native = data["mask"].shape[1:] if "mask" in data else size
+        masks = read_masks(path, frames, tuple(native))
+    elif suffix == ".safetensors":
+        from vidtool import tensorfile
+
+        masks = tensorfile.load(path, kinds=["mask"]).main[0].numpy() > 0
+    else:
+        from PIL import Image
+
+        try:
+            image = np.asarray(Image.open(path).convert("L")) > 127
+        except OSError as e:
+            raise UserError(f"cannot read the mask image {path}: {e}") from e
+        masks = np.repeat(image[None], frames, axis=0)
+    if len(masks) < frames:
+        masks = np.concatenate([masks, np.repeat(masks[-1:], frames - len(masks), axis=0)])
+    masks = torch.from_numpy(np.ascontiguousarray(masks[:frames])).float()[:, None]
+    masks = F.interpolate(masks, size=size, mode="nearest")[:, 0] > 0.5
+    if not masks.any():
+        raise UserError(f"the mask {path} is empty: mark the region to paint with nonzero pixels")
+    return masks.numpy()

@@ -10,7 +10,7 @@ Per step, Algorithm 1:
   3. S = median_j ||D_j||^2 / log(F - 1)
   4. G = 2 exp(-||D||^2 / S) D / S * omega,  omega = sqrt((1 - abar_t) / abar_t)
   5. eps <- eps + alpha concat(0, G)
-then the DDIM update with that eps. Line 4 is the closed form of the gradient of Eq. 7's kernel
+then the scheduler's update with that eps (DDIM in the paper). Line 4 is the closed form of the gradient of Eq. 7's kernel
 sum with respect to the later frame of each pair (2 sigma^2 = S), so it pulls frame j's predicted
 clean latent towards frame j-1's.
 """
@@ -62,31 +62,28 @@ def mitigating_gradient(x: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Ten
     return torch.cat([torch.zeros_like(g[:, :, :1]), g], dim=2)
 
 
-@torch.no_grad()
-def sample(denoise: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]], noise: torch.Tensor,
-           schedule: NoiseSchedule, *, steps: int = 25, cfg: float | CfgSchedule = CfgSchedule(),
-           alpha: float = 40.0, progress: Callable[[int], None] | None = None) -> torch.Tensor:
-    """DDIM from `noise` [B, C, F, h, w] with CFG (App. D schedule) and MG guidance of strength
-    `alpha` (§4: 40); returns the final (still scaled) latents. alpha = 0 is plain CFG sampling.
-    `progress(k)` is called after step k."""
+def guided_denoiser(denoise: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+                    schedule: NoiseSchedule, *, frames: int, cfg: float | CfgSchedule = CfgSchedule(),
+                    alpha: float = 40.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Algorithm 1 lines 1-5 as a denoise function for `vidtool.diffusion.sampling.sample`:
+    `denoise(x, t) -> (cond, uncond)` epsilon predictions in, the guided epsilon out, with CFG
+    (App. D schedule) and MG guidance of strength `alpha` (§4: 40; 0 is plain CFG). Line 6 (the
+    DDIM update, or any other scheduler's) is the sampler's."""
     if schedule.prediction_type != "epsilon":
         raise ValueError("MG sampling (Algorithm 1) works on epsilon predictions; this model predicts "
                          f"{schedule.prediction_type}")
-    frames = noise.shape[2]
     if alpha != 0 and frames < 3:
         raise ValueError(f"MG sampling needs at least 3 frames (S divides by log(F - 1)); got {frames}: pass alpha=0")
     cfg = as_cfg_schedule(cfg)
-    scheduler = schedule.sampler("ddim")
-    scheduler.set_timesteps(steps)
-    alphas_cumprod = scheduler.alphas_cumprod.to(noise.device, noise.dtype)
-    x = noise
-    for k, t in enumerate(scheduler.timesteps, start=1):
-        cond, uncond = denoise(x, torch.full((x.shape[0],), int(t), device=x.device))
-        eps = guide(cond, uncond, cfg_weight(cfg.scale(int(t), schedule.train_timesteps)))  # line 1
-        g = mitigating_gradient(x, eps, alphas_cumprod[int(t)]) if frames >= 3 else torch.zeros_like(eps)
+    alphas_cumprod = schedule.training_scheduler().alphas_cumprod
+
+    def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        step = int(round(float(t[0])))  # Euler's float timesteps read the nearest discrete abar
+        cond, uncond = denoise(x, t)
+        eps = guide(cond, uncond, cfg_weight(cfg.scale(step, schedule.train_timesteps)))  # line 1
+        alpha_bar = alphas_cumprod[step].to(x.device, x.dtype)
+        g = mitigating_gradient(x, eps, alpha_bar) if frames >= 3 else torch.zeros_like(eps)
         # Line 5 as guidance: extrapolate eps away from the prediction without the MG term.
-        eps = guide(eps, eps - g, alpha)
-        x = scheduler.step(eps, t, x).prev_sample
-        if progress:
-            progress(k)
-    return x
+        return guide(eps, eps - g, alpha)
+
+    return guided

@@ -36,17 +36,26 @@ class NoiseSchedule:
         return DDPMScheduler(**self._kwargs())
 
     def sampler(self, kind: str = "ddim"):
-        """A fresh sampling scheduler: "ddim" (deterministic, eta 0) or "ddpm"."""
-        from diffusers import DDIMScheduler, DDPMScheduler
+        """A fresh sampling scheduler over these betas, by name (`SAMPLERS`): "ddim" (deterministic,
+        eta 0), "ddpm" (ancestral), "dpm++" (DPM-Solver++ 2M), "unipc" (UniPC) or "euler" (Euler)."""
+        import diffusers
 
-        if kind == "ddim":
-            # "trailing" spacing reaches t = T-1 at the first step, so few-step sampling starts from
-            # pure noise, and no final-alpha shortcut is needed at the end.
-            return DDIMScheduler(**self._kwargs(), clip_sample=False, set_alpha_to_one=False,
-                                 timestep_spacing="trailing")
-        if kind == "ddpm":
-            return DDPMScheduler(**self._kwargs(), clip_sample=False, timestep_spacing="trailing")
-        raise ValueError(f"unknown sampler {kind!r}; known: ddim, ddpm")
+        if kind not in SAMPLERS:
+            raise ValueError(f"unknown sampler {kind!r}; known: {', '.join(SAMPLERS)}")
+        cls_name, options = SAMPLERS[kind]
+        # "trailing" spacing reaches t = T-1 at the first step, so few-step sampling starts from
+        # pure noise, and no final-alpha shortcut is needed at the end.
+        return getattr(diffusers, cls_name)(**self._kwargs(), **options, timestep_spacing="trailing")
+
+
+# Sampler name (the CLI's --scheduler) -> diffusers scheduler class and its options.
+SAMPLERS: dict[str, tuple[str, dict]] = {
+    "ddim": ("DDIMScheduler", {"clip_sample": False, "set_alpha_to_one": False}),
+    "ddpm": ("DDPMScheduler", {"clip_sample": False}),
+    "dpm++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+    "euler": ("EulerDiscreteScheduler", {}),
+}
 
 
 def diffusion_pair(schedule: NoiseSchedule, clean: torch.Tensor, generator: torch.Generator | None = None,

@@ -14,31 +14,18 @@ from typing import Any
 
 from vidtool.errors import UserError
 
-# family -> module with build(); families added by later work register here.
-BUILDERS: dict[str, str] = {
-    "t2i": "vidtool.generators.t2i",
-    "harivo": "vidtool.generators.harivo",
-    "keyframes": "vidtool.generators.keyframes",
-    "interp": "vidtool.generators.interpolation",
-    "interp-mfi": "vidtool.generators.masked_interpolation",
-    "spectral": "vidtool.generators.spectral_transformer",
-    "spectral-inpaint": "vidtool.generators.spectral_inpaint",
-    "dmg": "vidtool.generators.dmg",
-}
-# Families that extend a frozen trained model (train-denoiser --base DIR) → the family that base is.
-BASES = {"keyframes": "t2i", "interp": "t2i", "interp-mfi": "t2i", "harivo": "t2i", "spectral-inpaint": "spectral"}
-# Families trained on token ids of a quantized tokenizer (a token set) instead of continuous latents.
-TOKEN_FAMILIES = {"spectral", "spectral-inpaint"}
-
 
 def build_generator(family: str, preset: str, overrides: list[str], base: Path | None, data: Any):
     """`overrides` are `--set KEY=VALUE` strings, checked against the family's config fields."""
     from vidtool.autoencoders.build import parse_overrides
     from vidtool.checkpoint import model_class
 
-    if family not in BUILDERS:
-        raise UserError(f"unknown generator family {family!r}; known: {', '.join(sorted(BUILDERS))}")
-    wanted = BASES.get(family)
+    from vidtool.families import REGISTRY, trainable
+
+    if family not in trainable():
+        raise UserError(f"unknown generator family {family!r}; known: {', '.join(sorted(trainable()))}")
+    entry = REGISTRY[family]
+    wanted = entry.base
     if wanted and base is None:
         raise UserError(f"{family} extends a trained {wanted} model: pass --base DIR (a {wanted} model folder)")
     base_model = None
@@ -52,7 +39,7 @@ def build_generator(family: str, preset: str, overrides: list[str], base: Path |
             raise UserError(f"--base {base} is a {found} model; {family} extends a {wanted} folder")
         base_model = from_pretrained(base)
         base_model.source_folder = Path(base).resolve()
-    module = importlib.import_module(BUILDERS[family])
+    module = importlib.import_module(entry.module)
     values = parse_overrides(overrides, model_class(family).config_class)
     try:
         return module.build(preset, values, base_model, data)

@@ -29,15 +29,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange, repeat
+from einops import rearrange
 from torch import nn
 
-from vidtool.diffusion.guidance import cfg_weight, guide
-from vidtool.diffusion.noise import initial_noise
 from vidtool.diffusion.schedulers import NoiseSchedule, diffusion_pair
 from vidtool.errors import UserError
 from vidtool.generators.t2i import schedule_from_dict
@@ -157,7 +154,7 @@ class DMGModel(nn.Module):
 
     # --- conditions -----------------------------------------------------------------------------
 
-    def _check(self, content: torch.Tensor, text: torch.Tensor | None, label: torch.Tensor | None) -> None:
+    def check_inputs(self, content: torch.Tensor, text: torch.Tensor | None, label: torch.Tensor | None) -> None:
         c = self.config
         if content.ndim != 4 or tuple(content.shape[1:]) != (c.content_channels, c.sample_size, c.sample_size):
             raise UserError(f"content latent must be [B, {c.content_channels}, {c.sample_size}, {c.sample_size}], got "
@@ -216,48 +213,6 @@ class DMGModel(nn.Module):
         noisy, timesteps, target = diffusion_pair(self.config.schedule, motion)
         loss = F.mse_loss(self.predict(noisy, timesteps, content, tokens, token_mask), target)
         return {"loss": loss}
-
-    # --- sampling -------------------------------------------------------------------------------
-
-    @torch.no_grad()
-    def generate(self, content: torch.Tensor, *, text: torch.Tensor | None = None, text_mask: torch.Tensor | None = None,
-                 null_text: torch.Tensor | None = None, null_mask: torch.Tensor | None = None,
-                 label: torch.Tensor | None = None, steps: int | None = None, guidance_scale: float | None = None,
-                 sampler: str = "ddpm", generator: torch.Generator | list[torch.Generator] | None = None,
-                 progress: Callable[[int], None] | None = None) -> torch.Tensor:
-        """Motion latents z_m [B, d, h, w] (unscaled, for the MCD-VAE decoder) for content latents
-        [B, d', h, w], by the reverse process on a `steps`-step subsequence (K, default the config's).
-        Guidance compares with the same content and the empty prompt / no class."""
-        self._check(content, text, label)
-        c = self.config
-        steps = steps or c.sampling_steps
-        scale = c.guidance_scale if guidance_scale is None else guidance_scale
-        b = content.shape[0]
-        cond_tokens, cond_mask = self.condition(content, text, text_mask, label)
-        guided = scale != 1.0 and (text is not None or label is not None)
-        if guided:
-            if text is not None:
-                null_text = repeat(null_text.to(text.dtype), "l d -> b l d", b=b)
-                null_mask = repeat(null_mask, "l -> b l", b=b)
-            uncond_tokens, uncond_mask = self.condition(content, null_text if text is not None else None,
-                                                        null_mask if text is not None else None, None)
-        scheduler = c.schedule.sampler(sampler)
-        scheduler.set_timesteps(steps)
-        x = initial_noise((c.motion_channels, c.sample_size, c.sample_size), b, generator).to(content.device)
-        for i, t in enumerate(scheduler.timesteps):
-            ts = torch.full((b,), int(t), device=x.device)
-            if guided:
-                both = self.predict(torch.cat([x, x]), torch.cat([ts, ts]), torch.cat([content, content]),
-                                    torch.cat([cond_tokens, uncond_tokens]), torch.cat([cond_mask, uncond_mask]))
-                cond, uncond = both.chunk(2)
-                eps = guide(cond, uncond, cfg_weight(scale))
-            else:
-                eps = self.predict(x, ts, content, cond_tokens, cond_mask)
-            x = scheduler.step(eps, t, x, generator=generator).prev_sample  # one generator per item: batch = one by one
-            if progress:
-                progress(i + 1)
-        return x / c.latent_scale
-
 
 def build(preset_name: str, overrides: dict, base, data) -> DMGModel:
     """The trainer's entry (vidtool.generators.build): geometry, scale and the VAE tag come from the

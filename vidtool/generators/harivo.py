@@ -24,15 +24,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
-from vidtool.diffusion import mitigating
-from vidtool.diffusion.noise import initial_noise
 from vidtool.diffusion.schedulers import NoiseSchedule, diffusion_pair
 from vidtool.generators.t2i import T2IConfig, T2IModel, base_config, drop_prompts
 from vidtool.nn.harivo_blocks import (FrameTokenGenerator, MappingNetwork, ProjectionHead, TemporalLayer,
@@ -266,36 +263,6 @@ class HarivoModel(nn.Module):
     def fps(self) -> float:
         """Frame rate of generated videos: that of the clips it was trained on."""
         return self.config.clip_fps
-
-    @torch.no_grad()
-    def generate(self, text: torch.Tensor, text_mask: torch.Tensor, null_text: torch.Tensor, null_mask: torch.Tensor,
-                 *, frames: int | None = None, steps: int = 25,
-                 cfg: float | mitigating.CfgSchedule | None = None,
-                 generator: torch.Generator | list[torch.Generator] | None = None, alpha: float = 40.0,
-                 progress: Callable[[int], None] | None = None) -> torch.Tensor:
-        """Videos for prompts `text` [B, L, D] by DDIM with CFG (a number: constant scale; default:
-        the config's `sampling_cfg`, else App. D's schedule) and MG sampling of strength `alpha` (0: off).
-
-        `null_text` [L, D] or [B, L, D] is the empty prompt. `generator`: one per prompt (item i's
-        noise comes from generator i alone, so a batch equals its items run one by one) or one for
-        the batch. `progress(k)` is called after step k. Returns UNSCALED latents [B, C, F, h, w]."""
-        frames = frames or self.config.frames
-        b = text.shape[0]
-        device = next(self.parameters()).device
-        shape = (self.config.base.latent_channels, frames, self.config.base.sample_size, self.config.base.sample_size)
-        noise = initial_noise(shape, b, generator)
-        if null_text.dim() == 2:
-            null_text, null_mask = repeat(null_text, "l d -> b l d", b=b), repeat(null_mask, "l -> b l", b=b)
-        texts, masks = torch.cat([text, null_text]).to(device), torch.cat([text_mask, null_mask]).to(device)
-
-        def denoise(x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return self.predict(torch.cat([x, x]), torch.cat([t, t]), texts, masks).chunk(2)
-
-        if cfg is None:
-            cfg = mitigating.CfgSchedule() if self.config.sampling_cfg is None else self.config.sampling_cfg
-        latents = mitigating.sample(denoise, noise.to(device), self.config.schedule, steps=steps, cfg=cfg,
-                                    alpha=alpha, progress=progress)
-        return latents / self.config.latent_scale
 
     def parameter_counts(self) -> dict[str, int]:
         return {"frozen t2i": parameter_count(self.base), "temporal layers": parameter_count(self.temporal),

@@ -47,14 +47,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
-from vidtool.diffusion.guidance import guide
 from vidtool.diffusion.schedulers import NoiseSchedule, diffusion_pair
 from vidtool.errors import UserError
 from vidtool.generators.t2i import T2IConfig, base_config, schedule_from_dict
@@ -360,34 +359,6 @@ class InterpolationModel(nn.Module):
         noisy, timesteps, target = diffusion_pair(self.config.schedule, c.groups.inbetweens)
         loss = F.mse_loss(self.predict(noisy, timesteps, c.keyframes, c.skip, c.level), target)
         return {"loss": loss}
-
-    @torch.no_grad()
-    def interpolate(self, keyframes: torch.Tensor, *, steps: int = 25, skip: int = 3, tp: int = 0,
-                    guidance: float = 0.25, generator: torch.Generator | None = None, sampler: str = "ddim",
-                    progress: Callable[[int], None] | None = None) -> torch.Tensor:
-        """Unscaled keyframes [B, C, T, h, w] -> unscaled [B, C, 4T-3, h, w]: the keyframes unchanged at
-        frames 4j and three generated frames between each pair. Apply it again to its own output for
-        another x4 (§5: s = 3, then s = 1)."""
-        check_inputs(keyframes, self.latent_channels, tp, self.config.max_perturbation)
-        scale = self.config.latent_scale
-        b, c, t, h, w = keyframes.shape
-        device = keyframes.device
-        level = as_batch(tp, b, device)
-        cond = perturb(self.config.schedule, keyframes * scale, level, generator)
-        x = torch.randn((b, c, FRAMES_PER_GROUP * (t - 1), h, w), generator=generator, device=device)
-        # Eq. 5: one batched pass, conditional (m = 1, tp) and unconditional (m = 0: zero keyframes, tp = 0).
-        keyframes_both = torch.cat([cond, torch.zeros_like(cond)])
-        skips, levels = as_batch(skip, 2 * b, device), torch.cat([level, torch.zeros_like(level)])
-        scheduler = self.config.schedule.sampler(sampler)
-        scheduler.set_timesteps(steps)
-        for i, step_t in enumerate(scheduler.timesteps):
-            ts = as_batch(int(step_t), 2 * b, device)
-            conditional, unconditional = self.predict(torch.cat([x, x]), ts, keyframes_both, skips, levels).chunk(2)
-            x = scheduler.step(guide(conditional, unconditional, guidance), step_t, x, generator=generator).prev_sample
-            if progress:
-                progress(i + 1)
-        return interleave(keyframes, x / scale)
-
 
 def build(preset_name: str, overrides: dict, base, data) -> InterpolationModel:
     """The trainer's entry (vidtool.generators.build): the U-Net is copied from `base` (App. 9)."""

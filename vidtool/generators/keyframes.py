@@ -38,15 +38,13 @@ import contextlib
 import dataclasses
 import functools
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
-from vidtool.diffusion.guidance import cfg_weight, guide
-from vidtool.diffusion.noise import initial_noise
 from vidtool.diffusion.schedulers import diffusion_pair
 from vidtool.errors import UserError
 from vidtool.generators.t2i import T2IConfig, T2IModel, base_config, drop_prompts
@@ -237,40 +235,6 @@ class KeyframeModel(nn.Module):
         text, mask = drop_prompts(batch, self.config.cond_dropout)
         noisy, timesteps, target = diffusion_pair(self.config.base.schedule, keyframes)
         return {"loss": F.mse_loss(self.predict(noisy, timesteps, text, mask), target)}
-
-    # --- sampling -----------------------------------------------------------------------------
-
-    @torch.no_grad()
-    def generate(self, text: torch.Tensor, text_mask: torch.Tensor, null_text: torch.Tensor, null_mask: torch.Tensor,
-                 *, frames: int | None = None, steps: int = 25, cfg: float = 5.0,
-                 generator: torch.Generator | list[torch.Generator] | None = None,
-                 progress: Callable[[int], None] | None = None) -> torch.Tensor:
-        """Keyframes for prompts `text` [B, L, D] by DDIM with classifier-free guidance.
-
-        `null_text` [L, D] or [B, L, D] is the empty prompt. `generator`: one per prompt (item i's
-        noise comes from generator i alone, so a batch equals its items run one by one) or one for
-        the batch. `progress(k)` is called after step k. Returns unscaled latents [B, C, T, h, w]."""
-        frames = frames or self.config.keyframes
-        device = self.frame_positions.weight.device
-        base = self.config.base
-        b = text.shape[0]
-        shape = (base.latent_channels, frames, base.sample_size, base.sample_size)
-        noise = initial_noise(shape, b, generator)
-        x = noise.to(device)
-        positions = self.positions(frames)
-        if null_text.dim() == 2:
-            null_text, null_mask = (repeat(v, "... -> b ...", b=b) for v in (null_text, null_mask))
-        text, mask = torch.cat([text, null_text]).to(device), torch.cat([text_mask, null_mask]).to(device)
-        scheduler = base.schedule.sampler("ddim")
-        scheduler.set_timesteps(steps)
-        for k, t in enumerate(scheduler.timesteps, start=1):
-            both = self.predict(torch.cat([x, x]), torch.full((2 * b,), int(t), device=device), text, mask, positions)
-            cond, uncond = both.chunk(2)
-            x = scheduler.step(guide(cond, uncond, cfg_weight(cfg)), t, x).prev_sample
-            if progress is not None:
-                progress(k)
-        return x / base.latent_scale
-
 
 def sample_keyframes(latents: torch.Tensor, count: int, skip: int) -> torch.Tensor:
     """`count` frames `skip` apart from each clip [B, C, T, h, w], from a random start per clip

@@ -25,10 +25,8 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
-from vidtool.diffusion.guidance import guide
 from vidtool.diffusion.schedulers import diffusion_pair
-from vidtool.generators.interpolation import (FRAMES_PER_GROUP, InterpolationConfig, VideoUNet, as_batch,
-                                              check_inputs, configure, interleave, perturb, preset,
+from vidtool.generators.interpolation import (FRAMES_PER_GROUP, InterpolationConfig, VideoUNet, configure, preset,
                                               training_conditions)
 
 WINDOW = FRAMES_PER_GROUP + 2  # keyframe, three unknown frames, keyframe
@@ -80,34 +78,6 @@ class MaskedInterpolationModel(nn.Module):
                                                   windows_of(c.groups.keyframes, c.groups.inbetweens))
         prediction = self.predict(noisy, timesteps, c.keyframes, c.skip, c.level, c.present)
         return {"loss": F.mse_loss(prediction[:, :, :, 1:-1], target[:, :, :, 1:-1])}
-
-    @torch.no_grad()
-    def interpolate(self, keyframes: torch.Tensor, *, steps: int = 25, skip: int = 3, tp: int = 0,
-                    guidance: float = 0.25, generator: torch.Generator | None = None, sampler: str = "ddim",
-                    progress=None) -> torch.Tensor:
-        """The same contract as InterpolationModel.interpolate: [B, C, T, h, w] -> [B, C, 4T-3, h, w]."""
-        check_inputs(keyframes, self.latent_channels, tp, self.config.max_perturbation)
-        scale = self.config.latent_scale
-        b, c, t, h, w = keyframes.shape
-        device = keyframes.device
-        level = as_batch(tp, b, device)
-        cond = perturb(self.config.schedule, keyframes * scale, level, generator)
-        x = torch.randn((b, c, t - 1, WINDOW, h, w), generator=generator, device=device)
-        keyframes_both = torch.cat([cond, torch.zeros_like(cond)])
-        skips, levels = as_batch(skip, 2 * b, device), torch.cat([level, torch.zeros_like(level)])
-        present = torch.arange(2 * b, device=device) < b
-        scheduler = self.config.schedule.sampler(sampler)
-        scheduler.set_timesteps(steps)
-        for i, step_t in enumerate(scheduler.timesteps):
-            ts = as_batch(int(step_t), 2 * b, device)
-            conditional, unconditional = self.predict(torch.cat([x, x]), ts, keyframes_both, skips, levels,
-                                                      present).chunk(2)
-            x = scheduler.step(guide(conditional, unconditional, guidance), step_t, x, generator=generator).prev_sample
-            if progress:
-                progress(i + 1)
-        inbetweens = rearrange(x[:, :, :, 1:-1], "b c g k h w -> b c (g k) h w")
-        return interleave(keyframes, inbetweens / scale)
-
 
 def build(preset_name: str, overrides: dict, base, data) -> MaskedInterpolationModel:
     config = preset(preset_name, **overrides)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -165,27 +164,6 @@ class SpectralInpaintModel(nn.Module):
         loss = masked_cross_entropy(logits, clean, masked)
         accuracy = ((logits.argmax(-1) == clean) & masked).sum() / masked.sum().clamp(min=1)
         return {"loss": loss, "masked_accuracy": accuracy.detach()}
-
-    @torch.inference_mode()
-    def inpaint(self, tokens: torch.Tensor, masked_tokens: torch.Tensor, region: torch.Tensor, sketch: torch.Tensor,
-                text: torch.Tensor, text_mask: torch.Tensor, null_text: torch.Tensor, null_mask: torch.Tensor, *,
-                steps: int | None = None, cfg: float | None = None, temperature: float | None = None,
-                fps: float | None = None, generator: list[torch.Generator] | None = None,
-                progress: Callable[[int], None] | None = None) -> torch.Tensor:
-        """Resample the tokens of `region` [B, T, h, w] (bool); every other token is returned unchanged."""
-        start = tokens.long().masked_fill(region.bool(), self.base.mask_id)
-        context = masked_tokens.long()
-        sketch_segment = self.sketch_tokens(sketch)
-
-        def logits_of(grid, times, fps_value, text_, mask_):
-            copies = grid.shape[0] // context.shape[0]  # 2 under classifier-free guidance
-            segment = Segment(sketch_segment.embeddings.repeat(copies, 1, 1), sketch_segment.positions)
-            return self.logits(grid, times, fps_value, text_, mask_, context.repeat(copies, 1, 1, 1), segment)
-
-        return self.base.fill(start, text, text_mask, null_text, null_mask, steps=steps, cfg=cfg,
-                              temperature=temperature, fps=fps, generator=generator, progress=progress,
-                              logits_of=logits_of)
-
 
 def build(preset_name: str, overrides: dict, base: SpectralTransformer, data) -> SpectralInpaintModel:
     """The trainer's entry: `base` is the loaded spectral model (vidtool.generators.build)."""

@@ -24,14 +24,13 @@ the region of held-in shapes clips) before any adapter training.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from vidtool.diffusion.masked import MaskSchedule, corrupt, masked_cross_entropy, sample
+from vidtool.diffusion.masked import MaskSchedule, corrupt, masked_cross_entropy
 from vidtool.nn.rope import apply_rope, grid_positions, rope_angles, sinusoidal_positions
 from vidtool.nn.params import parameter_count
 
@@ -264,56 +263,6 @@ class SpectralTransformer(nn.Module):
         loss = masked_cross_entropy(logits, clean, masked)
         accuracy = ((logits.argmax(-1) == clean) & masked).sum() / masked.sum()
         return {"loss": loss, "masked_accuracy": accuracy.detach()}
-
-    @torch.inference_mode()
-    def generate(self, text: torch.Tensor, text_mask: torch.Tensor, null_text: torch.Tensor, null_mask: torch.Tensor,
-                 *, frames: int | None = None, steps: int | None = None, cfg: float | None = None,
-                 temperature: float | None = None, fps: float | None = None,
-                 generator: list[torch.Generator] | None = None,
-                 progress: Callable[[int], None] | None = None) -> torch.Tensor:
-        """Text embeddings [B, L, D] → token ids [B, T, h, w], starting from z_T (all <MASK>).
-
-        `frames` counts video frames (a multiple of the tokenizer's temporal factor)."""
-        c = self.config
-        frames = frames or c.token_frames * c.temporal_factor
-        if frames % c.temporal_factor:
-            raise ValueError(f"frames must be a multiple of the tokenizer's temporal factor {c.temporal_factor}")
-        shape = (text.shape[0], frames // c.temporal_factor, c.token_height, c.token_width)
-        tokens = torch.full(shape, self.mask_id, dtype=torch.long, device=text.device)
-        filled = self.fill(tokens, text, text_mask, null_text, null_mask, steps=steps, cfg=cfg,
-                           temperature=temperature, fps=fps, generator=generator, progress=progress)
-        return filled
-
-    def fill(self, tokens: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor, null_text: torch.Tensor,
-             null_mask: torch.Tensor, *, steps: int | None = None, cfg: float | None = None,
-             temperature: float | None = None, fps: float | None = None,
-             generator: list[torch.Generator] | None = None, progress: Callable[[int], None] | None = None,
-             logits_of: Callable | None = None) -> torch.Tensor:
-        """Sample the <MASK> places of tokens [B, T, h, w] with classifier-free guidance on the logits;
-        `logits_of(tokens, t, fps, text, text_mask)` replaces the plain forward (inpainting adds context)."""
-        c = self.config
-        b, t, h, w = tokens.shape
-        cfg = c.cfg if cfg is None else cfg
-        fps_value = torch.full((b,), float(fps or c.fps), device=tokens.device)
-        logits_of = logits_of or self
-        null_text = null_text.to(text).expand(b, -1, -1)
-        null_mask = null_mask.to(text_mask.device).expand(b, -1)
-
-        def guided(flat: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
-            grid = rearrange(flat, "b (t h w) -> b t h w", t=t, h=h)
-            if cfg == 1.0:
-                return logits_of(grid, times, fps_value, text, text_mask)
-            both = logits_of(torch.cat([grid, grid]), times.repeat(2), fps_value.repeat(2),
-                             torch.cat([text, null_text]), torch.cat([text_mask, null_mask]))
-            conditional, unconditional = both.float().log_softmax(-1).chunk(2)
-            return unconditional + cfg * (conditional - unconditional)
-
-        flat = sample(guided, rearrange(tokens, "b t h w -> b (t h w)"), self.mask_id,
-                      steps=steps or c.sample_steps, schedule=self.schedule,
-                      temperature=c.temperature if temperature is None else temperature,
-                      choice_temperature=c.choice_temperature, generators=generator, progress=progress)
-        return rearrange(flat, "b (t h w) -> b t h w", t=t, h=h)
-
 
 def build(preset_name: str, overrides: dict, base, data) -> SpectralTransformer:
     """The trainer's entry (vidtool.generators.build): codebook, grid and text width come from the token set."""

@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
-from vidtool.diffusion.guidance import cfg_weight, guide
 from vidtool.diffusion.schedulers import NoiseSchedule, diffusion_pair
 from vidtool.errors import UserError
 
@@ -138,25 +137,6 @@ class T2IModel(nn.Module):
         noisy, timesteps, target = diffusion_pair(self.config.schedule, images)
         loss = F.mse_loss(self.predict(noisy, timesteps, text, mask), target)
         return {"loss": loss}
-
-    # --- sampling -----------------------------------------------------------------------------
-
-    @torch.no_grad()
-    def sample(self, text: torch.Tensor, text_mask: torch.Tensor, null_text: torch.Tensor, null_mask: torch.Tensor,
-               *, noise: torch.Tensor, steps: int = 25, cfg: float = 5.0, sampler: str = "ddim") -> torch.Tensor:
-        """Images from `noise` [N, C, h, w] with classifier-free guidance; returns unscaled latents."""
-        scheduler = self.config.schedule.sampler(sampler)
-        scheduler.set_timesteps(steps)
-        x = noise
-        null_text, null_mask = (repeat(v, "... -> n ...", n=x.shape[0]) for v in (null_text, null_mask))
-        for t in scheduler.timesteps:
-            ts = torch.full((x.shape[0],), int(t), device=x.device)
-            both = self.predict(torch.cat([x, x]), torch.cat([ts, ts]), torch.cat([text, null_text]),
-                                torch.cat([text_mask, null_mask]))
-            cond, uncond = both.chunk(2)
-            x = scheduler.step(guide(cond, uncond, cfg_weight(cfg)), t, x).prev_sample
-        return x / self.config.latent_scale
-
 
 def drop_prompts(batch: dict, probability: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Text tokens and mask with each item's prompt replaced by the empty prompt with `probability`

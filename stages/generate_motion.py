@@ -1,0 +1,67 @@
+"""`vidtool generate --family lamd`: an image (+ text or a class) → a LaMD `motion` file.
+
+A `motion` tensor file holds "motion" float [B, d, h, w] (z_m) and "content" uint8 [B, H, W, 3]
+(the image the motion starts from); `vidtool.model` is the MCD-VAE's tag, so `decode` finds the
+fusion decoder, and `--content OTHER.png` renders the same motion on another image (§4.2.2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def generate_motion(image: Path | None, out: str, *, folder: Path, text: str | None, label: int | None,
+                    frames: int | None, seed: int, steps: int | None, cfg: float | None, text_encoder: Path | None,
+                    scheduler: str = "ddpm") -> None:
+    import time
+
+    import torch
+
+    from stages.context import console, progress_bar, resolve_device
+    from vidtool import checkpoint, tensorfile
+    from vidtool.errors import UserError
+    from vidtool.pipelines.lamd import image_to_video, load_pair
+    from vidtool.video import read_image
+
+    if image is None:
+        raise UserError("--family lamd animates an image: pass --image FIRST_FRAME.png")
+    if text is not None and label is not None:
+        raise UserError("give --text or --label, not both")
+    if steps is not None and not 1 <= steps <= 1000:
+        raise UserError(f"--steps (K) must lie in [1, 1000] (a subsequence of the T = 1000 training steps), got {steps}")
+    started = time.monotonic()
+    device = resolve_device()
+    dmg, vae, vae_folder = load_pair(folder, device)
+    if frames is not None and frames != vae.frames:
+        raise UserError(f"this model makes clips of L = {vae.frames} frames (its motion latent folds all L into "
+                        f"channels, r_t = L); pass --frames {vae.frames} or a model trained for {frames}")
+    pixels = read_image(image, dmg.config.image_size)
+    conditions = {}
+    if text is not None:
+        if not text.strip():
+            raise UserError("--text is empty; describe the motion, e.g. \"a red circle moving right\"")
+        if dmg.config.text_dim is None:
+            raise UserError(f"{folder} was trained without text; drop --text")
+        from vidtool.text_cache import matching_encoder
+
+        encoder = matching_encoder(None, text_encoder, folder=folder, trained_with=dmg.config.text_encoder,
+                                   dim=dmg.config.text_dim, device=device, max_length=dmg.config.text_max_length)
+        embedded, null = encoder.encode([text.strip()]), encoder.encode([""])
+        conditions = dict(text=embedded.tokens, text_mask=embedded.mask, null_text=null.tokens[0],
+                          null_mask=null.mask[0])
+    if label is not None:
+        conditions["label"] = torch.tensor([label], device=device)
+    k = steps or dmg.config.sampling_steps
+    with progress_bar("sampling motion", total=k) as done, torch.inference_mode():
+        motion = image_to_video(dmg, vae, torch.from_numpy(pixels), steps=k, guidance_scale=cfg, scheduler=scheduler,
+                                generator=[torch.Generator().manual_seed(seed)], progress=done, **conditions)
+    tensors = {"motion": motion.motion.float().cpu(), "content": motion.content}
+    scale = dmg.config.guidance_scale if cfg is None else cfg
+    params = {"frames": vae.frames, "steps": k, "sampler": scheduler, "cfg": scale, "label": label}
+    tf = tensorfile.TensorFile(kind="motion", tensors=tensors, model=checkpoint.model_tag(vae_folder), fps=dmg.config.fps,
+                               prompt=text, seed=seed, params=params,
+                               extra={"generator": checkpoint.model_tag(folder), "model_path": str(vae_folder.resolve())})
+    tensorfile.save(tf, out)
+    console().print(f"[green]motion[/] {tuple(motion.motion.shape[1:])} for {vae.frames} frames of {image} from "
+                    f"{checkpoint.model_tag(folder)}, K = {k} steps ({scheduler}), cfg {scale:g}, seed {seed}, "
+                    f"{time.monotonic() - started:.1f} s → {'stdout' if out == '-' else out}", soft_wrap=True)

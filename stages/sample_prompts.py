@@ -1,0 +1,69 @@
+"""The text-to-video side of `vidtool generate`: prompts in batches through a family's pipeline,
+written as one tensor file (`keyframes`, `latents` or `tokens`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | None, seed: int, steps: int,
+           options: dict, batch_size: int, embeddings: Path | None = None) -> None:
+    import time
+
+    import torch
+
+    from stages.context import console, progress_bar, resolve_device
+    from vidtool import checkpoint, tensorfile
+    from vidtool.families import REGISTRY
+    from vidtool.memory import retry_in_halves
+    from vidtool.pipelines import fusionframes, harivo, motionaura
+    from vidtool.text_cache import matching_encoder
+
+    started = time.monotonic()
+    device = resolve_device()
+    generator = checkpoint.from_pretrained(folder, device=device)
+    kind = REGISTRY[generator.family].writes
+    run_pipeline = {"keyframes": fusionframes.sample_keyframes, "harivo": harivo.generate,
+                    "spectral": motionaura.generate}[generator.family]
+    # The text side: a video family's frozen T2I base, or the token model's own config.
+    base = generator.config if kind == "tokens" else generator.base.config
+    encoder = matching_encoder(embeddings, text_encoder, folder=folder, trained_with=base.text_encoder,
+                               dim=base.text_dim if kind == "tokens" else base.cross_attention_dim, device=device,
+                               max_length=base.text_max_length)
+    if encoder.name != base.text_encoder:
+        console().print(f"[yellow]{folder} was trained with {base.text_encoder}; using {encoder.name}[/]")
+    null = encoder.encode([""])
+    batches = [list(range(i, min(i + batch_size, len(items)))) for i in range(0, len(items), batch_size)]
+    results = []
+    with progress_bar("sampling", total=steps * len(batches)) as done, torch.inference_mode():
+        for n, whole in enumerate(batches):
+            def run(batch: list[int], n: int = n):
+                embedded = encoder.encode([items[i] for i in batch])
+                noise = [torch.Generator().manual_seed(seed + i) for i in batch]
+                return run_pipeline(generator, embedded.tokens, embedded.mask, null.tokens[0], null.mask[0], steps=steps,
+                                    generator=noise, progress=lambda k: done(n * steps + k), **options)
+
+            # Item i depends on seed + i alone, so a batch split after an out-of-memory error is exact.
+            results.extend(retry_in_halves(run, whole, what="generate"))
+    tag = checkpoint.model_tag(folder)
+    if kind == "tokens":  # token ids [B, t, h, w] of the tokenizer, which decode finds by its tag
+        fps, frames = options.get("fps", base.fps), results[0].frames
+        tensors = {"tokens": torch.cat([r.tokens for r in results]).cpu().to(torch.int32)}
+        space, params = base.tokenizer, {**options, "frames": frames, "steps": steps, "sampler": "masked"}
+        length = f"{tensors['tokens'].shape[1]} token frames → {frames} frames"
+        shape = (1, *tensors["tokens"].shape[2:])
+    else:
+        fps = results[0].fps  # the rate of what the pipeline returns
+        tensors = {"latents": torch.cat([r.latents for r in results]).cpu().float()}
+        sampler = options.get("scheduler", "ddim")
+        space, params = base.vae, {**{k: v for k, v in options.items() if k != "scheduler"}, "steps": steps,
+                                   "sampler": sampler}
+        length, shape = f"{tensors['latents'].shape[2]} frames", tuple(tensors["latents"].shape[i] for i in (1, 3, 4))
+    tf = tensorfile.TensorFile(kind=kind, tensors=tensors, model=space, fps=fps, seed=seed, params=params,
+                               extra={"generator": tag})
+    tf.set_prompts(items)
+    tensorfile.save(tf, out)
+    rate = f", {fps:g} fps" if fps else ""
+    console().print(f"[green]{kind}[/] {len(items)} × {length} ({'×'.join(map(str, shape))}{rate}) from {tag}, "
+                    f"{steps} steps, cfg {options.get('cfg', 'default')}, seed {seed}, "
+                    f"{time.monotonic() - started:.1f} s → {'stdout' if out == '-' else out}", soft_wrap=True)

@@ -1,0 +1,47 @@
+"""HARIVO text-to-video (paper §3): a frozen text-to-image U-Net with trained temporal layers,
+sampled with classifier-free guidance on App. D's schedule and mitigating-gradient (MG) guidance
+(§3.7, Algorithm 1) at every step of the scheduler.
+
+    video = generate(model, text, mask, null_text, null_mask, alpha=40)   # latents for `decode`
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from vidtool.diffusion import mitigating
+from vidtool.diffusion.noise import initial_noise
+from vidtool.diffusion.sampling import sample
+from vidtool.pipelines.conditioning import with_null
+from vidtool.pipelines.outputs import LatentsOutput
+
+
+def generate(model, text: torch.Tensor, text_mask: torch.Tensor, null_text: torch.Tensor, null_mask: torch.Tensor,
+             *, frames: int | None = None, steps: int = 25, cfg: float | mitigating.CfgSchedule | None = None,
+             alpha: float = 40.0, scheduler: str = "ddim",
+             generator: torch.Generator | list[torch.Generator] | None = None,
+             progress: Callable[[int], None] | None = None) -> LatentsOutput:
+    """Videos for prompts `text` [B, L, D] with CFG (a number: constant scale; default: the config's
+    `sampling_cfg`, else App. D's schedule) and MG guidance of strength `alpha` (0: off).
+
+    `null_text` [L, D] or [B, L, D] is the empty prompt. `generator`: one per prompt (item i's noise
+    comes from generator i alone, so a batch equals its items run one by one) or one for the batch.
+    Returns unscaled latents [B, C, F, h, w] at the training clips' rate."""
+    config = model.config
+    frames = frames or config.frames
+    device = next(model.parameters()).device
+    base = config.base
+    noise = initial_noise((base.latent_channels, frames, base.sample_size, base.sample_size), text.shape[0], generator)
+    texts, masks = with_null(text, text_mask, null_text, null_mask, device)
+
+    def denoise(x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return model.predict(torch.cat([x, x]), torch.cat([t, t]), texts, masks).chunk(2)
+
+    if cfg is None:
+        cfg = mitigating.CfgSchedule() if config.sampling_cfg is None else config.sampling_cfg
+    guided = mitigating.guided_denoiser(denoise, config.schedule, frames=frames, cfg=cfg, alpha=alpha)
+    latents = sample(guided, noise.to(device), config.schedule.sampler(scheduler), steps=steps, generator=generator,
+                     progress=progress)
+    return LatentsOutput(latents / config.latent_scale, model.fps)
