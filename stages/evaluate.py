@@ -100,15 +100,10 @@ def evaluate(
         batch=batch, device=resolve_device())
     gen_set = open_set(generated)
     ref_set = open_set(ref) if ref else None
-    plan = evaluation.plan_metrics(config, gen_set, ref_set)
-    nets = evaluation.load_networks(config, plan)
-    setup = evaluation.build_setup(config, plan, gen_set, ref_set, nets)
-    if shard:
-        target = Path(out) / row_files.shard_name(*shard_at)
-        done_setup = row_files.shard_setup(target) if target.exists() else None
-        if done_setup is not None and row_files.same_run(done_setup, setup):
-            console().print(f"shard {shard} already done: {target}")
-            return
+    plan, nets, setup = evaluation.prepare(config, gen_set, ref_set)
+    if shard and (done_file := row_files.finished_shard(out, *shard_at, setup)) is not None:
+        console().print(f"shard {shard} already done: {done_file}")
+        return
     total = evaluation.work_count(setup, gen_set, ref_set, shard_at)
     with progress_bar(f"evaluate {', '.join(plan.metrics) or 'nothing'}", total) as done:
         rows = evaluation.compute_rows(config, setup, nets, gen_set, ref_set, shard_at, done)
@@ -127,12 +122,13 @@ def _finish(report: dict, out: str, plot: Optional[Path]) -> None:
     from stages.context import console
     from vidtool import __version__
     from vidtool.atomic import atomic_write_text
+    from vidtool.metrics.report_display import report_table, write_plots
 
     report = {"vidtool": {"stage": "evaluate", "version": __version__}, **report}
     err = console()
     if not err.is_terminal:  # a log file or CI capture: give the table room instead of Rich's 80 columns
         err.width = 120
-    err.print(_table(report))
+    err.print(report_table(report))
     text = json.dumps(report, indent=2) + "\n"
     if out == "-":
         sys.stdout.write(text)
@@ -140,84 +136,6 @@ def _finish(report: dict, out: str, plot: Optional[Path]) -> None:
     else:
         atomic_write_text(out, text)
     if plot:
-        for path in _plots(report, plot):
+        for path in write_plots(report, plot):
             console().print(f"plot: {path}")
 
-
-_SHORT = {"generated": "gen", "reference": "ref", "pairs": "pairs"}
-
-
-def _fmt(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 1000 else f"{value:.1f}"
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
-    if isinstance(value, list) and value and all(isinstance(v, int) for v in value) and len(value) == 2:
-        return f"{value[1]}x{value[0]}"  # [H, W] shown as WxH
-    return str(value)
-
-
-def _short_note(name: str, entry: dict) -> str:
-    """The table's reminder; the JSON holds the full protocol and notes."""
-    if name == "psnr":
-        return f"{entry['identical_frames']} identical frames counted as 100 dB" if entry["identical_frames"] else ""
-    if name in ("dynamic-degree", "motion-smoothness"):
-        return "classical (Farneback flow): not comparable with VBench"
-    if name == "temporal-flickering":
-        return "VBench formula"
-    if name == "fvd":
-        return f"StyleGAN-V {entry['frames']}-frame clips"
-    if name == "cd-fvd":
-        return f"VideoMAE {entry['frames']}-frame clips; not comparable with I3D FVD"
-    return ""
-
-
-def _table(report: dict):
-    from rich.table import Table
-
-    table = Table(title="vidtool evaluate", caption="PSNR of identical frames is reported as 100 dB; "
-                  "dynamic-degree and motion-smoothness are classical (Farneback), not comparable with VBench")
-    for column in ("metric", "value"):
-        table.add_column(column, no_wrap=True)
-    for column in ("samples", "resolution", "frames", "note"):
-        table.add_column(column)
-    for name, entry in report["metrics"].items():
-        if not entry.get("available", True):
-            table.add_row(name, "unavailable", "", "", "", entry["reason"])
-            continue
-        resolution = entry.get("resolution")
-        if isinstance(resolution, dict):
-            shown = {_SHORT[k]: _fmt(v) for k, v in resolution.items()}
-            resolution = next(iter(shown.values())) if len(set(shown.values())) == 1 else shown
-        samples = ", ".join(f"{_SHORT.get(k, k)} {v}" for k, v in entry["samples"].items())
-        note = _short_note(name, entry)
-        value = _fmt(entry.get("value")) + (f" ± {entry['std']:.4f}" if "std" in entry else "")
-        table.add_row(name, value, samples, _fmt(resolution), _fmt(entry.get("frames")), note)
-        for extra in ("prompt_hits", "reconstruction_agreement"):
-            if extra in entry:
-                table.add_row(f"  {extra}", _fmt(entry[extra]), samples, "", "", "")
-        if "perplexity" in entry:
-            table.add_row("  perplexity", _fmt(entry["perplexity"]), samples, "", "",
-                          f"{entry['codes_used']} of {entry['codebook_size']} codes used")
-    return table
-
-
-def _plots(report: dict, folder: Path) -> list[Path]:
-    from vidtool.metrics.plots import line_plot
-
-    metrics, written = report["metrics"], []
-    curves = [("psnr", "per_frame", "PSNR per frame (mean over videos)", "dB", 0),
-              ("ssim", "per_frame", "SSIM per frame (mean over videos)", "SSIM", 0),
-              ("lpips", "per_frame", "LPIPS per frame (mean over videos)", "LPIPS", 0),
-              ("clipsim", "per_frame", "CLIPSIM per frame (mean over videos)", "cosine", 0),
-              ("temporal-flickering", "per_transition_difference",
-               "flicker over time: mean |frame[t] - frame[t-1]| (0..255)", "difference", 1)]
-    for name, key, title, ylabel, x0 in curves:
-        entry = metrics.get(name, {})
-        if entry.get(key):
-            path = folder / f"{name}.png"
-            line_plot(path, {name: entry[key]}, title=title, xlabel="frame", ylabel=ylabel, x0=x0)
-            written.append(path)
-    return written

@@ -209,6 +209,13 @@ def build_setup(config: EvaluateConfig, plan: Plan, generated: VideoSet, referen
             "probe_reconstruction": plan.probe_reconstruction, "sets": sets, "models": nets.files, "options": options}
 
 
+def prepare(config: EvaluateConfig, generated: VideoSet, reference: VideoSet | None) -> tuple[Plan, Networks, dict]:
+    """The metrics to run, their loaded networks, and the setup (`build_setup`) of this run."""
+    plan = plan_metrics(config, generated, reference)
+    nets = load_networks(config, plan)
+    return plan, nets, build_setup(config, plan, generated, reference, nets)
+
+
 class RowComputer:
     """Turns batches of videos into rows with the loaded networks."""
 

@@ -91,6 +91,13 @@ def _without_paths(value):
     return value
 
 
+def finished_shard(folder: str | Path, index: int, shards: int, setup: dict) -> Path | None:
+    """The shard file `folder` already holds for this run (`same_run`), or None: a rerun skips it."""
+    path = Path(folder) / shard_name(index, shards)
+    done = shard_setup(path) if path.exists() else None
+    return path if done is not None and same_run(done, setup) else None
+
+
 def shard_setup(path: str | Path) -> dict | None:
     """The setup recorded in a shard file, or None when it is not a readable evaluate shard."""
     from vidtool.tensorfile import read_header_file
