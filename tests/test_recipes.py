@@ -52,17 +52,58 @@ def _run(recipe: str, *args, env: dict, timeout: float = 600) -> subprocess.Comp
                           env=env, timeout=timeout)
 
 
-def _needs(stage: str, role: str) -> None:
-    """Skip until the stage and its bundled default model (vidtool.model_store role) exist."""
-    from stages import STAGES
-    from vidtool.model_store import default_model
+# What each pipeline recipe runs with no settings: its stages, and the model families whose bundled
+# default it loads (vidtool.families); the autoencoder each family's data lives in (its `data_model`,
+# which `decode` finds by tag) must be bundled too.
+RECIPE_NEEDS = {
+    "t2v_fusionframes.sh": (("embed-text", "generate", "interpolate", "decode"), ("keyframes", "interp")),
+    "t2v_harivo.sh": (("embed-text", "generate", "decode"), ("harivo",)),
+    "t2v_motionaura.sh": (("embed-text", "generate", "decode"), ("spectral",)),
+    "i2v_lamd.sh": (("generate", "decode"), ("dmg",)),
+    "inpaint_sketch.sh": (("inpaint",), ("spectral-inpaint",)),
+}
 
-    if stage not in STAGES:
-        pytest.skip(f"the `{stage}` stage is not in this tree yet")
-    try:
-        default_model(role)
-    except Exception as e:  # UserError (not installed) or KeyError (role not registered yet)
-        pytest.skip(f"no bundled default for {role}: {e}")
+
+def _missing(recipe: str) -> list[str]:
+    """What `recipe` needs that this tree lacks: stages not registered, bundled models not installed."""
+    from stages import STAGES
+    from vidtool.errors import UserError
+    from vidtool.families import family
+    from vidtool.model_store import bundled
+
+    stages, families = RECIPE_NEEDS[recipe]
+    missing = [f"the `{stage}` stage (not in stages.STAGES)" for stage in stages if stage not in STAGES]
+    for name in families:
+        try:
+            entry = family(name)
+        except UserError as e:
+            missing.append(str(e))
+            continue
+        if entry.default is None:
+            missing.append(f"a bundled default for {name} (vidtool.families names none)")
+        for folder in filter(None, (entry.default, entry.data_model)):
+            try:
+                bundled(folder)
+            except UserError as e:
+                missing.append(str(e))
+    return missing
+
+
+def _require(recipe: str) -> None:
+    """Fail, never skip, when a stage or bundled model the recipe runs is missing: a recipe that cannot
+    run on a fresh install is a bug, not an environment without optional parts."""
+    missing = _missing(recipe)
+    if missing:
+        pytest.fail(f"{recipe} cannot run on this install; missing: " + "; ".join(missing), pytrace=False)
+
+
+def test_every_pipeline_recipe_has_a_needs_entry():
+    assert set(RECIPE_NEEDS) == set(PIPELINES)
+
+
+@pytest.mark.parametrize("recipe", PIPELINES)
+def test_the_stages_and_bundled_models_a_pipeline_recipe_runs_are_installed(recipe):
+    _require(recipe)
 
 
 def _check_videos(out: Path, count: int) -> None:
@@ -78,6 +119,7 @@ def _check_videos(out: Path, count: int) -> None:
 
 @pytest.mark.slow  # four vidtool processes; ~30 s on a shared 2-core machine
 def test_t2v_fusionframes_recipe_makes_one_mp4_per_prompt_and_reruns_only_missing_steps(tmp_path):
+    _require("t2v_fusionframes.sh")
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
     env = {**_vidtool_env(tmp_path), "STEPS": "2", "INTERP_STEPS": "2", "FRAMES": "2"}
@@ -99,6 +141,7 @@ def test_t2v_fusionframes_recipe_makes_one_mp4_per_prompt_and_reruns_only_missin
 
 @pytest.mark.slow
 def test_t2v_harivo_recipe_makes_one_mp4_per_prompt(tmp_path):
+    _require("t2v_harivo.sh")
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
     result = _run("t2v_harivo.sh", prompts, tmp_path / "out", env={**_vidtool_env(tmp_path), "STEPS": "2", "FRAMES": "4"})
@@ -108,7 +151,7 @@ def test_t2v_harivo_recipe_makes_one_mp4_per_prompt(tmp_path):
 
 @pytest.mark.slow
 def test_t2v_motionaura_recipe_makes_one_mp4_per_prompt(tmp_path):
-    _needs("generate", "motionaura")
+    _require("t2v_motionaura.sh")
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
     result = _run("t2v_motionaura.sh", prompts, tmp_path / "out", env={**_vidtool_env(tmp_path), "STEPS": "2"})
@@ -121,7 +164,7 @@ def test_i2v_lamd_recipe_animates_each_listed_image(tmp_path):
     import numpy as np
     from PIL import Image
 
-    _needs("generate", "lamd")
+    _require("i2v_lamd.sh")
     rng = np.random.default_rng(0)
     for name in ("a.png", "b.png"):
         Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / name)
@@ -134,7 +177,7 @@ def test_i2v_lamd_recipe_animates_each_listed_image(tmp_path):
 
 @pytest.mark.slow
 def test_inpaint_sketch_recipe_writes_the_inpainted_mp4(tmp_path):
-    _needs("inpaint", "inpaint")
+    _require("inpaint_sketch.sh")
     from vidtool.data.make import make_dataset
     from vidtool.data.manifest import read_manifest
 
