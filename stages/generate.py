@@ -80,8 +80,8 @@ def generate(
     folder = model if model is not None else default_model(wanted.name if wanted else "generate")
     found = REGISTRY.get(read_config(folder)["family"])
     if found is None or found.generate is None:
-        raise UserError(f"{folder} is not a text-to-video generator; pass --model with a "
-                        f"{' or '.join(f.name for f in REGISTRY.values() if f.generate)} folder")
+        raise UserError(f"{folder} is a {read_config(folder)['family']} model, not a text-to-video generator; pass "
+                        f"--model with a {' or '.join(f.name for f in REGISTRY.values() if f.generate)} folder")
     if wanted is not None and wanted is not found:
         raise UserError(f"--family {family} needs a {wanted.name} model, but {folder} is a {found.name} model")
     if found.name == "dmg":  # LaMD image-to-video through latent motion

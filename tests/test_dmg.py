@@ -9,6 +9,7 @@ import torch
 from vidtool import checkpoint
 from vidtool.errors import UserError
 from vidtool.generators.dmg import DMGConfig, DMGModel, preset
+from vidtool.pipelines import lamd
 
 TEXT_DIM = 12
 
@@ -53,7 +54,7 @@ def test_sampling_runs_k_network_calls_on_a_subsequence():
     calls = []
     model.unet.register_forward_hook(lambda module, args, kwargs_out: calls.append(args[1].clone()))
     data = batch()
-    z = model.generate(data["content"], steps=7, generator=torch.Generator().manual_seed(0))
+    z = lamd.sample_motion(model, data["content"], steps=7, generator=torch.Generator().manual_seed(0))
     assert z.shape == (3, 3, 4, 4) and len(calls) == 7
     steps = [int(c[0]) for c in calls]
     assert steps == sorted(steps, reverse=True) and len(set(steps)) == 7 and max(steps) <= 999
@@ -66,8 +67,8 @@ def test_guidance_doubles_the_batch_only_with_text_and_scale():
     data = batch()
     kwargs = dict(text=data["text"], text_mask=data["text_mask"], null_text=data["null_text"],
                   null_mask=data["null_mask"], steps=2)
-    model.generate(data["content"], guidance_scale=1.0, **kwargs)
-    model.generate(data["content"], guidance_scale=3.0, **kwargs)
+    lamd.sample_motion(model, data["content"], guidance_scale=1.0, **kwargs)
+    lamd.sample_motion(model, data["content"], guidance_scale=3.0, **kwargs)
     assert sizes == [3, 3, 6, 6]
 
 
@@ -75,9 +76,9 @@ def test_batch_equals_items_one_by_one():
     model = DMGModel(small_config()).eval()
     data = batch()
     null = dict(null_text=data["null_text"], null_mask=data["null_mask"], guidance_scale=2.0, steps=4)
-    together = model.generate(data["content"], text=data["text"], text_mask=data["text_mask"],
+    together = lamd.sample_motion(model, data["content"], text=data["text"], text_mask=data["text_mask"],
                               generator=[torch.Generator().manual_seed(10 + i) for i in range(3)], **null)
-    alone = model.generate(data["content"][2:], text=data["text"][2:], text_mask=data["text_mask"][2:],
+    alone = lamd.sample_motion(model, data["content"][2:], text=data["text"][2:], text_mask=data["text_mask"][2:],
                            generator=[torch.Generator().manual_seed(12)], **null)
     assert torch.allclose(together[2:], alone, atol=1e-4)
 
@@ -103,14 +104,14 @@ def test_bad_conditions_are_user_errors():
     model = DMGModel(small_config(text_dim=None))
     data = batch()
     with pytest.raises(UserError, match="no text"):
-        model.generate(data["content"], text=data["text"], steps=1)
+        lamd.sample_motion(model, data["content"], text=data["text"], steps=1)
     with pytest.raises(UserError, match="without class labels"):
-        model.generate(data["content"], label=torch.tensor([0, 0, 0]), steps=1)
+        lamd.sample_motion(model, data["content"], label=torch.tensor([0, 0, 0]), steps=1)
     with pytest.raises(UserError, match="content latent"):
-        model.generate(torch.zeros(1, 5, 4, 4), steps=1)
+        lamd.sample_motion(model, torch.zeros(1, 5, 4, 4), steps=1)
     labelled = DMGModel(small_config(num_classes=2))
     with pytest.raises(UserError, match=r"\[0, 1\]"):
-        labelled.generate(data["content"], label=torch.tensor([0, 1, 5]), steps=1)
+        lamd.sample_motion(labelled, data["content"], label=torch.tensor([0, 1, 5]), steps=1)
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -120,8 +121,8 @@ def test_save_and_load_round_trip(tmp_path):
     assert loaded.config == model.config and loaded.config.schedule.beta_schedule == "linear"
     data = batch()
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    assert torch.equal(model.generate(data["content"], steps=3, generator=g()),
-                       loaded.generate(data["content"], steps=3, generator=g()))
+    assert torch.equal(lamd.sample_motion(model, data["content"], steps=3, generator=g()),
+                       lamd.sample_motion(loaded, data["content"], steps=3, generator=g()))
 
 
 def test_presets_follow_table_2():

@@ -18,6 +18,7 @@ from vidtool.generators.t2i import T2IConfig, T2IModel
 from vidtool.nn.harivo_blocks import with_frame_tokens
 from vidtool.train.config import TrainConfig
 from vidtool.train.loop import train
+from vidtool.pipelines import harivo as harivo_pipeline
 
 # A test-sized base: 8x8x4 latents, 16/32/32 channels, 16-d text tokens, 6 of them.
 BASE = T2IConfig(block_out_channels=(16, 32, 32), attention_head_dim=8, cross_attention_dim=16, norm_num_groups=8,
@@ -209,10 +210,10 @@ def test_mg_sampling_with_alpha_zero_is_plain_cfg_ddim():
     text, mask, null_text, null_mask = batch["text"], batch["text_mask"], batch["null_text"][0], batch["null_mask"][0]
     cfg = CfgSchedule()
     steps = 4
-    got = model.generate(text, mask, null_text, null_mask, frames=FRAMES, steps=steps, cfg=cfg,
-                         generator=torch.Generator().manual_seed(7), alpha=0.0)
-    smoothed = model.generate(text, mask, null_text, null_mask, frames=FRAMES, steps=steps, cfg=cfg,
-                              generator=torch.Generator().manual_seed(7), alpha=40.0)
+    got = harivo_pipeline.generate(model, text, mask, null_text, null_mask, frames=FRAMES, steps=steps, cfg=cfg,
+                         generator=torch.Generator().manual_seed(7), alpha=0.0).latents
+    smoothed = harivo_pipeline.generate(model, text, mask, null_text, null_mask, frames=FRAMES, steps=steps, cfg=cfg,
+                              generator=torch.Generator().manual_seed(7), alpha=40.0).latents
 
     x = torch.randn(1, 4, FRAMES, 8, 8, generator=torch.Generator().manual_seed(7))
     scheduler = BASE.schedule.sampler("ddim")

@@ -16,6 +16,7 @@ from vidtool.generators.interpolation import (InterpolationConfig, Interpolation
                                               sample_groups)
 from vidtool.generators.masked_interpolation import MaskedInterpolationModel
 from vidtool.generators.t2i import T2IConfig, T2IModel
+from vidtool.pipelines import fusionframes
 
 # A test-sized T2I U-Net: two levels of 32 channels, cross-attention to 32-d tokens, 8x8x4 latents.
 BASE = T2IConfig(block_out_channels=(32, 32), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
@@ -92,10 +93,10 @@ def test_fresh_mfi_model_is_the_t2i_unet_on_each_noisy_frame():
 def test_interpolation_gives_4t_minus_3_frames_with_the_keyframes_in_place(cls, t):
     _, model = fresh(cls)
     keyframes = latents(1, t)
-    out = model.interpolate(keyframes, steps=2, generator=torch.Generator().manual_seed(0))
+    out = fusionframes.interpolate(model, keyframes, steps=2, generator=torch.Generator().manual_seed(0)).latents
     assert out.shape == (1, 4, 4 * t - 3, 8, 8)
     assert torch.equal(out[:, :, ::4], keyframes)
-    twice = model.interpolate(out, steps=2, skip=1, generator=torch.Generator().manual_seed(0))
+    twice = fusionframes.interpolate(model, out, steps=2, skip=1, generator=torch.Generator().manual_seed(0)).latents
     assert twice.shape == (1, 4, 4 * (4 * t - 3) - 3, 8, 8)
     assert torch.equal(twice[:, :, ::16], keyframes)
 
@@ -199,7 +200,7 @@ def test_context_guidance_follows_eq5_and_w0_is_plain_conditional_sampling(weigh
     _, model = fresh()
     trained_looking(model)
     keyframes = latents(1, 3)
-    out = model.interpolate(keyframes, steps=3, skip=3, guidance=weight, generator=torch.Generator().manual_seed(5))
+    out = fusionframes.interpolate(model, keyframes, steps=3, skip=3, guidance=weight, generator=torch.Generator().manual_seed(5)).latents
     expected = hand_sampler(model, keyframes, steps=3, skip=3, weight=weight, seed=5)
     inbetweens = rearrange(rearrange(out[:, :, :-1], "b c (g k) h w -> b c g k h w", k=4)[:, :, :, 1:],
                            "b c g k h w -> b c (g k) h w")
@@ -254,7 +255,7 @@ def test_save_and_load_reproduce_the_model_bit_for_bit(cls, tmp_path):
     assert type(loaded) is cls and loaded.config == model.config
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
     keyframes = latents(1, 3)
-    outputs = [m.interpolate(keyframes, steps=2, tp=20, generator=torch.Generator().manual_seed(3))
+    outputs = [fusionframes.interpolate(m, keyframes, steps=2, tp=20, generator=torch.Generator().manual_seed(3)).latents
                for m in (model, loaded)]
     assert torch.equal(*outputs)
 
@@ -267,7 +268,7 @@ def test_fusionframes_runs_one_unet_image_per_group_and_mfi_five():
         _, model = fresh(cls)
         sizes = []
         model.net.unet.conv_in.register_forward_hook(lambda m, args, out: sizes.append(args[0].shape[0]))
-        model.interpolate(latents(2, 4), steps=1)
+        fusionframes.interpolate(model, latents(2, 4), steps=1).latents
         counts[cls] = sizes
     assert counts == {InterpolationModel: [2 * 2 * 3], MaskedInterpolationModel: [2 * 2 * 3 * 5]}
 

@@ -17,6 +17,7 @@ from vidtool.generators.t2i import T2IConfig, T2IModel
 from vidtool.nn.temporal_blocks import TemporalAttention
 from vidtool.train.config import TrainConfig
 from vidtool.train.loop import train
+from vidtool.pipelines import fusionframes
 
 # A test-sized T2I base: 8x8x4 latents, two levels (attention at 8x8 and in the 4x4 mid block).
 BASE = T2IConfig(block_out_channels=(16, 32), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
@@ -177,8 +178,8 @@ def test_save_and_load_reproduce_predictions_and_samples_bit_for_bit(trained):
     null_text, null_mask = null_prompt()
     with torch.no_grad():
         assert torch.equal(loaded.predict(noisy, timesteps, text, mask), model.predict(noisy, timesteps, text, mask))
-    samples = [m.generate(text, mask, null_text, null_mask, frames=3, steps=2, cfg=3.0,
-                          generator=[torch.Generator().manual_seed(i) for i in range(2)]) for m in (model, loaded)]
+    samples = [fusionframes.sample_keyframes(m, text, mask, null_text, null_mask, frames=3, steps=2, cfg=3.0,
+                          generator=[torch.Generator().manual_seed(i) for i in range(2)]).latents for m in (model, loaded)]
     assert torch.equal(*samples)
 
 
@@ -188,10 +189,10 @@ def test_a_batch_samples_what_its_items_sample_one_by_one():
     text, mask = prompts(2)
     null_text, null_mask = null_prompt()
     options = dict(frames=3, steps=3, cfg=4.0)
-    together = model.generate(text, mask, null_text, null_mask, generator=[torch.Generator().manual_seed(s) for s in (7, 8)],
-                              **options)
-    alone = torch.cat([model.generate(text[i:i + 1], mask[i:i + 1], null_text, null_mask,
-                                      generator=[torch.Generator().manual_seed(7 + i)], **options) for i in range(2)])
+    together = fusionframes.sample_keyframes(model, text, mask, null_text, null_mask, generator=[torch.Generator().manual_seed(s) for s in (7, 8)],
+                              **options).latents
+    alone = torch.cat([fusionframes.sample_keyframes(model, text[i:i + 1], mask[i:i + 1], null_text, null_mask,
+                                      generator=[torch.Generator().manual_seed(7 + i)], **options).latents for i in range(2)])
     assert together.shape == (2, 4, 3, 8, 8)
     # Batched and single matmuls round differently with several threads (~1e-4 after 3 CFG steps);
     # a wrong seed or a shared noise draw would differ by order 1.
@@ -205,8 +206,8 @@ def test_generate_returns_latents_divided_by_the_latent_scale():
     halved = keyframe_model(base=t2i())  # BASE.latent_scale = 0.5
     text, mask = prompts(1)
     null_text, null_mask = null_prompt()
-    got = [m.generate(text, mask, null_text, null_mask, frames=2, steps=2, cfg=2.0,
-                      generator=[torch.Generator().manual_seed(0)]) for m in (unit, halved)]
+    got = [fusionframes.sample_keyframes(m, text, mask, null_text, null_mask, frames=2, steps=2, cfg=2.0,
+                      generator=[torch.Generator().manual_seed(0)]).latents for m in (unit, halved)]
     assert torch.equal(got[1], 2 * got[0])
 
 

@@ -33,10 +33,12 @@ def trained(tmp_path_factory):
 
 
 def test_spectral_training_records_the_token_space_and_its_token_set(trained):
-    from vidtool.model_store import default_model
+    from vidtool.families import REGISTRY
+    from vidtool.model_store import bundled
 
     model = checkpoint.from_pretrained(trained["spectral"])
-    assert model.config.tokenizer == checkpoint.model_tag(default_model("motionaura-tokenizer"))
+    # Without --tokenizer, the token set is made by the family's registered data model.
+    assert model.config.tokenizer == checkpoint.model_tag(bundled(REGISTRY["spectral"].data_model))
     assert model.config.codebook_size == 1024
     # 8 frames of 64×64 through the ×4 time, ×4 space tokenizer.
     assert (model.config.token_frames, model.config.token_height, model.config.token_width) == (2, 16, 16)

@@ -14,6 +14,7 @@ from vidtool.generators.spectral_inpaint import SpectralInpaintConfig, SpectralI
 from vidtool.generators.spectral_transformer import PRESETS, SpectralTransformer, SpectralTransformerConfig, preset
 from vidtool.nn.lora import LoRA, ParallelLoRALinear, SequentialLoRALinear
 from vidtool.nn.rope import apply_rope, grid_positions, rope_angles
+from vidtool.pipelines import motionaura
 
 SMALL = SpectralTransformerConfig(dim=32, heads=2, blocks=2, time_embedding_dim=16, codebook_size=64, text_dim=12,
                                   token_frames=2, token_height=4, token_width=4, tokenizer="mbq-vae@0123456789abcdef")
@@ -172,12 +173,12 @@ def test_generate_is_deterministic_by_seed_and_returns_a_token_grid():
     torch.manual_seed(0)
     model = SpectralTransformer(SMALL).eval()
     b = batch_of(2)
-    runs = [model.generate(b["text"], b["text_mask"], b["null_text"], b["null_mask"], frames=12, steps=3, cfg=2.0,
-                           generator=[torch.Generator().manual_seed(s) for s in (5, 6)]) for _ in range(2)]
+    runs = [motionaura.generate(model, b["text"], b["text_mask"], b["null_text"], b["null_mask"], frames=12, steps=3, cfg=2.0,
+                           generator=[torch.Generator().manual_seed(s) for s in (5, 6)]).tokens for _ in range(2)]
     assert runs[0].shape == (2, 3, 4, 4) and torch.equal(runs[0], runs[1])
     assert int(runs[0].max()) < SMALL.codebook_size and int(runs[0].min()) >= 0
     with pytest.raises(ValueError, match="multiple of the tokenizer's temporal factor"):
-        model.generate(b["text"], b["text_mask"], b["null_text"], b["null_mask"], frames=6)
+        motionaura.generate(model, b["text"], b["text_mask"], b["null_text"], b["null_mask"], frames=6).tokens
 
 
 @pytest.mark.parametrize("name", ["s", "m", "l"])
@@ -287,7 +288,7 @@ def test_linear_adapters_merge_into_the_base_with_the_same_outputs(tmp_path):
 def test_inpaint_resamples_only_the_region(tmp_path):
     model, _ = _inpaint_model(tmp_path)
     b = batch_of(2)
-    out = model.inpaint(b["tokens"], b["masked_tokens"], b["region"], b["sketch"], b["text"], b["text_mask"],
+    out = motionaura.fill_region(model, b["tokens"], b["masked_tokens"], b["region"], b["sketch"], b["text"], b["text_mask"],
                         b["null_text"], b["null_mask"], steps=3, cfg=2.0,
                         generator=[torch.Generator().manual_seed(i) for i in range(2)])
     assert torch.equal(out[~b["region"]], b["tokens"][~b["region"]])
