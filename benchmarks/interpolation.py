@@ -43,6 +43,7 @@ def main() -> None:
     from vidtool.generators.interpolation import InterpolationConfig, InterpolationModel
     from vidtool.generators.masked_interpolation import MaskedInterpolationModel
     from vidtool.generators.t2i import T2IModel, preset
+    from vidtool.pipelines import fusionframes
 
     torch.manual_seed(0)
     base = T2IModel(preset("tiny"))
@@ -58,8 +59,8 @@ def main() -> None:
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         start = time.perf_counter()
-        model.interpolate(keyframes, steps=args.steps, guidance=0.25,
-                          generator=torch.Generator(args.device).manual_seed(0))
+        fusionframes.interpolate(model, keyframes, steps=args.steps, guidance=0.25,
+                                 generator=torch.Generator(args.device).manual_seed(0))
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         return time.perf_counter() - start

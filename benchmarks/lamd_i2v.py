@@ -33,6 +33,7 @@ DIRECTIONS = ("left", "right", "up", "down")
 
 
 def main() -> None:
+    from vidtool.pipelines import lamd as lamd_pipeline
     from vidtool.pipelines.lamd import load_pair
     from vidtool.data.clips import ClipDataset
     from vidtool.metrics.shapes_probe import hits, prompt_target, read_clip
@@ -68,9 +69,10 @@ def main() -> None:
             embedded = encoder.encode(prompts[s:s + args.batch_size])
             with torch.inference_mode():
                 content = vae.encode_content(image)
-                z = dmg.generate(content.latent, text=embedded.tokens, text_mask=embedded.mask, null_text=null.tokens[0],
-                                 null_mask=null.mask[0], steps=args.steps, guidance_scale=args.cfg,
-                                 generator=[torch.Generator().manual_seed(seed0 + s + i) for i in range(image.shape[0])])
+                z = lamd_pipeline.sample_motion(dmg, content.latent, text=embedded.tokens, text_mask=embedded.mask,
+                                                null_text=null.tokens[0], null_mask=null.mask[0], steps=args.steps,
+                                                guidance_scale=args.cfg,
+                                                generator=[torch.Generator().manual_seed(seed0 + s + i) for i in range(image.shape[0])])
                 out.append(frames_from_model(vae.decode(z, content)).numpy())
         return np.concatenate(out)
 

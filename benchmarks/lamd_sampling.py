@@ -47,6 +47,7 @@ def main() -> None:
     from diffusers import UNet2DConditionModel, UNet3DConditionModel
 
     from vidtool.generators.dmg import DMGModel, preset
+    from vidtool.pipelines import lamd as lamd_pipeline
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="tiny", help="DMG preset whose widths all three samplers use")
@@ -90,7 +91,7 @@ def main() -> None:
         return run
 
     def dmg_run():
-        dmg.generate(content, text=text, text_mask=text_mask, steps=args.steps, guidance_scale=1.0)
+        lamd_pipeline.sample_motion(dmg, content, text=text, text_mask=text_mask, steps=args.steps, guidance_scale=1.0)
 
     params = {name: sum(p.numel() for p in m.parameters()) / 1e6
               for name, m in (("dmg", dmg), ("image", image_unet), ("video", video_unet))}

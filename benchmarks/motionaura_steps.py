@@ -23,6 +23,7 @@ def main() -> None:
 
     from vidtool import checkpoint, model_store
     from vidtool.generators.spectral_transformer import SpectralTransformer
+    from vidtool.pipelines import motionaura
     from vidtool.text import TextEncoder
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -45,8 +46,8 @@ def main() -> None:
     for _ in range(args.repeats):
         for (steps, fft), times in settings.items():
             started = time.perf_counter()
-            models[fft].generate(text.tokens, text.mask, null.tokens[0], null.mask[0], frames=args.frames, steps=steps,
-                                 generator=[torch.Generator().manual_seed(0)])
+            motionaura.generate(models[fft], text.tokens, text.mask, null.tokens[0], null.mask[0], frames=args.frames,
+                                steps=steps, generator=[torch.Generator().manual_seed(0)])
             times.append(time.perf_counter() - started)
     median = {key: statistics.median(times) for key, times in settings.items()}
     print(f"model {checkpoint.model_tag(folder)}, {torch.get_num_threads()} threads, median of {args.repeats}")

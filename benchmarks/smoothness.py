@@ -30,6 +30,7 @@ from vidtool.autoencoders.apply import decode_frames
 from vidtool.autoencoders.tiling import Tiling
 from vidtool.checkpoint import from_pretrained
 from vidtool.model_store import default_model, find_by_tag
+from vidtool.pipelines import fusionframes, harivo as harivo_pipeline
 from vidtool.text import TextEncoder
 
 PROMPTS = Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "alignment-prompts.txt"
@@ -50,8 +51,8 @@ def per_frame_t2i(t2i, text, null, frames: int, seeds: list[int], steps: int, cf
     videos = []
     for i, seed in enumerate(seeds):
         noise = torch.randn(c, frames, size, size, generator=torch.Generator().manual_seed(seed))
-        images = t2i.sample(text.tokens[i:i + 1].expand(frames, -1, -1), text.mask[i:i + 1].expand(frames, -1),
-                            null.tokens[0], null.mask[0], noise=noise.permute(1, 0, 2, 3), steps=steps, cfg=cfg)
+        images = fusionframes.sample_images(t2i, text.tokens[i:i + 1].expand(frames, -1, -1),
+                                            text.mask[i:i + 1].expand(frames, -1), null.tokens[0], null.mask[0], noise=noise.permute(1, 0, 2, 3), steps=steps, cfg=cfg)
         videos.append(images.permute(1, 0, 2, 3))
     return torch.stack(videos)
 
@@ -80,9 +81,10 @@ def main() -> None:
     noise = [torch.Generator().manual_seed(s) for s in seeds]
 
     if not args.skip_fusionframes:
-        keyframes = keyframe_model.generate(text.tokens, text.mask, null.tokens[0], null.mask[0], steps=args.steps,
-                                            cfg=args.cfg, generator=noise)
-        video = interp.interpolate(keyframes, steps=args.steps, generator=torch.Generator().manual_seed(args.seed))
+        keyframes = fusionframes.sample_keyframes(keyframe_model, text.tokens, text.mask, null.tokens[0], null.mask[0],
+                                                  steps=args.steps, cfg=args.cfg, generator=noise).latents
+        video = fusionframes.interpolate(interp, keyframes, steps=args.steps,
+                                         generator=torch.Generator().manual_seed(args.seed)).latents
         pipeline = frame_difference(decode(vae, video))
         single = frame_difference(decode(vae, per_frame_t2i(keyframe_model.base, text, null, video.shape[2], seeds,
                                                               args.steps, args.cfg)))
@@ -96,8 +98,8 @@ def main() -> None:
         results = {}
         for alpha in (40.0, 0.0):
             noise = [torch.Generator().manual_seed(s) for s in seeds]
-            latents = harivo.generate(text.tokens, text.mask, null.tokens[0], null.mask[0], steps=args.steps,
-                                      generator=noise, alpha=alpha)
+            latents = harivo_pipeline.generate(harivo, text.tokens, text.mask, null.tokens[0], null.mask[0],
+                                               steps=args.steps, generator=noise, alpha=alpha).latents
             results[alpha] = frame_difference(decode(vae, latents))
         print(f"{len(prompts)} prompts, HARIVO {latents.shape[2]} frames, {args.steps} DDIM steps, its default cfg")
         print(f"  HARIVO alpha 40           mean |dframe| {results[40.0]:7.2f}")
