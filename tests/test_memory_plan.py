@@ -109,25 +109,25 @@ def test_decode_stage_survives_a_simulated_out_of_memory(tmp_path, monkeypatch, 
 
 def test_generate_splits_a_batch_that_runs_out_of_memory_and_gets_the_same_samples(tmp_path, monkeypatch, capsys):
     from stages.sample_prompts import sample
-    from vidtool import checkpoint, tensorfile
+    from vidtool import tensorfile
     from vidtool.memory import retry_in_halves
     from vidtool.model_store import default_model
+    from vidtool.pipelines import fusionframes
 
     torch.set_num_threads(1)
     prompts = ["a red circle moving right", "a blue square moving up", "a red square moving left"]
     folder = default_model("generate")
     args = dict(text_encoder=None, seed=0, steps=2, options={"frames": 2}, batch_size=8)
     sample(prompts, folder, str(tmp_path / "whole.safetensors"), **args)
-    cls = type(checkpoint.from_pretrained(folder))
-    real, sizes = cls.generate, []
+    real, sizes = fusionframes.sample_keyframes, []
 
-    def out_of_memory_above_one(self, tokens, *a, **k):
+    def out_of_memory_above_one(model, tokens, *a, **k):
         sizes.append(tokens.shape[0])
         if tokens.shape[0] > 2:
             raise torch.OutOfMemoryError("simulated")
-        return real(self, tokens, *a, **k)
+        return real(model, tokens, *a, **k)
 
-    monkeypatch.setattr(cls, "generate", out_of_memory_above_one)
+    monkeypatch.setattr(fusionframes, "sample_keyframes", out_of_memory_above_one)
     sample(prompts, folder, str(tmp_path / "split.safetensors"), **args)
     assert sizes == [3, 1, 2] and "two batches of 1 and 2" in capsys.readouterr().err
     whole, split = (tensorfile.load(tmp_path / f"{n}.safetensors").main for n in ("whole", "split"))
