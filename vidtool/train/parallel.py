@@ -21,8 +21,9 @@ the same calls run on NCCL, untested here for want of GPUs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
@@ -48,14 +49,29 @@ def checkpoint_activations(model: nn.Module) -> int:
     so checkpoints are the same with and without it."""
     wrapped = blocks(model)
     for block in wrapped:
-        block.forward = functools.partial(_checkpointed, block.forward)
+        holders = [m for m in block.modules() if hasattr(m, "checkpoint_state")]
+        block.forward = functools.partial(_checkpointed, block.forward, holders)
     return len(wrapped)
 
 
-def _checkpointed(forward: Any, *args: Any, **kwargs: Any) -> Any:
+def _checkpointed(forward: Any, holders: list[nn.Module], *args: Any, **kwargs: Any) -> Any:
     # Non-reentrant checkpointing keeps the RNG state of the first pass (dropout replays exactly) and
     # works inside FSDP2's unshard/reshard hooks, which run around `forward` in `Module.__call__`.
-    return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+    # Modules whose forward reads call-scoped state set by an outer module (a video U-Net's sequence
+    # length) expose `checkpoint_state()`: a context, captured now, that reinstates it for the
+    # recomputation in the backward pass, when the outer forward has long returned.
+    def contexts():
+        return contextlib.nullcontext(), _entered([h.checkpoint_state() for h in holders])
+
+    return checkpoint(forward, *args, use_reentrant=False, context_fn=contexts, **kwargs)
+
+
+@contextlib.contextmanager
+def _entered(contexts: list) -> Iterator[None]:
+    with contextlib.ExitStack() as stack:
+        for context in contexts:
+            stack.enter_context(context)
+        yield
 
 
 def shard(root: nn.Module, model: nn.Module, param_dtype: torch.dtype | None) -> None:
