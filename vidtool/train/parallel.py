@@ -31,15 +31,26 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 
-def blocks(model: nn.Module) -> list[nn.Module]:
-    """The innermost ModuleList children that own parameters, in module order."""
-    found = []
-    for module in model.modules():
-        if isinstance(module, nn.ModuleList):
-            for child in module:
-                holds_list = any(isinstance(m, nn.ModuleList) for m in child.modules())
-                if not holds_list and any(True for _ in child.parameters()):
-                    found.append(child)
+def blocks(model: nn.Module, *, frozen: bool = False) -> list[nn.Module]:
+    """The units, in module order: the outermost children of `nn.ModuleList`s that own parameters
+    (a U-Net's down and up blocks, a transformer's layers, an autoencoder's levels) and a diffusers
+    U-Net's mid block. `frozen`: also inside the frozen modules a model keeps out of its own tree
+    (`frozen_modules()`, e.g. the spectral model a LoRA adapter extends), for checkpointing."""
+    found: list[nn.Module] = []
+
+    def visit(module: nn.Module) -> None:
+        for child in module.children():
+            if isinstance(child, nn.ModuleList):
+                found.extend(item for item in child if any(True for _ in item.parameters()))
+            elif type(child).__name__.startswith("UNetMidBlock"):
+                found.append(child)
+            else:
+                visit(child)
+
+    visit(model)
+    if frozen:
+        for hidden in getattr(model, "frozen_modules", lambda: [])():
+            visit(hidden)
     return found
 
 
@@ -47,9 +58,11 @@ def checkpoint_activations(model: nn.Module) -> int:
     """Recompute each block's activations in the backward pass instead of keeping them; returns the
     number of blocks. Parameter names do not change (the block's `forward` is wrapped, not the block),
     so checkpoints are the same with and without it."""
-    wrapped = blocks(model)
+    wrapped = blocks(model, frozen=True)
+    holders = [m for m in model.modules() if hasattr(m, "checkpoint_state")]
+    for hidden in getattr(model, "frozen_modules", lambda: [])():
+        holders += [m for m in hidden.modules() if hasattr(m, "checkpoint_state")]
     for block in wrapped:
-        holders = [m for m in block.modules() if hasattr(m, "checkpoint_state")]
         block.forward = functools.partial(_checkpointed, block.forward, holders)
     return len(wrapped)
 
@@ -57,9 +70,10 @@ def checkpoint_activations(model: nn.Module) -> int:
 def _checkpointed(forward: Any, holders: list[nn.Module], *args: Any, **kwargs: Any) -> Any:
     # Non-reentrant checkpointing keeps the RNG state of the first pass (dropout replays exactly) and
     # works inside FSDP2's unshard/reshard hooks, which run around `forward` in `Module.__call__`.
-    # Modules whose forward reads call-scoped state set by an outer module (a video U-Net's sequence
-    # length) expose `checkpoint_state()`: a context, captured now, that reinstates it for the
-    # recomputation in the backward pass, when the outer forward has long returned.
+    # Modules whose forward reads call-scoped state set by an outer call (a video U-Net's sequence
+    # length, the clip a frozen T2I U-Net's temporal hooks belong to) expose `checkpoint_state()`:
+    # a context, captured now, that reinstates it for the recomputation in the backward pass, when
+    # the outer call has long returned.
     def contexts():
         return contextlib.nullcontext(), _entered([h.checkpoint_state() for h in holders])
 
@@ -86,6 +100,14 @@ def shard(root: nn.Module, model: nn.Module, param_dtype: torch.dtype | None) ->
         for tensor in [*model.parameters(), *model.buffers()]:
             dist.broadcast(tensor.data, src=0)
     policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
+    # A frozen module kept out of the model's tree (a LoRA adapter's base) is not sharded: it is
+    # replicated, its frozen weights cast once to the compute dtype (no master copy is needed for
+    # weights that never update), so it computes in the dtype FSDP casts the trainable ones to.
+    if param_dtype is not None:
+        for hidden in getattr(model, "frozen_modules", lambda: [])():
+            for p in hidden.parameters():
+                if not p.requires_grad:
+                    p.data = p.data.to(param_dtype)
     for block in blocks(model):
         fully_shard(block, mp_policy=policy)
     fully_shard(root, mp_policy=policy)
