@@ -3,8 +3,9 @@ each rank holds a 1/N slice of every parameter, gradient and optimizer moment), 
 checkpointing.
 
 Checkpoints stay consolidated whatever the strategy: weights, optimizer moments and the EMA are
-gathered into full tensors, so a run saved by N ranks of either strategy resumes on M ranks of
-either. The optimizer state is kept in the layout of `torch.optim.Optimizer.state_dict()` (parameters
+gathered into full tensors on rank 0's CPU (one tensor at a time: no rank holds a whole model beyond
+its shards), so a run saved by N ranks of either strategy resumes on M ranks of either; on resume
+under FSDP only rank 0 reads the file, and the other ranks receive their shards from it. The optimizer state is kept in the layout of `torch.optim.Optimizer.state_dict()` (parameters
 numbered in param-group order), which `_adamw` makes the same for every strategy and world size.
 
 The unit of sharding and of activation checkpointing is a *block*: a child of an `nn.ModuleList`
@@ -133,6 +134,18 @@ def shard_like(full_tensor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return distribute_tensor(full_tensor.to(like.device_mesh.device_type), like.device_mesh, like.placements)
 
 
+def full_on_rank0(tensors: dict[str, torch.Tensor], rank: int) -> dict[str, torch.Tensor] | None:
+    """Whole tensors on rank 0's CPU (None elsewhere), gathered one at a time (a collective), so no
+    rank ever holds more than one whole tensor beyond its shards."""
+    gathered = {}
+    for name, tensor in tensors.items():
+        whole = full(tensor)
+        if rank == 0:
+            gathered[name] = whole.cpu()
+        del whole
+    return gathered if rank == 0 else None
+
+
 def full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """Full weights and buffers on the CPU of rank 0 (empty elsewhere); a collective."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
@@ -158,13 +171,18 @@ def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> 
 
 
 def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, numbered: dict[str, Any]) -> None:
-    """Load a full, numbered optimizer state into a sharded optimizer (every rank passes the same)."""
+    """Load a full, numbered optimizer state into a sharded optimizer: rank 0 passes it, the other
+    ranks an empty dict, and each rank receives its shards from rank 0 (a collective)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-    name_of = {id(p): name for name, p in model.named_parameters()}
-    order = [name_of[id(p)] for group in optimizer.param_groups for p in group["params"]]
-    by_name = {
-        "state": {order[i]: value for i, value in numbered["state"].items()},
-        "param_groups": [{**group, "params": [order[i] for i in group["params"]]} for group in numbered["param_groups"]],
-    }
-    set_optimizer_state_dict(model, optimizer, by_name, options=StateDictOptions(full_state_dict=True))
+    by_name = {}
+    if numbered:
+        name_of = {id(p): name for name, p in model.named_parameters()}
+        order = [name_of[id(p)] for group in optimizer.param_groups for p in group["params"]]
+        by_name = {
+            "state": {order[i]: value for i, value in numbered["state"].items()},
+            "param_groups": [{**group, "params": [order[i] for i in group["params"]]}
+                             for group in numbered["param_groups"]],
+        }
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+    set_optimizer_state_dict(model, optimizer, by_name, options=options)
