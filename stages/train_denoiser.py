@@ -74,10 +74,12 @@ def train_denoiser(
     fps: opt.Fps = None,
     seed: opt.Seed = 0,
     checkpoint_every: opt.CheckpointEvery = 250,
-    workers: opt.Workers = 0,
+    workers: opt.Workers = None,
     resume: opt.Resume = False,
     strategy: opt.Strategy = "ddp",
     activation_checkpointing: opt.ActivationCheckpointing = False,
+    precision: opt.Precision = "auto",
+    deterministic: opt.Deterministic = True,
 ) -> None:
     import torch
 
@@ -110,10 +112,7 @@ def train_denoiser(
     _check_base_data(model, base, dataset)
     if init is not None:
         _warm_start(model, family, init)
-    opt.run_training(model, dataset, None, out, what=family, steps=steps, stop_at=stop_at, batch_size=batch_size,
-                     grad_accum=grad_accum, lr=lr, warmup=warmup, schedule=schedule, ema=ema, seed=seed,
-                     checkpoint_every=checkpoint_every, workers=workers, resume=resume, strategy=strategy,
-                     activation_checkpointing=activation_checkpointing)
+    opt.run_training(model, dataset, None, out, what=family, **opt.trainer_options(locals()))
 
 
 def _warm_start(model, family: str, init: Path) -> None:

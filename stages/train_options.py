@@ -26,18 +26,33 @@ Size = Annotated[int, typer.Option(min=8, help="Square frame size.")]
 Fps = Annotated[float, typer.Option(min=0.1, help="Resample clips to this rate (default: their own).")]
 Seed = Annotated[int, typer.Option(help="Seed of data order, initialisation and noise.")]
 CheckpointEvery = Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")]
-Workers = Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")]
+Workers = Annotated[int, typer.Option(min=0, help="DataLoader worker processes per rank (default: 0 on CPU, where "
+                                                   "loading shares the cores; the CPUs per rank on GPUs, persistent).")]
 Resume = Annotated[bool, typer.Option(help="Continue from OUT's saved training state.")]
 Strategy = Annotated[str, typer.Option(help="Under torchrun: ddp (a replica per rank) or fsdp (FSDP2: parameters, "
                                             "gradients and optimizer state sharded over ranks; for large presets).")]
 ActivationCheckpointing = Annotated[bool, typer.Option(help="Recompute each block's activations in the backward pass "
                                                             "(less memory, ~30% more compute).")]
+Precision = Annotated[str, typer.Option(help="Compute precision: auto (bf16 on GPUs that have it, else fp32), bf16 "
+                                             "(autocast; also on CPU), fp16 (GPUs, with a gradient scaler) or fp32.")]
+Deterministic = Annotated[bool, typer.Option(help="Deterministic algorithms (reproducible runs; --no-deterministic "
+                                                  "lets cuDNN pick faster non-deterministic kernels).")]
+
+# The options of a training stage that go to the trainer, by the stage's parameter names.
+TRAINER = ("steps", "stop_at", "batch_size", "grad_accum", "lr", "warmup", "schedule", "ema", "seed",
+           "checkpoint_every", "workers", "resume", "strategy", "activation_checkpointing", "precision",
+           "deterministic")
+
+
+def trainer_options(values: dict) -> dict:
+    """The trainer's options out of a stage's parameters (`locals()`)."""
+    return {name: values[name] for name in TRAINER}
 
 
 def run_training(model, dataset, collate_fn, out: Path, *, what: str, steps: int, stop_at: int | None,
                  batch_size: int, grad_accum: int, lr: float, warmup: int, schedule: str, ema: float | None,
-                 seed: int, checkpoint_every: int, workers: int, resume: bool, strategy: str = "ddp",
-                 activation_checkpointing: bool = False) -> None:
+                 seed: int, checkpoint_every: int, workers: int | None, resume: bool, strategy: str = "ddp",
+                 activation_checkpointing: bool = False, precision: str = "auto", deterministic: bool = True) -> None:
     """Train with the shared loop and print a one-line summary."""
     from stages.context import console, settings
     from vidtool.train.config import TrainConfig
@@ -46,7 +61,8 @@ def run_training(model, dataset, collate_fn, out: Path, *, what: str, steps: int
     config = TrainConfig(steps=steps, stop_at=stop_at, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
                          warmup_steps=min(warmup, steps), schedule=schedule, ema_decay=ema, seed=seed,
                          checkpoint_every=checkpoint_every, num_workers=workers, resume=resume,
-                         device=settings.device, strategy=strategy, activation_checkpointing=activation_checkpointing)
+                         device=settings.device, strategy=strategy, activation_checkpointing=activation_checkpointing,
+                         precision=precision, deterministic=deterministic)
     result = train(model, dataset, collate_fn, config, out, progress=not settings.quiet)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 speaks for the run
         return

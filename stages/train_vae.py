@@ -53,10 +53,12 @@ def train_vae(
     fps: opt.Fps = None,
     seed: opt.Seed = 0,
     checkpoint_every: opt.CheckpointEvery = 250,
-    workers: opt.Workers = 0,
+    workers: opt.Workers = None,
     resume: opt.Resume = False,
     strategy: opt.Strategy = "ddp",
     activation_checkpointing: opt.ActivationCheckpointing = False,
+    precision: opt.Precision = "auto",
+    deterministic: opt.Deterministic = True,
 ) -> None:
     import torch
 
@@ -66,7 +68,4 @@ def train_vae(
     torch.manual_seed(seed)
     model = build_autoencoder(family, preset, set_, init)
     dataset = torch.utils.data.ConcatDataset([ClipDataset(m, frames=frames, fps=fps, size=size) for m in data])
-    opt.run_training(model, dataset, collate_clips, out, what=family, steps=steps, stop_at=stop_at,
-                     batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup=warmup, schedule=schedule,
-                     ema=ema, seed=seed, checkpoint_every=checkpoint_every, workers=workers, resume=resume,
-                     strategy=strategy, activation_checkpointing=activation_checkpointing)
+    opt.run_training(model, dataset, collate_clips, out, what=family, **opt.trainer_options(locals()))

@@ -33,6 +33,8 @@ TWO_RANK_RUNS = {
     "ddp-full": BASE,
     "ddp-half": {**BASE, "steps": 3},
     "one-then-two": {**BASE, "resume": True},  # resumes a 3-step checkpoint written by one process
+    # The same under FSDP: rank 0 alone reads the file; the other rank receives its shards from it.
+    "one-then-two-fsdp": {**BASE, "strategy": "fsdp", "resume": True},
     "fsdp-full": {**BASE, "strategy": "fsdp", "activation_checkpointing": True},
     "fsdp-half": {**BASE, "strategy": "fsdp", "steps": 3},
     "fsdp-bf16": {**BASE, "strategy": "fsdp", "precision": "bf16"},
@@ -75,6 +77,7 @@ def runs(tmp_path_factory) -> Path:
     run(str(root / "one-process"), ONE_PROCESS)
     run(str(root / "one-process-by-ones"), ONE_PROCESS_BY_ONES)
     run(str(root / "one-then-two"), {**ONE_PROCESS, "steps": 3})
+    run(str(root / "one-then-two-fsdp"), {**ONE_PROCESS, "steps": 3})
     torch.multiprocessing.spawn(_rank_worker, args=(2, _free_port(), str(root)), nprocs=2, join=True)
     for name in ("ddp-half", "fsdp-half"):
         shutil.copytree(root / name, root / f"{name}-then-one")
@@ -114,7 +117,7 @@ def test_two_ddp_ranks_hold_identical_weights_and_match_one_process_on_the_same_
 @pytest.mark.slow
 def test_checkpoint_from_two_ranks_resumes_on_one_and_from_one_on_two(runs):
     reference = _final(runs / "one-process")
-    for name in ("ddp-half-then-one", "one-then-two"):
+    for name in ("ddp-half-then-one", "one-then-two", "one-then-two-fsdp"):
         state = load_state(runs / name / "train_state")
         assert state.step == 6 and state.samples_seen == 24, name
         for got, want in zip(_final(runs / name), reference):

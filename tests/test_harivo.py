@@ -145,27 +145,52 @@ def test_each_loss_sends_gradients_to_trainable_parts_only(term):
         assert "token_generator" in reached
 
 
-def test_recorded_pass_collects_decoder_self_attention_and_h_space():
+def test_recorded_pass_collects_decoder_self_attention_change_and_h_space():
     """L_TRS reads the decoder's spatial self-attention: two CrossAttnUp blocks of two transformers
     at 4x4 and 8x8 (16 and 64 queries), each with 8 heads (diffusers' UNet2DConditionModel takes
-    `attention_head_dim` as the head count); L_DC reads the mid-block output at 2x2."""
+    `attention_head_dim` as the head count); L_DC reads the mid-block output at 2x2. Each layer's
+    record is Eq. 3's frame-to-frame change of its softmax(q k^T) maps, which a hook here computes
+    from the maps themselves."""
     model = video_model()
     batch = make_batch()
+    maps = []
+
+    def keep_maps(module, args, kwargs):
+        x = args[0] if args else kwargs["hidden_states"]
+        q = rearrange(module.to_q(x), "n s (h d) -> n h s d", h=module.heads)
+        k = rearrange(module.to_k(x), "n s (h d) -> n h s d", h=module.heads)
+        maps.append(torch.softmax(q @ k.transpose(-1, -2) * module.scale, dim=-1))
+
+    for name, module in model.base.unet.up_blocks.named_modules():
+        if name.endswith("attn1"):
+            module.register_forward_pre_hook(keep_maps, with_kwargs=True)
     with torch.no_grad():
         rec = model._predict(batch["latents"], torch.tensor([5, 50]), batch["text"], batch["text_mask"],
                              temporal=True, record=True).recording
-    assert [tuple(a.shape) for a in rec.self_attention] == [(8, 8, 16, 16)] * 2 + [(8, 8, 64, 64)] * 2
-    torch.testing.assert_close(rec.self_attention[0].sum(-1), torch.ones(8, 8, 16))
+    assert [tuple(a.shape) for a in maps] == [(8, 8, 16, 16)] * 2 + [(8, 8, 64, 64)] * 2
+    assert len(rec.attention_change) == 4
+    for a, change in zip(maps, rec.attention_change):
+        a = rearrange(a, "(b f) h q k -> b f h q k", f=FRAMES)
+        torch.testing.assert_close(change, (a[:, 1:] - a[:, :-1]).abs().mean(dim=(0, 2, 3, 4)))
     assert rec.h.shape == (2 * FRAMES, 32, 2, 2)
+
+
+def test_attention_change_in_query_chunks_equals_the_whole_maps():
+    from vidtool.generators.harivo import attention_change
+
+    q, k = torch.randn(2 * FRAMES, 2, 10, 4), torch.randn(2 * FRAMES, 2, 10, 4)
+    a = rearrange(torch.softmax(q @ k.transpose(-1, -2) * 0.5, dim=-1), "(b f) h q k -> b f h q k", f=FRAMES)
+    whole = (a[:, 1:] - a[:, :-1]).abs().mean(dim=(0, 2, 3, 4))
+    torch.testing.assert_close(attention_change(q, k, 0.5, FRAMES, chunk=3), whole)
 
 
 def test_trs_loss_weights_decoder_layers_by_depth():
     """Eq. 3 with lambda_i = i/N: layer 1 of 2 counts half, layer 2 fully; frame pairs add up."""
     model = video_model()
-    a = torch.zeros(FRAMES, 1, 2, 2)  # one clip, one head, 2x2 maps; only frame 2 differs
-    a[2] = torch.tensor([[1.0, -1.0], [0.0, 0.0]])
-    # frame pairs (1,2) and (2,3) each differ by mean |.| = 2/4
-    assert model._trs_loss([a, 3 * a], FRAMES).item() == pytest.approx(0.5 * 1.0 + 1.0 * 3.0)
+    # one layer whose frame pairs (1,2) and (2,3) each differ by 1/2, then one 3x as far
+    change = torch.zeros(FRAMES - 1)
+    change[1:3] = 0.5
+    assert model._trs_loss([change, 3 * change]).item() == pytest.approx(0.5 * 1.0 + 1.0 * 3.0)
 
 
 def test_dc_queue_keeps_normalised_positives_of_earlier_steps():

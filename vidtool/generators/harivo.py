@@ -21,14 +21,17 @@ state, so a resumed run continues with the same queue and training stays exactly
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from vidtool.diffusion.schedulers import NoiseSchedule, diffusion_pair
 from vidtool.generators.t2i import T2IConfig, T2IModel, base_config, drop_prompts
@@ -85,8 +88,27 @@ def preset(name: str, **overrides) -> HarivoConfig:
 class Recording:
     """What the hooks collect during one recorded U-Net pass, for L_TRS and L_DC."""
 
-    self_attention: list[torch.Tensor] = field(default_factory=list)  # decoder maps [(B F), heads, n, n], in order
+    # Per decoder self-attention layer, in order: Eq. 3's inner term, mean |A^(j) - A^(j-1)| for
+    # frames j = 2..F [F-1], computed from q and k without keeping the maps (`attention_change`).
+    attention_change: list[torch.Tensor] = field(default_factory=list)
     h: torch.Tensor | None = None  # h-space: the U-Net mid-block output [(B F), c, h', w']
+
+
+def attention_change(q: torch.Tensor, k: torch.Tensor, scale: float, frames: int,
+                     chunk: int = 1024) -> torch.Tensor:
+    """Eq. 3's per-layer term from queries and keys [(B F), heads, n, d]: the mean over clips,
+    heads, queries and keys of |A^(j) - A^(j-1)|, A = softmax(q k^T scale), for each frame j >= 2
+    -> [F-1]. The maps are never all held: `chunk` queries at a time, each chunk recomputed in the
+    backward pass (at 16 frames of 64x64 latents a layer's maps alone are 16 x heads x 4096^2)."""
+    n, heads, length = q.shape[:3]
+    total = sum(checkpoint(_change_sum, q[:, :, start:start + chunk], k, scale, frames, use_reentrant=False)
+                for start in range(0, length, chunk))
+    return total / (n // frames * heads * length * k.shape[2])
+
+
+def _change_sum(q: torch.Tensor, k: torch.Tensor, scale: float, frames: int) -> torch.Tensor:
+    a = rearrange(torch.softmax(q @ k.transpose(-1, -2) * scale, dim=-1), "(b f) h q k -> b f h q k", f=frames)
+    return (a[:, 1:] - a[:, :-1]).abs().sum(dim=(0, 2, 3, 4))
 
 
 @dataclass
@@ -143,6 +165,20 @@ class HarivoModel(nn.Module):
 
     # --- hooks on the frozen U-Net ------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _restored(self, frames: int | None, record: "Recording | None") -> Iterator[None]:
+        saved = self._frames, self._record
+        self._frames, self._record = frames, record
+        try:
+            yield
+        finally:
+            self._frames, self._record = saved
+
+    def checkpoint_state(self):
+        """The video pass's frame count and recording, for activation checkpointing's recomputation
+        of the frozen U-Net's blocks (vidtool.train.parallel), which runs after `_predict` returned."""
+        return self._restored(self._frames, self._record)
+
     def _after_spatial(self, key: str, module: nn.Module, args, output):
         if self._frames is None:
             return output
@@ -154,7 +190,7 @@ class HarivoModel(nn.Module):
         x = args[0] if args else kwargs["hidden_states"]
         q = rearrange(module.to_q(x), "n s (h d) -> n h s d", h=module.heads)
         k = rearrange(module.to_k(x), "n s (h d) -> n h s d", h=module.heads)
-        self._record.self_attention.append(torch.softmax(q @ k.transpose(-1, -2) * module.scale, dim=-1))
+        self._record.attention_change.append(attention_change(q, k, module.scale, self._frames))
 
     def _record_h(self, module: nn.Module, args, output) -> None:
         if self._record is not None:
@@ -208,7 +244,7 @@ class HarivoModel(nn.Module):
 
         video = self._predict(noisy, timesteps, text, mask, temporal=True, record=True)
         simple = F.mse_loss(video.output, target)  # Eq. 1
-        trs = self._trs_loss(video.recording.self_attention, f)
+        trs = self._trs_loss(video.recording.attention_change)
         # Eq. 2: both paths carry gradients into the mapping network, which is what keeps its
         # output in the T2I model's domain; lambda_t = 1 - t/T.
         image = self.predict_t2i(noisy, timesteps, text, mask)
@@ -219,13 +255,13 @@ class HarivoModel(nn.Module):
         loss = simple + c.lambda_trs * trs + c.lambda_reg * reg + c.lambda_dc * dc  # Eq. 5
         return {"loss": loss, "simple": simple, "trs": trs, "reg": reg, "dc": dc}
 
-    def _trs_loss(self, maps: list[torch.Tensor], frames: int) -> torch.Tensor:
-        """Eq. 3: sum over decoder layers i (lambda_i = i/N) and frames j >= 2 of |A_i^(j) - A_i^(j-1)|."""
-        total = maps[0].new_zeros(())
-        for i, attention in enumerate(maps, start=1):
-            a = rearrange(attention, "(b f) h q k -> b f h q k", f=frames)
-            per_pair = (a[:, 1:] - a[:, :-1]).abs().mean(dim=(0, 2, 3, 4))  # [F-1]
-            total = total + i / len(maps) * per_pair.sum()
+    @staticmethod
+    def _trs_loss(changes: list[torch.Tensor]) -> torch.Tensor:
+        """Eq. 3: sum over decoder layers i (lambda_i = i/N) and frames j >= 2 of the layer's
+        mean |A_i^(j) - A_i^(j-1)| (`attention_change`, one [F-1] per layer)."""
+        total = changes[0].new_zeros(())
+        for i, per_pair in enumerate(changes, start=1):
+            total = total + i / len(changes) * per_pair.sum()
         return total
 
     def _dc_loss(self, h: torch.Tensor) -> torch.Tensor:

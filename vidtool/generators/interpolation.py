@@ -129,8 +129,21 @@ class TemporalConv(nn.Module):
         self.temporal = nn.Conv3d(channels, channels, (kernel, 1, 1), padding=(kernel // 2, 0, 0))
         nn.init.zeros_(self.temporal.weight)
         nn.init.zeros_(self.temporal.bias)
-        self.alpha = nn.Parameter(torch.ones(()))
+        # Shape [1], not a 0-d scalar: FSDP2 shards parameters along dim 0 and refuses 0-d ones.
+        self.alpha = nn.Parameter(torch.ones(1))
         self.length = length
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Folders saved before alpha had a dimension store it 0-d.
+        key = prefix + "alpha"
+        if key in state_dict and state_dict[key].dim() == 0:
+            state_dict[key] = state_dict[key].reshape(1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def checkpoint_state(self):
+        """The sequence length of the current call, for activation checkpointing's recomputation
+        (vidtool.train.parallel), which runs after `VideoUNet.forward` has reset it."""
+        return self.length.set(self.length.value)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.spatial(x)

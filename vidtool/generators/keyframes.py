@@ -196,6 +196,19 @@ class KeyframeModel(nn.Module):
         finally:
             self._clip = None
 
+    @contextlib.contextmanager
+    def _restored(self, clip: "_Clip | None") -> Iterator[None]:
+        saved, self._clip = self._clip, clip
+        try:
+            yield
+        finally:
+            self._clip = saved
+
+    def checkpoint_state(self):
+        """The clip of the current call, for activation checkpointing's recomputation of the frozen
+        U-Net's blocks (vidtool.train.parallel), which runs after `predict` has returned."""
+        return self._restored(self._clip)
+
     # --- prediction ---------------------------------------------------------------------------
 
     def positions(self, frames: int) -> torch.Tensor:

@@ -119,6 +119,11 @@ class SpectralInpaintModel(nn.Module):
     def base(self) -> SpectralTransformer:
         return self._frozen[0]
 
+    def frozen_modules(self) -> list[nn.Module]:
+        """The adapted base, kept out of this model's tree and state (vidtool.train.parallel
+        checkpoints its blocks and casts it for mixed precision)."""
+        return [self.base]
+
     def _apply(self, fn, *args, **kwargs):
         self.base._apply(fn, *args, **kwargs)
         return super()._apply(fn, *args, **kwargs)

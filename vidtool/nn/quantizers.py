@@ -106,8 +106,9 @@ class LFQ(nn.Module):
         return sample_entropy, codebook_entropy
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
-        """int64 [B, *grid] -> ±1 codes [B, bits, *grid]."""
-        bits = (indices.unsqueeze(-1) & self.powers) != 0
+        """int64 [B, *grid] -> ±1 codes [B, bits, *grid], on the quantizer's device whatever the ids'
+        (token files are read to the host; the model may be on an accelerator)."""
+        bits = (indices.to(self.powers.device).unsqueeze(-1) & self.powers) != 0
         # Contiguous, like the codes `forward` makes: conv kernels round differently per layout.
         return rearrange(torch.where(bits, 1.0, -1.0), "b ... d -> b d ...").contiguous()
 
@@ -140,5 +141,5 @@ class VectorQuantizer(nn.Module):
         return QuantizerOutput(_straight_through(z, codes), indices, losses)
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
-        """int64 [B, *grid] -> codebook vectors [B, dim, *grid]."""
-        return rearrange(self.codebook[indices], "b ... d -> b d ...").contiguous()
+        """int64 [B, *grid] -> codebook vectors [B, dim, *grid], on the codebook's device."""
+        return rearrange(self.codebook[indices.to(self.codebook.device)], "b ... d -> b d ...").contiguous()

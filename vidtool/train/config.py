@@ -28,13 +28,13 @@ class TrainConfig:
     grad_accum: int = 1  # micro-batches per optimizer update
     grad_clip: float | None = 1.0  # max global grad norm; None = no clipping (the norm is still logged)
     ema_decay: float | None = None  # None = no EMA; otherwise the saved weights are the EMA ones
-    precision: str = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
+    precision: str = "auto"  # auto = bf16 autocast on CUDA GPUs that have it, fp32 on CPU; bf16 also on CPU
     device: str = "auto"  # auto = CUDA when available
     deterministic: bool = True  # torch.use_deterministic_algorithms during training
     checkpoint_every: int = 500
     log_every: int = 10
     seed: int = 0
-    num_workers: int = 0
+    num_workers: int | None = None  # DataLoader workers per rank; None = 0 on CPU, the CPUs per rank on GPUs
     resume: bool = False  # continue from out_dir/train_state if it exists
     strategy: str = "ddp"  # under torchrun: ddp = a replica per rank, fsdp = FSDP2 sharding (fully_shard)
     activation_checkpointing: bool = False  # recompute each block's activations in backward
@@ -63,7 +63,7 @@ class TrainConfig:
             (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got {self.device!r}"),
             (self.checkpoint_every >= 1, f"checkpoint_every must be at least 1, got {self.checkpoint_every}"),
             (self.log_every >= 1, f"log_every must be at least 1, got {self.log_every}"),
-            (self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}"),
+            (self.num_workers is None or self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}"),
             (self.strategy in STRATEGIES, f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"),
             (not (self.strategy == "fsdp" and self.precision == "fp16"),
              "precision fp16 needs a gradient scaler that FSDP shards; use bf16 (or fp32) with strategy fsdp"),

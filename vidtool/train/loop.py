@@ -86,8 +86,10 @@ def train(
         sharded = world.size > 1 and config.strategy == "fsdp"
         compute_dtype = _autocast_dtype(config.precision, world.device, sharded)
         model.to(world.device).train()
-        resumed = _load_resume_state(out_dir, config, len(dataset))
-        if resumed:
+        # Under FSDP only rank 0 reads the saved tensors: sharding broadcasts its weights, and the
+        # optimizer moments and EMA are scattered from it; the other ranks read the counters.
+        resumed = _load_resume_state(out_dir, config, len(dataset), tensors=world.rank == 0 or not sharded)
+        if resumed and resumed.model:
             _load_weights(model, resumed.model)
         if config.activation_checkpointing:
             parallel.checkpoint_activations(model)
@@ -116,7 +118,8 @@ def train(
             _SampleStream(dataset, config.seed),
             batch_sampler=micro_batches,
             collate_fn=collate_fn,
-            num_workers=config.num_workers,
+            num_workers=(workers := _workers(config.num_workers, world.device)),
+            persistent_workers=workers > 0,
             worker_init_fn=_ignore_stop_signals,
             pin_memory=world.device.type == "cuda",
         ))
@@ -127,7 +130,7 @@ def train(
             if sharded:  # gathering the shards is a collective: every rank takes part
                 weights = parallel.full_model_state(model)
                 moments = parallel.full_optimizer_state(model, optimizer)
-                averages = {k: parallel.full(v).cpu() for k, v in ema.state_dict().items()} if ema else None
+                averages = parallel.full_on_rank0(ema.state_dict(), world.rank) if ema else None
             elif world.rank == 0:
                 weights, moments = model.state_dict(), optimizer.state_dict()
                 averages = ema.state_dict() if ema else None
@@ -184,14 +187,15 @@ def train(
         return TrainResult(out_dir, step, seen, report.last)
 
 
-def _load_resume_state(out_dir: Path, config: TrainConfig, dataset_size: int) -> TrainingState | None:
+def _load_resume_state(out_dir: Path, config: TrainConfig, dataset_size: int,
+                       tensors: bool = True) -> TrainingState | None:
     state_dir = out_dir / STATE_DIR
     if not config.resume:
         if (state_dir / STATE_NAME).is_file():
             raise UserError(f"{out_dir} already holds a training run; pass --resume to continue it "
                             "or choose a new output folder")
         return None
-    state = load_state(state_dir)
+    state = load_state(state_dir, tensors=tensors)
     if state is None:
         return None
     if state.step > config.steps:
@@ -230,9 +234,13 @@ def _restore(state: TrainingState | None, model: nn.Module, optimizer: torch.opt
                         "resume with the same trainable parameters") from e
     if state.scaler:
         scaler.load_state_dict(state.scaler)
-    if ema is not None and state.ema is not None:
-        ema.load_state_dict({name: parallel.shard_like(tensor, ema.shadow[name]) if name in ema.shadow else tensor
-                             for name, tensor in state.ema.items()})
+    if ema is not None and sharded and state.config.get("ema_decay") is not None:
+        # Rank 0 holds the full averages; every rank gets its shard of each, one tensor at a time.
+        full = state.ema or {}  # empty on the ranks that did not read the tensors
+        ema.load_state_dict({name: parallel.shard_like(full[name] if name in full else torch.empty(like.shape, dtype=like.dtype),
+                                                       like) for name, like in ema.shadow.items()})
+    elif ema is not None and state.ema is not None:
+        ema.load_state_dict(state.ema)
     return state.step, state.samples_seen
 
 
@@ -381,6 +389,17 @@ def _deterministic(enabled: bool) -> Iterator[None]:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
 
+def _workers(requested: int | None, device: torch.device) -> int:
+    """DataLoader workers per rank: as requested, else none on CPU (loading would take the cores the
+    model computes on) and the CPUs this process may use, shared among the node's ranks, on GPUs."""
+    if requested is not None:
+        return requested
+    if device.type != "cuda":
+        return 0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cpus // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
 def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
     return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
 
@@ -388,11 +407,11 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abs
 def _autocast_dtype(precision: str, device: torch.device, sharded: bool = False) -> torch.dtype | None:
     """The dtype blocks compute in (by autocast, or by FSDP's policy when `sharded`), None for fp32."""
     if device.type != "cuda":
-        if sharded and precision == "bf16":  # FSDP casts the parameters itself, which works on CPU too
+        if precision == "bf16":  # CPU autocast (or FSDP's cast of the parameters) runs bf16 too
             return torch.bfloat16
-        if precision in ("bf16", "fp16"):
-            raise UserError(f"precision {precision} needs a CUDA GPU (bf16 also runs under strategy fsdp); "
-                            "use precision auto or fp32 on CPU")
+        if precision == "fp16":
+            raise UserError("precision fp16 needs a CUDA GPU (its gradient scaler is a GPU feature); "
+                            "use bf16, auto or fp32 on CPU")
         return None
     if precision == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None

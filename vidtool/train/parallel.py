@@ -3,8 +3,9 @@ each rank holds a 1/N slice of every parameter, gradient and optimizer moment), 
 checkpointing.
 
 Checkpoints stay consolidated whatever the strategy: weights, optimizer moments and the EMA are
-gathered into full tensors, so a run saved by N ranks of either strategy resumes on M ranks of
-either. The optimizer state is kept in the layout of `torch.optim.Optimizer.state_dict()` (parameters
+gathered into full tensors on rank 0's CPU (one tensor at a time: no rank holds a whole model beyond
+its shards), so a run saved by N ranks of either strategy resumes on M ranks of either; on resume
+under FSDP only rank 0 reads the file, and the other ranks receive their shards from it. The optimizer state is kept in the layout of `torch.optim.Optimizer.state_dict()` (parameters
 numbered in param-group order), which `_adamw` makes the same for every strategy and world size.
 
 The unit of sharding and of activation checkpointing is a *block*: a child of an `nn.ModuleList`
@@ -21,8 +22,9 @@ the same calls run on NCCL, untested here for want of GPUs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
@@ -30,15 +32,26 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 
-def blocks(model: nn.Module) -> list[nn.Module]:
-    """The innermost ModuleList children that own parameters, in module order."""
-    found = []
-    for module in model.modules():
-        if isinstance(module, nn.ModuleList):
-            for child in module:
-                holds_list = any(isinstance(m, nn.ModuleList) for m in child.modules())
-                if not holds_list and any(True for _ in child.parameters()):
-                    found.append(child)
+def blocks(model: nn.Module, *, frozen: bool = False) -> list[nn.Module]:
+    """The units, in module order: the outermost children of `nn.ModuleList`s that own parameters
+    (a U-Net's down and up blocks, a transformer's layers, an autoencoder's levels) and a diffusers
+    U-Net's mid block. `frozen`: also inside the frozen modules a model keeps out of its own tree
+    (`frozen_modules()`, e.g. the spectral model a LoRA adapter extends), for checkpointing."""
+    found: list[nn.Module] = []
+
+    def visit(module: nn.Module) -> None:
+        for child in module.children():
+            if isinstance(child, nn.ModuleList):
+                found.extend(item for item in child if any(True for _ in item.parameters()))
+            elif type(child).__name__.startswith("UNetMidBlock"):
+                found.append(child)
+            else:
+                visit(child)
+
+    visit(model)
+    if frozen:
+        for hidden in getattr(model, "frozen_modules", lambda: [])():
+            visit(hidden)
     return found
 
 
@@ -46,16 +59,34 @@ def checkpoint_activations(model: nn.Module) -> int:
     """Recompute each block's activations in the backward pass instead of keeping them; returns the
     number of blocks. Parameter names do not change (the block's `forward` is wrapped, not the block),
     so checkpoints are the same with and without it."""
-    wrapped = blocks(model)
+    wrapped = blocks(model, frozen=True)
+    holders = [m for m in model.modules() if hasattr(m, "checkpoint_state")]
+    for hidden in getattr(model, "frozen_modules", lambda: [])():
+        holders += [m for m in hidden.modules() if hasattr(m, "checkpoint_state")]
     for block in wrapped:
-        block.forward = functools.partial(_checkpointed, block.forward)
+        block.forward = functools.partial(_checkpointed, block.forward, holders)
     return len(wrapped)
 
 
-def _checkpointed(forward: Any, *args: Any, **kwargs: Any) -> Any:
+def _checkpointed(forward: Any, holders: list[nn.Module], *args: Any, **kwargs: Any) -> Any:
     # Non-reentrant checkpointing keeps the RNG state of the first pass (dropout replays exactly) and
     # works inside FSDP2's unshard/reshard hooks, which run around `forward` in `Module.__call__`.
-    return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+    # Modules whose forward reads call-scoped state set by an outer call (a video U-Net's sequence
+    # length, the clip a frozen T2I U-Net's temporal hooks belong to) expose `checkpoint_state()`:
+    # a context, captured now, that reinstates it for the recomputation in the backward pass, when
+    # the outer call has long returned.
+    def contexts():
+        return contextlib.nullcontext(), _entered([h.checkpoint_state() for h in holders])
+
+    return checkpoint(forward, *args, use_reentrant=False, context_fn=contexts, **kwargs)
+
+
+@contextlib.contextmanager
+def _entered(contexts: list) -> Iterator[None]:
+    with contextlib.ExitStack() as stack:
+        for context in contexts:
+            stack.enter_context(context)
+        yield
 
 
 def shard(root: nn.Module, model: nn.Module, param_dtype: torch.dtype | None) -> None:
@@ -70,6 +101,14 @@ def shard(root: nn.Module, model: nn.Module, param_dtype: torch.dtype | None) ->
         for tensor in [*model.parameters(), *model.buffers()]:
             dist.broadcast(tensor.data, src=0)
     policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
+    # A frozen module kept out of the model's tree (a LoRA adapter's base) is not sharded: it is
+    # replicated, its frozen weights cast once to the compute dtype (no master copy is needed for
+    # weights that never update), so it computes in the dtype FSDP casts the trainable ones to.
+    if param_dtype is not None:
+        for hidden in getattr(model, "frozen_modules", lambda: [])():
+            for p in hidden.parameters():
+                if not p.requires_grad:
+                    p.data = p.data.to(param_dtype)
     for block in blocks(model):
         fully_shard(block, mp_policy=policy)
     fully_shard(root, mp_policy=policy)
@@ -93,6 +132,18 @@ def shard_like(full_tensor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     from torch.distributed.tensor import distribute_tensor
 
     return distribute_tensor(full_tensor.to(like.device_mesh.device_type), like.device_mesh, like.placements)
+
+
+def full_on_rank0(tensors: dict[str, torch.Tensor], rank: int) -> dict[str, torch.Tensor] | None:
+    """Whole tensors on rank 0's CPU (None elsewhere), gathered one at a time (a collective), so no
+    rank ever holds more than one whole tensor beyond its shards."""
+    gathered = {}
+    for name, tensor in tensors.items():
+        whole = full(tensor)
+        if rank == 0:
+            gathered[name] = whole.cpu()
+        del whole
+    return gathered if rank == 0 else None
 
 
 def full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -120,13 +171,18 @@ def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> 
 
 
 def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, numbered: dict[str, Any]) -> None:
-    """Load a full, numbered optimizer state into a sharded optimizer (every rank passes the same)."""
+    """Load a full, numbered optimizer state into a sharded optimizer: rank 0 passes it, the other
+    ranks an empty dict, and each rank receives its shards from rank 0 (a collective)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-    name_of = {id(p): name for name, p in model.named_parameters()}
-    order = [name_of[id(p)] for group in optimizer.param_groups for p in group["params"]]
-    by_name = {
-        "state": {order[i]: value for i, value in numbered["state"].items()},
-        "param_groups": [{**group, "params": [order[i] for i in group["params"]]} for group in numbered["param_groups"]],
-    }
-    set_optimizer_state_dict(model, optimizer, by_name, options=StateDictOptions(full_state_dict=True))
+    by_name = {}
+    if numbered:
+        name_of = {id(p): name for name, p in model.named_parameters()}
+        order = [name_of[id(p)] for group in optimizer.param_groups for p in group["params"]]
+        by_name = {
+            "state": {order[i]: value for i, value in numbered["state"].items()},
+            "param_groups": [{**group, "params": [order[i] for i in group["params"]]}
+                             for group in numbered["param_groups"]],
+        }
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+    set_optimizer_state_dict(model, optimizer, by_name, options=options)

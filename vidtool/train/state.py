@@ -42,10 +42,11 @@ def save_state(folder: str | Path, state: TrainingState) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
     for name, tensor in state.model.items():
-        tensors[f"model/{name}"] = _cpu_copy(tensor)
+        tensors[f"model/{name}"] = _on_cpu(tensor, seen)
     for name, tensor in (state.ema or {}).items():
-        tensors[f"ema/{name}"] = _cpu_copy(tensor)
+        tensors[f"ema/{name}"] = _on_cpu(tensor, seen)
     doc = {
         "version": VERSION,
         "step": state.step,
@@ -54,8 +55,8 @@ def save_state(folder: str | Path, state: TrainingState) -> None:
         "world_size": state.world_size,
         "config": state.config,
         "ema": state.ema is not None,
-        "optimizer": _pack(state.optimizer, tensors, "optimizer"),
-        "scaler": _pack(state.scaler, tensors, "scaler"),
+        "optimizer": _pack(state.optimizer, tensors, "optimizer", seen),
+        "scaler": _pack(state.scaler, tensors, "scaler", seen),
         "tensors": f"tensors-{state.step:08d}.safetensors",
     }
     with atomic_path(folder / doc["tensors"]) as tmp:
@@ -66,8 +67,9 @@ def save_state(folder: str | Path, state: TrainingState) -> None:
             stale.unlink()
 
 
-def load_state(folder: str | Path) -> TrainingState | None:
-    """The state saved in `folder`, or None when there is none."""
+def load_state(folder: str | Path, tensors: bool = True) -> TrainingState | None:
+    """The state saved in `folder`, or None when there is none. `tensors=False` reads the counters
+    and config only (model, optimizer and EMA left empty): the ranks that receive them from rank 0."""
     folder = Path(folder)
     path = folder / STATE_NAME
     if not path.is_file():
@@ -78,6 +80,10 @@ def load_state(folder: str | Path) -> TrainingState | None:
         raise UserError(f"{path} is not valid JSON ({e.msg}); delete {folder} to start the run afresh") from e
     if doc.get("version") != VERSION:
         raise UserError(f"{path} has version {doc.get('version')!r}, this vidtool reads version {VERSION}")
+    if not tensors:
+        return TrainingState(step=doc["step"], samples_seen=doc["samples_seen"], dataset_size=doc["dataset_size"],
+                             world_size=doc["world_size"], config=doc["config"], model={}, optimizer={}, scaler={},
+                             ema=None)
     try:
         tensors = load_file(str(folder / doc["tensors"]))
     except Exception as e:  # safetensors raises several types for missing or corrupt files
@@ -95,26 +101,32 @@ def load_state(folder: str | Path) -> TrainingState | None:
     )
 
 
-def _cpu_copy(tensor: torch.Tensor) -> torch.Tensor:
-    # A copy, because safetensors refuses tensors that share storage (tied weights).
-    return tensor.detach().to("cpu", copy=True).contiguous()
+def _on_cpu(tensor: torch.Tensor, seen: set[int]) -> torch.Tensor:
+    """The tensor on the CPU, copied only when it is not there already or shares its storage with one
+    saved before (safetensors refuses shared storage: tied weights): a gathered state is not doubled."""
+    tensor = tensor.detach().to("cpu").contiguous()
+    storage = tensor.untyped_storage().data_ptr()
+    if storage in seen:
+        return tensor.clone()
+    seen.add(storage)
+    return tensor
 
 
 def _with_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
-def _pack(obj: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
+def _pack(obj: Any, tensors: dict[str, torch.Tensor], path: str, seen: set[int]) -> Any:
     """A state dict as JSON: tensors move to `tensors` under `path`; containers are tagged so that
     tuples stay tuples and integer keys stay integers (the optimizer's state is keyed by int)."""
     if isinstance(obj, torch.Tensor):
-        tensors[path] = _cpu_copy(obj)
+        tensors[path] = _on_cpu(obj, seen)
         return {"tensor": path}
     if isinstance(obj, dict):
-        return {"dict": [[key, _pack(value, tensors, f"{path}/{key}")] for key, value in obj.items()]}
+        return {"dict": [[key, _pack(value, tensors, f"{path}/{key}", seen)] for key, value in obj.items()]}
     if isinstance(obj, (list, tuple)):
         kind = "tuple" if isinstance(obj, tuple) else "list"
-        return {kind: [_pack(value, tensors, f"{path}/{i}") for i, value in enumerate(obj)]}
+        return {kind: [_pack(value, tensors, f"{path}/{i}", seen) for i, value in enumerate(obj)]}
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     raise TypeError(f"a training state cannot hold a {type(obj).__name__} (at {path})")
