@@ -8,9 +8,9 @@ its shards), so a run saved by N ranks of either strategy resumes on M ranks of 
 under FSDP only rank 0 reads the file, and the other ranks receive their shards from it. The optimizer state is kept in the layout of `torch.optim.Optimizer.state_dict()` (parameters
 numbered in param-group order), which `_adamw` makes the same for every strategy and world size.
 
-The unit of sharding and of activation checkpointing is a *block*: a child of an `nn.ModuleList`
-that holds no `nn.ModuleList` itself (a ResNet block of a level, a transformer layer) — the modules
-the forward passes call one after another, whose parameters are needed together.
+The unit of sharding and of activation checkpointing is a *block*: a child of an `nn.ModuleList` of
+layers that holds no list of layers itself (a ResNet block, a transformer block) — the modules the
+forward passes call one after another, whose parameters are needed together.
 
 Limits of FSDP here: each block's gradients are reduce-scattered by a collective that its backward
 pass triggers, so ranks are expected to run the same blocks in a step. Models whose batches skip
@@ -33,26 +33,40 @@ from torch.utils.checkpoint import checkpoint
 
 
 def blocks(model: nn.Module, *, frozen: bool = False) -> list[nn.Module]:
-    """The units, in module order: the outermost children of `nn.ModuleList`s that own parameters
-    (a U-Net's down and up blocks, a transformer's layers, an autoencoder's levels) and a diffusers
-    U-Net's mid block. `frozen`: also inside the frozen modules a model keeps out of its own tree
+    """The units, in module order: the children of `nn.ModuleList`s that are layers, i.e. hold no
+    list of layers themselves — a ResNet block, a transformer block (diffusers' BasicTransformerBlock,
+    whose `to_out`/`ff.net` lists hold only plain Linear/Dropout modules), an autoencoder level's
+    residual block. `frozen`: also inside the frozen modules a model keeps out of its own tree
     (`frozen_modules()`, e.g. the spectral model a LoRA adapter extends), for checkpointing."""
     found: list[nn.Module] = []
 
     def visit(module: nn.Module) -> None:
         for child in module.children():
-            if isinstance(child, nn.ModuleList):
-                found.extend(item for item in child if any(True for _ in item.parameters()))
-            elif type(child).__name__.startswith("UNetMidBlock"):
-                found.append(child)
-            else:
+            if not _lists_layers(child):
                 visit(child)
+                continue
+            for item in child:
+                if any(_lists_layers(m) for m in item.modules()):
+                    visit(item)
+                elif any(True for _ in item.parameters()):
+                    found.append(item)
 
     visit(model)
     if frozen:
         for hidden in getattr(model, "frozen_modules", lambda: [])():
             visit(hidden)
     return found
+
+
+def _lists_layers(module: nn.Module) -> bool:
+    """A ModuleList of repeated layers: its items that own parameters are composite modules of one
+    class (a U-Net level's ResNet blocks, a transformer's blocks) — not a small pipeline of mixed
+    parts like a feed-forward's [GEGLU, Dropout, Linear] or an attention's [Linear, Dropout]."""
+    if not isinstance(module, nn.ModuleList):
+        return False
+    layers = [item for item in module if any(True for _ in item.parameters())]
+    return (len({type(item) for item in layers}) == 1
+            and all(any(True for _ in item.children()) for item in layers))
 
 
 def checkpoint_activations(model: nn.Module) -> int:

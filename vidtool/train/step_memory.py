@@ -183,7 +183,7 @@ def measure_step(model: nn.Module, batch: dict[str, Any], *, step: int = 0, tota
     module the model uses but does not list among its parameters (a base model held outside its
     module tree); its parameters count in the state. Parameters and buffers saved as they are cost
     nothing more: only copies (autocast's) count as activations."""
-    blocks = parallel.blocks(model)
+    blocks = parallel.blocks(model, frozen=True)  # the trainer's checkpointing units
     saved: dict[int, _Saved] = {}
     block_inputs: dict[int, torch.Tensor] = {}
     current: list[int] = []
