@@ -227,7 +227,11 @@ class FusionDecoder(nn.Module):
         self.conv_in = nn.Conv2d(motion_channels, coarse * latent_frames, 3, padding=1)
         doublings = (frames // latent_frames).bit_length() - 1
         self.temporal = nn.ModuleList(TemporalInterpolation(coarse, groups, factorized) for _ in range(doublings))
-        self.fusions, self.blocks, self.ups = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        # Per scale, `layers` fusion layers and ResNet blocks that the forward interleaves one by one.
+        # The per-scale lists sit in a Sequential (indexed, never called as one), not a ModuleList, so
+        # that the trainer's checkpointing and FSDP units (vidtool.train.parallel.blocks, the items of
+        # the outermost ModuleLists) are those layers, not per-scale lists whose forward never runs.
+        self.fusions, self.blocks, self.ups = nn.Sequential(), nn.Sequential(), nn.ModuleList()
         c = coarse
         for i in reversed(range(len(widths))):
             w = widths[i]

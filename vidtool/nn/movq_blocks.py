@@ -216,6 +216,29 @@ class Upsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
+class EncoderLevel(nn.Module):
+    """One resolution of the encoder: ResNet blocks (each followed by spatial attention on the lowest
+    level), then the x2 downsampling. A module with a forward so that the trainer's activation
+    checkpointing and FSDP units (vidtool.train.parallel) are levels."""
+
+    def __init__(self, width: int, out: int, *, layers_per_block: int, groups: int, lowest: bool):
+        super().__init__()
+        self.blocks = nn.ModuleList(ResnetBlock(width if j == 0 else out, out, groups=groups)
+                                    for j in range(layers_per_block))
+        self.attentions = nn.ModuleList(SpatialAttention(out, groups=groups)
+                                        for _ in range(layers_per_block if lowest else 0))
+        self.downsample = None if lowest else Downsample(out)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        for j, block in enumerate(self.blocks):
+            h = block(h)
+            if self.attentions:
+                h = self.attentions[j](h)
+        if self.downsample is not None:
+            h = self.downsample(h)
+        return h
+
+
 class Encoder(nn.Module):
     """VQGAN / MoVQ encoder: images [N, 3, H, W] -> [N, latent_channels, H/f, W/f], f = 2**(levels-1).
     `layers_per_block` ResNet blocks per level, spatial attention after each block of the lowest level."""
@@ -226,14 +249,8 @@ class Encoder(nn.Module):
         self.levels = nn.ModuleList()
         width = widths[0]
         for i, out in enumerate(widths):
-            level = nn.Module()
-            lowest = i == len(widths) - 1
-            level.blocks = nn.ModuleList(ResnetBlock(width if j == 0 else out, out, groups=groups)
-                                         for j in range(layers_per_block))
-            level.attentions = nn.ModuleList(SpatialAttention(out, groups=groups)
-                                             for _ in range(layers_per_block if lowest else 0))
-            level.downsample = None if lowest else Downsample(out)
-            self.levels.append(level)
+            self.levels.append(EncoderLevel(width, out, layers_per_block=layers_per_block, groups=groups,
+                                            lowest=i == len(widths) - 1))
             width = out
         self.mid_block_1 = ResnetBlock(width, width, groups=groups)
         self.mid_attention = SpatialAttention(width, groups=groups)
@@ -244,12 +261,7 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x)
         for level in self.levels:
-            for j, block in enumerate(level.blocks):
-                h = block(h)
-                if level.attentions:
-                    h = level.attentions[j](h)
-            if level.downsample is not None:
-                h = level.downsample(h)
+            h = level(h)
         h = self.mid_block_2(self.mid_attention(self.mid_block_1(h)))
         return self.conv_out(F.silu(self.norm_out(h)))
 
@@ -286,13 +298,13 @@ class Decoder(nn.Module):
         count = layers_per_block + 1
         for i, out in enumerate(reversed(widths)):
             lowest, highest = i == 0, i == len(widths) - 1
-            level = nn.Module()
-            level.blocks = nn.ModuleList(block(width if j == 0 else out, out) for j in range(count))
-            level.temporal_blocks = temporal_blocks(out, count)
-            level.attentions = nn.ModuleList(SpatialAttention(out, **norm) for _ in range(count if lowest else 0))
-            level.temporal_attentions = temporal_attentions(out, count if lowest else 0)
-            level.upsample = None if highest else Upsample(out)
-            self.levels.append(level)
+            self.levels.append(DecoderLevel(
+                blocks=nn.ModuleList(block(width if j == 0 else out, out) for j in range(count)),
+                temporal_blocks=temporal_blocks(out, count),
+                attentions=nn.ModuleList(SpatialAttention(out, **norm) for _ in range(count if lowest else 0)),
+                temporal_attentions=temporal_attentions(out, count if lowest else 0),
+                upsample=None if highest else Upsample(out),
+            ))
             width = out
         self.norm_out = SpatialNorm(width, groups, latent_channels)
         self.conv_out = nn.Conv2d(width, 3, 3, padding=1)
@@ -307,16 +319,33 @@ class Decoder(nn.Module):
             h = mid.temporal_attentions[0](h, zq, frames)
         h = self._after_block(mid, 1, mid.blocks[1](h, zq, frames), zq, frames)
         for level in self.levels:
-            for j, block in enumerate(level.blocks):
-                h = self._after_block(level, j, block(h, zq, frames), zq, frames)
-                if level.attentions:
-                    h = level.attentions[j](h, zq)
-                if level.temporal_attentions:
-                    h = level.temporal_attentions[j](h, zq, frames)
-            if level.upsample is not None:
-                h = level.upsample(h)
+            h = level(h, zq, frames)
         return self.conv_out(F.silu(self.norm_out(h, zq)))
 
     @staticmethod
     def _after_block(stage: nn.Module, j: int, h: torch.Tensor, zq: torch.Tensor, frames: int) -> torch.Tensor:
         return stage.temporal_blocks[j](h, zq, frames) if stage.temporal_blocks else h
+
+
+class DecoderLevel(nn.Module):
+    """One resolution of the decoder: ResNet blocks, each followed by its temporal block, spatial and
+    temporal attention where the level has them, then the x2 upsampling. A module with a forward so
+    that the trainer's activation checkpointing and FSDP units (vidtool.train.parallel) are levels."""
+
+    def __init__(self, *, blocks: nn.ModuleList, temporal_blocks: nn.ModuleList, attentions: nn.ModuleList,
+                 temporal_attentions: nn.ModuleList, upsample: Upsample | None):
+        super().__init__()
+        self.blocks, self.temporal_blocks = blocks, temporal_blocks
+        self.attentions, self.temporal_attentions = attentions, temporal_attentions
+        self.upsample = upsample
+
+    def forward(self, h: torch.Tensor, zq: torch.Tensor, frames: int) -> torch.Tensor:
+        for j, block in enumerate(self.blocks):
+            h = Decoder._after_block(self, j, block(h, zq, frames), zq, frames)
+            if self.attentions:
+                h = self.attentions[j](h, zq)
+            if self.temporal_attentions:
+                h = self.temporal_attentions[j](h, zq, frames)
+        if self.upsample is not None:
+            h = self.upsample(h)
+        return h
