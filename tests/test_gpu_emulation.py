@@ -90,3 +90,17 @@ def test_a_folder_saved_with_0d_alpha_loads_into_the_1d_parameter(tmp_path):
         assert torch.equal(a, b), name
     checkpoint.save_pretrained(model, tmp_path / "m")
     assert checkpoint.from_pretrained(tmp_path / "m").state_dict().keys() == model.state_dict().keys()
+
+
+def test_lfq_entropy_is_computed_in_fp32_under_bf16_autocast():
+    """The entropy logits reach 2 * inv_temperature * bits; under autocast the matmul would run in
+    bf16, whose step there is 8: the autocast result must equal the fp32 one."""
+    from vidtool.nn.quantizers import LFQ
+
+    lfq = LFQ(8)
+    z = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
+    reference = lfq.entropy_terms(z)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = lfq.entropy_terms(z)
+    for a, b in zip(autocast, reference):
+        assert a.dtype == torch.float32 and torch.equal(a, b)

@@ -91,12 +91,15 @@ class LFQ(nn.Module):
 
     def entropy_terms(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean per-sample entropy, codebook entropy) in nats of the soft assignment of z [N, bits]."""
-        sample_entropy = z.new_zeros(())
-        codebook_entropy = z.new_zeros(())
+        sample_entropy = z.new_zeros((), dtype=torch.float32)
+        codebook_entropy = z.new_zeros((), dtype=torch.float32)
         for part in z.float().split(self.group_sizes, dim=-1):
             corners = getattr(self, f"corners_{part.shape[-1]}")
             # -||z - c||^2 = 2 z.c - ||z||^2 - size; the last two are the same for every code c.
-            logits = 2 * self.inv_temperature * part @ corners.T
+            # In fp32 even under bf16 autocast: the logits reach ~1,600 at inv_temperature 100, where
+            # bf16 resolves steps of 8 and the entropy's gradient would be mostly rounding.
+            with torch.autocast(part.device.type, enabled=False):
+                logits = 2 * self.inv_temperature * part @ corners.T.float()
             log_prob = logits.log_softmax(-1)
             prob = log_prob.exp()
             sample_entropy = sample_entropy - (prob * log_prob).sum(-1).mean()
