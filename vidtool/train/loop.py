@@ -82,8 +82,10 @@ def train(
     if len(dataset) == 0:
         raise UserError("the training dataset is empty; check the manifest or folder it was built from")
     out_dir = Path(out_dir)
-    with _distributed(config.device) as world, _deterministic(config.deterministic), _StopRequest() as stop:
-        sharded = world.size > 1 and config.strategy == "fsdp"
+    with (_distributed(config.device, group=config.strategy == "fsdp") as world, _deterministic(config.deterministic),
+          _StopRequest() as stop):
+        # Under torchrun FSDP shards even on one rank (one GPU): the same code path as on many.
+        sharded = config.strategy == "fsdp" and dist.is_initialized()
         compute_dtype = _autocast_dtype(config.precision, world.device, sharded)
         model.to(world.device).train()
         # Under FSDP only rank 0 reads the saved tensors: sharding broadcasts its weights, and the
@@ -352,8 +354,9 @@ class _World:
 
 
 @contextlib.contextmanager
-def _distributed(device_choice: str) -> Iterator[_World]:
-    """One process, or DDP when torchrun set WORLD_SIZE > 1 (gloo on CPU, nccl on CUDA)."""
+def _distributed(device_choice: str, group: bool = False) -> Iterator[_World]:
+    """One process, or a process group when torchrun set WORLD_SIZE > 1, or set up a one-rank run
+    and `group` asks for one (FSDP) (gloo on CPU, nccl on CUDA)."""
     if device_choice == "cuda" and not torch.cuda.is_available():
         raise UserError("device cuda was asked for but no CUDA GPU is visible; use device auto or cpu")
     use_cuda = device_choice != "cpu" and torch.cuda.is_available()
@@ -361,7 +364,8 @@ def _distributed(device_choice: str) -> Iterator[_World]:
     device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(device)
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    launched = "MASTER_ADDR" in os.environ and "RANK" in os.environ  # torchrun's environment
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 and not (group and (launched or dist.is_initialized())):
         yield _World(0, 1, device)
         return
     owns_group = not dist.is_initialized()
