@@ -76,11 +76,12 @@ def cast(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
 
 
 def model_dtype(model: torch.nn.Module) -> torch.dtype:
-    """The reduced precision `model` was cast to, else float32: the dtype its inputs are cast to."""
+    """The reduced precision `model` was cast to, else float32 (also for a stand-in without
+    parameters): the dtype its inputs are cast to."""
     import torch
 
-    return next((p.dtype for p in model.parameters() if p.is_floating_point() and p.dtype != torch.float32),
-                torch.float32)
+    parameters = model.parameters() if hasattr(model, "parameters") else ()
+    return next((p.dtype for p in parameters if p.is_floating_point() and p.dtype != torch.float32), torch.float32)
 
 
 def autocast_like(model: torch.nn.Module) -> contextlib.AbstractContextManager:

@@ -10,7 +10,8 @@ A model trained on clips of one length may declare it (`window`, in latent frame
 then cuts time into independent windows of that length, with no context, since such a model codes
 a window better than any longer stretch.
 A model cast to a lower precision gets its input in that dtype and runs under autocast; what it
-returns is blended and returned in float32.
+returns is blended and returned in float32, so tile blending and the rounding of decoded pixels to
+uint8 (`video.frames_from_model`) add nothing to bf16's own steps (2^-8 near ±1: half a level).
 """
 
 from __future__ import annotations
