@@ -178,12 +178,17 @@ def test_dtype_before_or_after_the_stage_name_and_auto_on_the_cpu(shapes, tmp_pa
     assert not torch.equal(outputs["fp32"], outputs["before"])  # the option after the name wins
 
 
-def test_a_model_cast_to_bf16_keeps_its_quantizer_in_float32():
+def test_a_model_cast_to_bf16_keeps_its_quantizer_in_float32_and_gets_codes_in_its_input_dtype():
     from vidtool import checkpoint, model_store
 
     model = checkpoint.from_pretrained(model_store.default_model("tokenize"), dtype=torch.bfloat16)
     assert {p.dtype for p in model.encoder.parameters()} == {torch.bfloat16}
     assert {t.dtype for t in model.quantizer.buffers() if t.is_floating_point()} == {torch.float32}
+    # It decides in float32 and hands its codes back in the dtype they came in (what the decoder
+    # computes in, under FSDP's bf16 policy too).
+    z = torch.randn(2, model.quantizer.bits, 1, 4, 4, generator=torch.Generator().manual_seed(0)).bfloat16()
+    out = model.quantizer(z)
+    assert out.quantized.dtype == torch.bfloat16 and torch.equal(out.indices, model.quantizer(z.float()).indices)
 
 
 def test_auto_picks_bf16_on_gpus_that_have_it_fp16_on_others_fp32_on_the_cpu(monkeypatch):

@@ -36,13 +36,16 @@ def _straight_through(z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
 
 
 def _float32(forward):
-    """Run a quantizer's forward in float32, with autocast off (see the module docstring)."""
+    """Run a quantizer's forward in float32, with autocast off (see the module docstring); the codes
+    go back in the dtype `z` came in, which the decoder after it computes in (FSDP's bf16 policy)."""
 
     def run(self, z: torch.Tensor) -> QuantizerOutput:
-        if not torch.amp.is_autocast_available(z.device.type):  # the meta device
-            return forward(self, z.float())
-        with torch.autocast(z.device.type, enabled=False):
-            return forward(self, z.float())
+        if torch.amp.is_autocast_available(z.device.type):  # not on the meta device
+            with torch.autocast(z.device.type, enabled=False):
+                out = forward(self, z.float())
+        else:
+            out = forward(self, z.float())
+        return QuantizerOutput(out.quantized.to(z.dtype), out.indices, out.losses)
 
     return run
 
