@@ -25,3 +25,6 @@ STAGES: dict[str, str] = {
     "train-vae": "stages.train_vae",
     "tokenize": "stages.tokenize",
 }
+
+# Stages that run networks for inference: they take --dtype after their name too.
+PRECISION_STAGES = {"decode", "encode", "evaluate", "generate", "inpaint", "interpolate", "sample-keyframes", "tokenize"}

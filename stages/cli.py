@@ -11,13 +11,13 @@ import importlib
 import os
 import sys
 import traceback
-from enum import Enum
 
 import typer
 from typer.core import TyperGroup
 
 from stages import STAGES
 from stages.context import settings
+from stages.global_options import DEVICE_HELP, DTYPE_HELP, Device, stage_options
 
 
 class StageGroup(TyperGroup):
@@ -35,6 +35,7 @@ class StageGroup(TyperGroup):
         if name not in self.commands:
             command = typer.main.get_command(importlib.import_module(STAGES[name]).app)
             command.name = name
+            command.params.extend(stage_options(name))
             self.commands[name] = command
         return self.commands[name]
 
@@ -55,12 +56,6 @@ class ReaderGone(Exception):
     """The reader of stdout closed the pipe."""
 
 
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
 app = typer.Typer(cls=StageGroup, add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
                   context_settings={"help_option_names": ["-h", "--help"]})
 
@@ -75,7 +70,8 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    device: Device = typer.Option(Device.auto, envvar="VIDTOOL_DEVICE", help="Where models run; auto = CUDA when available."),
+    device: Device = typer.Option(Device.auto, envvar="VIDTOOL_DEVICE", help=DEVICE_HELP),
+    dtype: str = typer.Option("auto", envvar="VIDTOOL_DTYPE", help=DTYPE_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or messages on stderr (errors still print)."),
     debug: bool = typer.Option(False, "--debug", help="Show the full traceback of errors."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
@@ -87,8 +83,12 @@ def root(
     [bold]vidtool generate "a red circle moving right" | vidtool interpolate | vidtool decode -o out.mp4[/]
 
     Run [bold]vidtool STAGE --help[/] for a stage's options and an example.
+
+    --device and --dtype also work after the stage's name: [bold]vidtool decode --dtype bf16 z.safetensors[/]
     """
-    settings.device, settings.quiet, settings.debug = device.value, quiet, debug
+    from vidtool.precision import check_name
+
+    settings.device, settings.dtype, settings.quiet, settings.debug = device.value, check_name(dtype), quiet, debug
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,16 +1,20 @@
-"""Global options shared by every stage (`--device`, `--quiet`, `--debug`) and stderr output."""
+"""Global options shared by every stage (`--device`, `--dtype`, `--quiet`, `--debug`) and stderr output."""
 
 from __future__ import annotations
 
 import contextlib
 import sys
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
 class Settings:
     device: str = "auto"
+    dtype: str = "auto"
     quiet: bool = False
     debug: bool = False
 
@@ -26,16 +30,26 @@ def console():
 
 
 def resolve_device() -> str:
-    """`auto` means CUDA when a GPU is visible, else CPU."""
+    """`auto` means CUDA when a GPU is visible, else CPU. On CUDA, float32 matmuls use TF32."""
     from vidtool.errors import UserError
+    from vidtool.precision import enable_tf32
 
     import torch
 
-    if settings.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
     if settings.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
-    return settings.device
+    device = settings.device if settings.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        enable_tf32()
+    return device
+
+
+def resolve_dtype(device: str, auto: str | None = None) -> torch.dtype:
+    """The inference dtype of `--dtype` on `device` (`vidtool.precision.resolve_dtype`); `auto`
+    replaces the device's choice for `--dtype auto` where a stage needs another (evaluate: fp32)."""
+    from vidtool.precision import resolve_dtype as resolve
+
+    return resolve(auto if auto and settings.dtype == "auto" else settings.dtype, device)
 
 
 @contextlib.contextmanager

@@ -54,7 +54,7 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int | None, 
     import torch
 
     from stages.autoencode import MEDIA, planned_tiling
-    from stages.context import resolve_device
+    from stages.context import resolve_device, resolve_dtype
     from vidtool import checkpoint, model_store, tensorfile, video
     from vidtool.autoencoders.apply import decode_frames, latents_for
     from vidtool.autoencoders.tiling import default_tiling
@@ -73,7 +73,7 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int | None, 
     else:
         folder = model_store.find_by_tag(tf.model, hint=tf.extra.get("model_path"))
     device = resolve_device()
-    ae = checkpoint.from_pretrained(folder, device=device)
+    ae = checkpoint.from_pretrained(folder, device=device, dtype=resolve_dtype(device))
     if tf.kind == "motion":  # LaMD: z_m on its own first frame, or on --content (motion transfer)
         clip = _render_motion(tf, ae, content)
     else:

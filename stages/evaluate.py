@@ -28,6 +28,9 @@ The JSON gives, beside every number, its protocol, the model file digests, the
 sample counts, the resolution and the frame count. PSNR of identical frames is
 reported as 100 dB. dynamic-degree and motion-smoothness use OpenCV Farneback
 flow instead of RAFT/AMT: not comparable with VBench numbers.
+--dtype auto is fp32 here, the precision metrics are published in;
+--dtype bf16 runs LPIPS, CLIP and VideoMAE faster (the report says
+so); the TorchScript I3D and C3D always run in fp32.
 
 Large sets: --shard I/N (or a SLURM job array) writes the per-video rows of
 shard I into the folder -o; --merge turns all shards into the numbers of one
@@ -73,7 +76,7 @@ def evaluate(
     model: Optional[str] = typer.Option(None, "--model", help="Tokenizer folder whose config gives the codebook size."),
     batch: int = typer.Option(8, "--batch", min=1, help="Videos per batch for the feature networks."),
 ) -> None:
-    from stages.context import console, progress_bar, resolve_device
+    from stages.context import console, progress_bar, resolve_device, resolve_dtype
     from vidtool.data.shards import parse_shard, shard_from_env
     from vidtool.errors import UserError
     from vidtool.metrics import evaluation, rows as row_files
@@ -97,7 +100,8 @@ def evaluate(
         metrics=tuple(metric), i3d=i3d, fvd_variant=fvd_variant, fvd_videos=fvd_videos, videomae=videomae, c3d=c3d,
         isv_videos=isv_videos, isv_splits=isv_splits, clip=clip, clip_x100=clip_x100, lpips_backbone=lpips_backbone,
         lpips_heads=lpips_heads, codebook_size=codebook_size, model=model, cache=str(cache) if cache else None,
-        batch=batch, device=resolve_device())
+        batch=batch, device=(device := resolve_device()),
+        dtype=str(resolve_dtype(device, auto="fp32")).removeprefix("torch."))  # auto: as the metrics were published
     gen_set = open_set(generated)
     ref_set = open_set(ref) if ref else None
     plan, nets, setup = evaluation.prepare(config, gen_set, ref_set)

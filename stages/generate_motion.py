@@ -17,7 +17,7 @@ def generate_motion(image: Path | None, out: str, *, folder: Path, text: str | N
 
     import torch
 
-    from stages.context import console, progress_bar, resolve_device
+    from stages.context import console, progress_bar, resolve_device, resolve_dtype
     from vidtool import checkpoint, tensorfile
     from vidtool.errors import UserError
     from vidtool.pipelines.lamd import image_to_video, load_pair
@@ -31,7 +31,8 @@ def generate_motion(image: Path | None, out: str, *, folder: Path, text: str | N
         raise UserError(f"--steps (K) must lie in [1, 1000] (a subsequence of the T = 1000 training steps), got {steps}")
     started = time.monotonic()
     device = resolve_device()
-    dmg, vae, vae_folder = load_pair(folder, device)
+    dtype = resolve_dtype(device)
+    dmg, vae, vae_folder = load_pair(folder, device, dtype)
     if frames is not None and frames != vae.frames:
         raise UserError(f"this model makes clips of L = {vae.frames} frames (its motion latent folds all L into "
                         f"channels, r_t = L); pass --frames {vae.frames} or a model trained for {frames}")
@@ -45,7 +46,8 @@ def generate_motion(image: Path | None, out: str, *, folder: Path, text: str | N
         from vidtool.text_cache import matching_encoder
 
         encoder = matching_encoder(None, text_encoder, folder=folder, trained_with=dmg.config.text_encoder,
-                                   dim=dmg.config.text_dim, device=device, max_length=dmg.config.text_max_length)
+                                   dim=dmg.config.text_dim, device=device, max_length=dmg.config.text_max_length,
+                                   dtype=dtype)
         embedded, null = encoder.encode([text.strip()]), encoder.encode([""])
         conditions = dict(text=embedded.tokens, text_mask=embedded.mask, null_text=null.tokens[0],
                           null_mask=null.mask[0])

@@ -44,7 +44,7 @@ def inpaint(
 
     import torch
 
-    from stages.context import console, progress_bar, resolve_device
+    from stages.context import console, progress_bar, resolve_device, resolve_dtype
     from stages.media_input import read_video_input
     from vidtool import checkpoint, model_store, tensorfile, video
     from vidtool.data.tokens import read_mask, read_sketch
@@ -58,14 +58,15 @@ def inpaint(
     if not sketch.is_file():
         raise UserError(f"no such sketch file: {sketch}")
     device = resolve_device()
+    dtype = resolve_dtype(device)
     folder = model or model_store.default_model("inpaint")
     if checkpoint.read_config(folder)["family"] != "spectral-inpaint":
         raise UserError(f"{folder} is not a spectral-inpaint model; train one with "
                         "`vidtool train-denoiser --family spectral-inpaint --base SPECTRAL_DIR`")
-    adapter = checkpoint.from_pretrained(folder, device=device)
+    adapter = checkpoint.from_pretrained(folder, device=device, dtype=dtype)
     base = adapter.base.config
-    tokenizer = checkpoint.from_pretrained(model_store.find_by_tag(base.tokenizer), device=device)
-    encoder = text_encoder_or_cache(None, text_encoder, device=device, max_length=base.text_max_length)
+    tokenizer = checkpoint.from_pretrained(model_store.find_by_tag(base.tokenizer), device=device, dtype=dtype)
+    encoder = text_encoder_or_cache(None, text_encoder, device=device, max_length=base.text_max_length, dtype=dtype)
     if encoder.dim != base.text_dim:
         raise UserError(f"{folder} was trained with {base.text_encoder} ({base.text_dim}-d tokens); pass that --text-encoder")
     clip = read_video_input(source, fps=None, size=size, frames=frames)

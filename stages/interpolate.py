@@ -55,7 +55,7 @@ def interpolate(
 ) -> None:
     import torch
 
-    from stages.context import progress_bar, resolve_device
+    from stages.context import progress_bar, resolve_device, resolve_dtype
     from vidtool import checkpoint, model_store, tensorfile
     from vidtool.diffusion.schedulers import SAMPLERS
     from vidtool.errors import UserError
@@ -83,7 +83,7 @@ def interpolate(
         raise UserError(f"{source} holds latents of {tf.model}, but {folder} interpolates {vae}'s; "
                         "encode or generate with that autoencoder, or pass --model with a matching interpolator")
     device = resolve_device()
-    interpolator = checkpoint.from_pretrained(folder, device=device)
+    interpolator = checkpoint.from_pretrained(folder, device=device, dtype=resolve_dtype(device))
     keyframes = tf.main.float().to(device)
     if keyframes.shape[2] < 2:
         raise UserError(f"{source} has {keyframes.shape[2]} frame; interpolation needs at least 2")

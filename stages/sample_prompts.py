@@ -12,7 +12,7 @@ def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | Non
 
     import torch
 
-    from stages.context import console, progress_bar, resolve_device
+    from stages.context import console, progress_bar, resolve_device, resolve_dtype
     from vidtool import checkpoint, tensorfile
     from vidtool.families import REGISTRY
     from vidtool.memory import retry_in_halves
@@ -21,7 +21,8 @@ def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | Non
 
     started = time.monotonic()
     device = resolve_device()
-    generator = checkpoint.from_pretrained(folder, device=device)
+    dtype = resolve_dtype(device)
+    generator = checkpoint.from_pretrained(folder, device=device, dtype=dtype)
     kind = REGISTRY[generator.family].writes
     run_pipeline = {"keyframes": fusionframes.sample_keyframes, "harivo": harivo.generate,
                     "spectral": motionaura.generate}[generator.family]
@@ -29,7 +30,7 @@ def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | Non
     base = generator.config if kind == "tokens" else generator.base.config
     encoder = matching_encoder(embeddings, text_encoder, folder=folder, trained_with=base.text_encoder,
                                dim=base.text_dim if kind == "tokens" else base.cross_attention_dim, device=device,
-                               max_length=base.text_max_length)
+                               max_length=base.text_max_length, dtype=dtype)
     if encoder.name != base.text_encoder:
         console().print(f"[yellow]{folder} was trained with {base.text_encoder}; using {encoder.name}[/]")
     null = encoder.encode([""])

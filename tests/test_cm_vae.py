@@ -226,3 +226,20 @@ def test_paper_presets_are_the_sd_vaes_plus_temporal_layers():
         sd_count = sum(p.numel() for p in sd.parameters())
         assert count_parameters(config)["spatial_ae"] - temporal == sd_count - dropped_logvar_rows
     assert sum(count_parameters(preset("tiny")).values()) - count_parameters(preset("tiny"))["discriminator"] < 3e6
+
+
+def test_every_attention_hands_sdpa_batch_heads_length_dim(monkeypatch):
+    # SDPA's fused kernels (flash, memory-efficient) take q/k/v as [B, heads, L, d]; 3-D inputs run
+    # the unfused math path, materialising every attention map.
+    real, ranks = torch.nn.functional.scaled_dot_product_attention, []
+
+    def recording(q, k, v, *args, **kwargs):
+        ranks.append((q.ndim, k.ndim, v.ndim))
+        return real(q, k, v, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording)
+    model = CMVAE(small_config(text_dim=TEXT_DIM)).eval()
+    with torch.no_grad():
+        text = text_batch()
+        model.decode(model.encode(moving_square(frames=8), text=text).latents, text=text)
+    assert len(ranks) >= 3 and set(ranks) == {(4, 4, 4)}, ranks

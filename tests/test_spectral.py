@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vidtool import checkpoint
-from vidtool.diffusion.masked import MaskSchedule, corrupt, masked_cross_entropy, sample
+from vidtool.diffusion.masked import MaskSchedule, corrupt, draw, invert_cdf, masked_cross_entropy, sample, uniforms
 from vidtool.generators.spectral_inpaint import SpectralInpaintConfig, SpectralInpaintModel
 from vidtool.generators.spectral_transformer import PRESETS, SpectralTransformer, SpectralTransformerConfig, preset
 from vidtool.nn.lora import LoRA, ParallelLoRALinear, SequentialLoRALinear
@@ -119,6 +119,25 @@ def test_choice_noise_anneals_the_unmasking_order_between_confidence_and_chance(
     # random, so different seeds reveal different places first.
     assert revealed_first(1e-6, 0) == revealed_first(1e-6, 1) == most_confident
     assert len({revealed_first(1e6, seed) for seed in range(4)}) == 4
+
+
+def test_device_draws_invert_the_cdf_so_each_id_comes_with_its_probability():
+    # Uniforms on an even grid of 8 points: id k takes exactly p_k of them; an unnormalised row is
+    # read as its normalised self, and an id of probability zero is never drawn.
+    probs = torch.tensor([[0.5, 0.0, 0.25, 0.25], [2.0, 2.0, 0.0, 4.0]])
+    grid = (torch.arange(8) + 0.5) / 8
+    ids = invert_cdf(probs[:, None].expand(-1, 8, -1), grid.expand(2, -1))
+    assert ids.tolist() == [[0, 0, 0, 0, 2, 2, 3, 3], [0, 0, 1, 1, 3, 3, 3, 3]]
+
+
+def test_draws_off_the_cpu_never_copy_the_probabilities_to_the_host_and_follow_each_items_seed():
+    # A meta tensor cannot be copied to the host: the draw stays where the probabilities are.
+    on_meta = draw(torch.empty(2, 5, 7, device="meta"), [torch.Generator().manual_seed(i) for i in range(2)])
+    assert on_meta.device.type == "meta" and on_meta.shape == (2, 5) and on_meta.dtype == torch.int64
+    # Item i's uniforms come from generator i alone, so a batch draws what its items draw one by one.
+    both = uniforms([torch.Generator().manual_seed(3), torch.Generator().manual_seed(4)], 6, "cpu")
+    alone = uniforms([torch.Generator().manual_seed(4)], 6, "cpu")
+    assert torch.equal(both[1], alone[0])
 
 
 def test_rope_scores_depend_on_relative_offsets_only():

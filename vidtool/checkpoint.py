@@ -85,9 +85,12 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     return doc
 
 
-def from_pretrained(folder: str | Path, device: str = "cpu") -> Any:
-    """Rebuild a model from its folder and load its weights (strict)."""
+def from_pretrained(folder: str | Path, device: str = "cpu", dtype: Any = None) -> Any:
+    """Rebuild a model from its folder and load its weights (strict); `dtype` (a torch dtype, default
+    float32) casts them once, on the host before they move to `device` (`vidtool.precision.cast`)."""
     from safetensors.torch import load_model
+
+    from vidtool.precision import cast
 
     folder = Path(folder)
     doc = read_config(folder)
@@ -97,11 +100,13 @@ def from_pretrained(folder: str | Path, device: str = "cpu") -> Any:
     if not weights.is_file():
         raise UserError(f"{folder} has no {WEIGHTS_NAME}")
     try:
-        load_model(model, str(weights), strict=True, device=device)
+        load_model(model, str(weights), strict=True)
     except Exception as e:  # safetensors raises several types for corrupt or mismatched files
         raise UserError(f"cannot load {weights}: {str(e).splitlines()[0]}") from e
     if doc.get("codes_of"):
         model.codes_of = list(doc["codes_of"])
+    if dtype is not None:
+        cast(model, dtype)
     return model.to(device).eval()
 
 

@@ -2,11 +2,11 @@
 retry once with smaller ones (smaller batches, for sampling) when the device runs out anyway.
 
 The estimate is deliberately simple and conservative: a chunk's working memory is taken as
-LIVE_COPIES float32 activations of the widest layer (the most output channels of any convolution or
+LIVE_COPIES activations (of the model's dtype: 4 bytes each in float32, 2 in bf16) of the widest layer (the most output channels of any convolution or
 linear layer of the model) at full output resolution, over the frames the chunk computes (its kept
 frames plus the context margins on both sides):
 
-    bytes ≈ LIVE_COPIES · 4 · B · (chunk + 2·margin) · tf · (tile · sf)² · widest
+    bytes ≈ LIVE_COPIES · itemsize · B · (chunk + 2·margin) · tf · (tile · sf)² · widest
 
 LIVE_COPIES = 4 counts a block's input, output, a normalisation temporary and the residual branch.
 Underestimates are what the retry is for.
@@ -25,6 +25,7 @@ from torch import nn
 
 from vidtool.autoencoders.tiling import Tiling
 from vidtool.errors import UserError
+from vidtool.precision import model_dtype
 
 LIVE_COPIES = 4
 MIN_TILE = 8  # latent pixels; below this the overlap blending costs more than it saves
@@ -70,7 +71,7 @@ def chunk_bytes(model: Any, batch: int, tiling: Tiling, latent_height: int, late
     tile_w = min(tiling.tile or latent_width, latent_width)
     frames = (tiling.chunk + 2 * tiling.margin) * model.temporal_factor
     pixels = tile_h * tile_w * model.spatial_factor**2
-    return LIVE_COPIES * 4 * batch * frames * pixels * widest(model)
+    return LIVE_COPIES * model_dtype(model).itemsize * batch * frames * pixels * widest(model)
 
 
 def plan(model: Any, batch: int, latent_frames: int, latent_height: int, latent_width: int, budget: int, *,

@@ -40,7 +40,7 @@ class TextEncoder:
     """A frozen transformers encoder in eval mode; `encode` is deterministic and gradient-free."""
 
     def __init__(self, path: str | Path | None = None, device: str | torch.device = "cpu",
-                 max_length: int = DEFAULT_MAX_LENGTH):
+                 max_length: int = DEFAULT_MAX_LENGTH, dtype: torch.dtype | None = None):
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -53,7 +53,8 @@ class TextEncoder:
         model = AutoModel.from_pretrained(self.path, local_files_only=True)
         # Encoder-decoder checkpoints (T5) contribute their encoder only.
         self.model = (model.get_encoder() if getattr(model.config, "is_encoder_decoder", False) else model)
-        self.model.to(device).eval().requires_grad_(False)
+        # `dtype` casts the weights once; the embeddings come out float32 whatever it is.
+        self.model.to(device, dtype).eval().requires_grad_(False)
         self.device = torch.device(device)
         self.max_length = max_length
         self.dim = int(self.model.config.hidden_size)
@@ -65,7 +66,7 @@ class TextEncoder:
                                max_length=self.max_length, return_tensors="pt").to(self.device)
         hidden = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         mask = batch["attention_mask"].bool()
-        tokens = hidden * mask[..., None]
+        tokens = hidden.float() * mask[..., None]
         pooled = tokens.sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
-        return TextEmbeddings(tokens=tokens.float().clone(), mask=mask.clone(),
-                              pooled=torch.nn.functional.normalize(pooled.float(), dim=-1).clone())
+        return TextEmbeddings(tokens=tokens.clone(), mask=mask.clone(),
+                              pooled=torch.nn.functional.normalize(pooled, dim=-1).clone())

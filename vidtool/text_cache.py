@@ -88,10 +88,10 @@ class EmbeddingCache:
 
 
 def text_encoder_or_cache(cache: str | Path | None, encoder_path: str | Path | None, *, device: str = "cpu",
-                          max_length: int | None = None) -> TextEncoder | EmbeddingCache:
-    """The cache when one is named (refusing an encoder beside it), else the encoder. An
-    `encoder_path` that is a cache (a .safetensors file, or a folder of them without config.json)
-    counts as naming the cache, so every `--text-encoder` option also takes one."""
+                          max_length: int | None = None, dtype: torch.dtype | None = None) -> TextEncoder | EmbeddingCache:
+    """The cache when one is named (refusing an encoder beside it), else the encoder (its weights cast
+    to `dtype`). An `encoder_path` that is a cache (a .safetensors file, or a folder of them without
+    config.json) counts as naming the cache, so every `--text-encoder` option also takes one."""
     if cache is None and encoder_path is not None and is_cache(encoder_path):
         cache, encoder_path = encoder_path, None
     if cache is not None:
@@ -99,7 +99,7 @@ def text_encoder_or_cache(cache: str | Path | None, encoder_path: str | Path | N
             raise UserError("give a text encoder or a text cache (--embeddings), not both")
         return EmbeddingCache(cache, device=device)
     kwargs = {} if max_length is None else {"max_length": max_length}
-    return TextEncoder(encoder_path, device=device, **kwargs)
+    return TextEncoder(encoder_path, device=device, dtype=dtype, **kwargs)
 
 
 def is_cache(path: str | Path) -> bool:
@@ -110,11 +110,11 @@ def is_cache(path: str | Path) -> bool:
 
 
 def matching_encoder(cache: str | Path | None, encoder_path: str | Path | None, *, folder: str | Path,
-                     trained_with: str, dim: int, device: str = "cpu",
-                     max_length: int | None = None) -> TextEncoder | EmbeddingCache:
+                     trained_with: str, dim: int, device: str = "cpu", max_length: int | None = None,
+                     dtype: torch.dtype | None = None) -> TextEncoder | EmbeddingCache:
     """`text_encoder_or_cache`, refused when its token width is not the `dim` the model in `folder`
     was trained with (`trained_with` names that encoder in the message)."""
-    encoder = text_encoder_or_cache(cache, encoder_path, device=device, max_length=max_length)
+    encoder = text_encoder_or_cache(cache, encoder_path, device=device, max_length=max_length, dtype=dtype)
     if encoder.dim != dim:
         raise UserError(f"{folder} was trained with {trained_with} ({dim}-d tokens); the text encoder {encoder.path} "
                         f"gives {encoder.dim}-d tokens; pass the matching --text-encoder")

@@ -9,6 +9,9 @@ ramps across the overlap; encoding keeps whole frames because token ids cannot b
 A model trained on clips of one length may declare it (`window`, in latent frames): `default_tiling`
 then cuts time into independent windows of that length, with no context, since such a model codes
 a window better than any longer stretch.
+A model cast to a lower precision gets its input in that dtype and runs under autocast; what it
+returns is blended and returned in float32, so tile blending and the rounding of decoded pixels to
+uint8 (`video.frames_from_model`) add nothing to bf16's own steps (2^-8 near ±1: half a level).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any, Iterator
 import torch
 
 from vidtool.autoencoders.outputs import EncoderOutput
+from vidtool.precision import autocast_like, model_dtype
 
 
 @dataclass(frozen=True)
@@ -55,12 +59,13 @@ def _spans(length: int, chunk: int, margin: int) -> Iterator[tuple[int, int, int
 @torch.inference_mode()
 def encode_chunked(model: Any, video: torch.Tensor, tiling: Tiling = Tiling(), **kwargs: Any) -> EncoderOutput:
     """Encode [B, 3, T, H, W] chunk by chunk along time; T must be a multiple of the temporal factor."""
-    tf = model.temporal_factor
+    tf, dtype = model.temporal_factor, model_dtype(model)
     latents, tokens = [], []
     for start, stop, lo, hi in _spans(video.shape[2] // tf, tiling.chunk, tiling.margin):
-        out = model.encode(video[:, :, lo * tf : hi * tf], **kwargs)
+        with autocast_like(model):
+            out = model.encode(video[:, :, lo * tf : hi * tf].to(dtype), **kwargs)
         keep = slice(start - lo, stop - lo)
-        latents.append(out.latents[:, :, keep])
+        latents.append(out.latents[:, :, keep].float())
         if out.tokens is not None:
             tokens.append(out.tokens[:, keep])
     return EncoderOutput(latents=torch.cat(latents, 2), tokens=torch.cat(tokens, 1) if tokens else None)
@@ -69,9 +74,10 @@ def encode_chunked(model: Any, video: torch.Tensor, tiling: Tiling = Tiling(), *
 @torch.inference_mode()
 def iter_decode(model: Any, latents: torch.Tensor, tiling: Tiling = Tiling(), **kwargs: Any) -> Iterator[torch.Tensor]:
     """Yield decoded video [B, 3, T_chunk, H, W] chunk by chunk, in order."""
-    tf = model.temporal_factor
+    tf, dtype = model.temporal_factor, model_dtype(model)
     for start, stop, lo, hi in _spans(latents.shape[2], tiling.chunk, tiling.margin):
-        video = _decode_tiled(model, latents[:, :, lo:hi], tiling, **kwargs)
+        with autocast_like(model):
+            video = _decode_tiled(model, latents[:, :, lo:hi].to(dtype), tiling, **kwargs)
         yield video[:, :, (start - lo) * tf : (stop - lo) * tf]
 
 
@@ -82,12 +88,12 @@ def decode_chunked(model: Any, latents: torch.Tensor, tiling: Tiling = Tiling(),
 def _decode_tiled(model: Any, latents: torch.Tensor, tiling: Tiling, **kwargs: Any) -> torch.Tensor:
     h, w = latents.shape[-2:]
     if tiling.tile is None or (h <= tiling.tile and w <= tiling.tile):
-        return model.decode(latents, **kwargs)
+        return model.decode(latents, **kwargs).float()
     sf, step = model.spatial_factor, tiling.tile - tiling.overlap
     out = weight = None
     for y in _tile_starts(h, tiling.tile, step):
         for x in _tile_starts(w, tiling.tile, step):
-            part = model.decode(latents[..., y : y + tiling.tile, x : x + tiling.tile], **kwargs)
+            part = model.decode(latents[..., y : y + tiling.tile, x : x + tiling.tile], **kwargs).float()
             ramp = _ramp(part.shape[-2:], tiling.overlap * sf, y > 0, x > 0, y + tiling.tile < h, x + tiling.tile < w).to(part)
             if out is None:
                 out = part.new_zeros(*part.shape[:3], h * sf, w * sf)

@@ -92,15 +92,13 @@ def sample(logits_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], toke
         t_now = schedule.time_of(masked.sum(1).float() / tokens.shape[1])
         logits = logits_fn(tokens, t_now).float()
         if temperature > 0:
-            tempered = F.softmax(logits / temperature, dim=-1).cpu()
-            draws = torch.stack([torch.multinomial(p, 1, generator=g).squeeze(-1)
-                                 for p, g in zip(tempered, generators)]).to(tokens.device)
+            draws = draw(F.softmax(logits / temperature, dim=-1), generators)
         else:
             draws = logits.argmax(-1)
         # Confidence is the model's own probability of the draw, whatever the temperature.
         confidence = F.log_softmax(logits, dim=-1).gather(-1, draws[..., None]).squeeze(-1)
         if choice_temperature > 0:
-            uniform = torch.stack([torch.rand(tokens.shape[1], generator=g) for g in generators]).to(tokens.device)
+            uniform = uniforms(generators, tokens.shape[1], tokens.device)
             gumbel = -torch.log((-torch.log(uniform.clamp(1e-20, 1.0))).clamp_min(1e-20))
             confidence = confidence + choice_temperature * (1.0 - step / steps) * gumbel
         confidence = confidence.masked_fill(~masked, -math.inf)
@@ -113,4 +111,33 @@ def sample(logits_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], toke
         if progress:
             progress(step)
     return tokens
+
+
+def draw(probs: torch.Tensor, generators: list[torch.Generator | None]) -> torch.Tensor:
+    """One id per place from probabilities [B, S, K], item i's draws from generators[i].
+
+    On the CPU this is torch.multinomial, row by row. Elsewhere multinomial would need the [B, S, K]
+    probabilities on the generators' device (the host, for the CPU generators the stages pass) at
+    every step; instead one uniform per place is drawn there, the [B, S] uniforms go to the device,
+    and the CDF is inverted where the probabilities are (`invert_cdf`): still reproducible item by
+    item, though not the same draws as multinomial's."""
+    if probs.device.type == "cpu":
+        return torch.stack([torch.multinomial(p, 1, generator=g).squeeze(-1) for p, g in zip(probs, generators)])
+    return invert_cdf(probs, uniforms(generators, probs.shape[1], probs.device))
+
+
+def invert_cdf(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """The id k of probs [..., K] whose CDF interval [F(k−1), F(k)) holds `uniform` [...] ∈ [0, 1)
+    (scaled by the total, so unnormalised rows work): id k comes with probability p_k, and an id of
+    probability zero never (its interval is empty)."""
+    cdf = probs.cumsum(-1)
+    position = (uniform * cdf[..., -1]).unsqueeze(-1)
+    return torch.searchsorted(cdf, position, right=True).squeeze(-1).clamp_max(probs.shape[-1] - 1)
+
+
+def uniforms(generators: list[torch.Generator | None], length: int, device: torch.device) -> torch.Tensor:
+    """[B, length] uniforms in [0, 1), row i from generators[i] on that generator's own device (the
+    global CPU generator for None), then moved to `device`."""
+    return torch.stack([torch.rand(length, generator=g, device=g.device if g is not None else "cpu")
+                        for g in generators]).to(device)
 

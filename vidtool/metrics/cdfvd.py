@@ -81,8 +81,12 @@ class VideoMAEDetector:
 
     name = "VideoMAE"
 
-    def __init__(self, folder: str, device: str = "cpu"):
+    def __init__(self, folder: str, device: str = "cpu", dtype: str = "float32"):
+        """`dtype`: a torch dtype name, the precision of the weights and pixel input (features come
+        out float64 whatever it is; the feature cache keeps each precision apart)."""
         import json
+
+        import torch
 
         path = Path(folder)
         if not path.is_dir() or not (path / "config.json").is_file():
@@ -108,13 +112,13 @@ class VideoMAEDetector:
         if missing:
             raise UserError(f"{path}: the checkpoint lacks {len(missing)} weights (e.g. {sorted(missing)[0]}); "
                             "cd-fvd never runs on randomly initialised weights")
-        model = model.eval().to(device)
+        model = model.eval().to(device, getattr(torch, dtype))
         self.encoder = model.videomae if classifier else model
         self.fc_norm = model.fc_norm if classifier else None
         self.pooling = POOLING_FC_NORM if classifier else POOLING_MEAN
         self.image_size = int(model.config.image_size)
         self.frames = int(model.config.num_frames)
-        self.device, self.path, self.digest = device, str(path), videomae_digest(path)
+        self.device, self.dtype, self.path, self.digest = device, dtype, str(path), videomae_digest(path)
 
     @property
     def clip(self) -> ClipProtocol:
@@ -123,7 +127,7 @@ class VideoMAEDetector:
     def __call__(self, clips: list[np.ndarray]) -> np.ndarray:
         import torch
 
-        pixels = preprocess_clips(clips, self.image_size).to(self.device)
+        pixels = preprocess_clips(clips, self.image_size).to(self.device, getattr(torch, self.dtype))
         with torch.no_grad():
             tokens = self.encoder(pixel_values=pixels).last_hidden_state  # [B, N, D]
             features = tokens.mean(dim=1)

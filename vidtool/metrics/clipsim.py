@@ -60,14 +60,16 @@ def _embedding(output) -> torch.Tensor:
 
 
 class CLIPScorer:
-    def __init__(self, folder: str, device: str = "cpu"):
+    def __init__(self, folder: str, device: str = "cpu", dtype: str = "float32"):
+        """`dtype`: a torch dtype name, the precision of the model's weights and pixel input;
+        embeddings come out float32 and the cosines are float64 whatever it is."""
         from transformers import AutoTokenizer, CLIPModel
 
         path = Path(folder)
         if not path.is_dir() or not (path / "config.json").is_file():
             raise UserError(f"CLIP folder not found or has no config.json: {path}; pass a local transformers CLIP folder")
         try:
-            self.model = CLIPModel.from_pretrained(str(path), local_files_only=True).eval().to(device)
+            self.model = CLIPModel.from_pretrained(str(path), local_files_only=True).eval().to(device, getattr(torch, dtype))
             self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         except (OSError, ValueError) as error:
             raise UserError(f"cannot load CLIP from {path}: {str(error).splitlines()[0]}") from error
@@ -84,8 +86,9 @@ class CLIPScorer:
 
     @torch.no_grad()
     def image_embeddings(self, pixels: torch.Tensor, chunk: int = 32) -> torch.Tensor:
-        out = [_embedding(self.model.get_image_features(pixel_values=pixels[i : i + chunk].to(self.device))).float().cpu()
-               for i in range(0, len(pixels), chunk)]
+        dtype = self.model.dtype
+        out = [_embedding(self.model.get_image_features(pixel_values=pixels[i : i + chunk].to(self.device, dtype)))
+               .float().cpu() for i in range(0, len(pixels), chunk)]
         return torch.cat(out)
 
     def frame_scores(self, frames: np.ndarray, prompt: str) -> np.ndarray:

@@ -60,6 +60,9 @@ class EvaluateConfig:
     cache: str | None = None
     batch: int = 8
     device: str = "cpu"
+    # The LPIPS, CLIP and VideoMAE networks run in it; TorchScript files (I3D, C3D) in float32 always,
+    # as their graphs and the published numbers are float32.
+    dtype: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -171,21 +174,25 @@ def load_networks(config: EvaluateConfig, plan: Plan) -> Networks:
     if "cd-fvd" in plan.metrics:
         from vidtool.metrics.cdfvd import VideoMAEDetector
 
-        nets.videomae = VideoMAEDetector(config.videomae, config.device)
+        nets.videomae = VideoMAEDetector(config.videomae, config.device, dtype=config.dtype)
         nets.files["videomae"] = {"path": nets.videomae.path, "sha256": nets.videomae.digest,
                                   "image_size": nets.videomae.image_size, "frames": nets.videomae.frames,
                                   "pooling": nets.videomae.pooling}
     if "lpips" in plan.metrics:
         from vidtool.metrics.lpips import load_lpips
 
-        nets.lpips, weights = load_lpips(config.lpips_backbone, config.lpips_heads, config.device)
+        nets.lpips, weights = load_lpips(config.lpips_backbone, config.lpips_heads, config.device, dtype=config.dtype)
         nets.files["lpips"] = {"path": weights.backbone, "sha256": weights.digests["backbone"], "net": weights.net,
                                "heads": {"path": weights.heads, "sha256": weights.digests["heads"]}}
     if "clipsim" in plan.metrics:
         from vidtool.metrics.clipsim import CLIPScorer
 
-        nets.clip = CLIPScorer(config.clip, config.device)
+        nets.clip = CLIPScorer(config.clip, config.device, dtype=config.dtype)
         nets.files["clip"] = {"path": nets.clip.path, "sha256": nets.clip.digest}
+    if config.dtype != "float32":  # the report says which numbers come from lower-precision networks
+        for name in ("videomae", "lpips", "clip"):
+            if name in nets.files:
+                nets.files[name]["dtype"] = config.dtype
     return nets
 
 
@@ -241,7 +248,9 @@ class RowComputer:
 
         if not self.config.cache:
             return None
-        return FeatureCache(self.config.cache, f"{detector.name.lower()}-{detector.digest}-{clip.name}")
+        precision = getattr(detector, "dtype", "float32")  # features of another precision are other features
+        suffix = "" if precision == "float32" else f"-{precision}"
+        return FeatureCache(self.config.cache, f"{detector.name.lower()}-{detector.digest}-{clip.name}{suffix}")
 
     def generated_rows(self, items, indices: list[int], refs) -> list[dict[str, np.ndarray]]:
         """Rows of generated videos `items` (set positions `indices`); `refs` their paired clips or None."""

@@ -97,8 +97,11 @@ class LPIPS(nn.Module):
         return outputs
 
     def forward(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
-        """[N, 3, H, W] pairs in [-1, 1] -> distances [N]."""
-        return distance_from_features(self.taps(x0), self.taps(x1), [h.weight for h in self.heads])
+        """[N, 3, H, W] pairs in [-1, 1] -> distances [N]. A backbone cast to bf16 gets its input in bf16;
+        the distance (unit-normalised differences, squared) is float32 whatever the backbone's dtype."""
+        dtype = self.shift.dtype
+        f0, f1 = ([t.float() for t in self.taps(x.to(dtype))] for x in (x0, x1))
+        return distance_from_features(f0, f1, [h.weight.float() for h in self.heads])
 
 
 def unit_normalize(x: torch.Tensor) -> torch.Tensor:
@@ -160,8 +163,10 @@ def _numbered(spec: Backbone) -> list[str]:
     return [m for entry in spec.layout for m in (["pool"] if entry == "M" else ["conv", "relu"])]
 
 
-def load_lpips(backbone: str, heads: str | None, device: str = "cpu") -> tuple[LPIPS, LPIPSWeights]:
-    """Build LPIPS from a torchvision backbone file and v0.1 heads (a file, or the installed lpips package's)."""
+def load_lpips(backbone: str, heads: str | None, device: str = "cpu",
+               dtype: str = "float32") -> tuple[LPIPS, LPIPSWeights]:
+    """Build LPIPS from a torchvision backbone file and v0.1 heads (a file, or the installed lpips package's);
+    `dtype` (a torch dtype name) is the backbone's precision (`LPIPS.forward`)."""
     backbone_path = Path(backbone)
     state = _state_dict(backbone_path, "backbone")
     net = _backbone_net(state, backbone_path)
@@ -187,7 +192,7 @@ def load_lpips(backbone: str, heads: str | None, device: str = "cpu") -> tuple[L
         model.heads[i].weight.data.copy_(w)
     weights = LPIPSWeights(str(backbone_path), str(heads_path), net,
                            {"backbone": file_digest(backbone_path), "heads": file_digest(heads_path)})
-    return model.eval().to(device), weights
+    return model.eval().to(device, getattr(torch, dtype)), weights
 
 
 def lpips_frames(model: LPIPS, a: np.ndarray, b: np.ndarray, *, chunk: int = 16) -> np.ndarray:

@@ -112,9 +112,10 @@ class SpatialAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, _, h, _ = x.shape
-        tokens = rearrange(self.group_norm(rearrange(x, "b c t h w -> (b t) c h w")), "n c h w -> n (h w) c")
+        tokens = rearrange(self.group_norm(rearrange(x, "b c t h w -> (b t) c h w")), "n c h w -> n 1 (h w) c")
+        # [batch, heads, length, dim]: the layout SDPA's fused kernels take (3-D inputs fall back to the math path)
         out = F.scaled_dot_product_attention(self.to_q(tokens), self.to_k(tokens), self.to_v(tokens))
-        return x + rearrange(self.to_out(out), "(b t) (h w) c -> b c t h w", b=b, h=h)
+        return x + rearrange(self.to_out(out), "(b t) 1 (h w) c -> b c t h w", b=b, h=h)
 
 
 def sinusoidal_positions(length: int, channels: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

@@ -5,6 +5,10 @@ has the same shape (straight-through gradients while `z` requires grad, the exac
 `indices` int64 [B, *grid], and the unweighted auxiliary losses; the model that owns the quantizer
 weights and sums them. `indices_to_codes(indices)` gives back the codes a decoder takes, so tokens
 written by one process decode in another.
+
+Both run in float32 whatever the rest of the model runs in (`keep_fp32`, and autocast off inside):
+a sign or an argmin picks the token id, and in bf16 (8 mantissa bits) near-ties that float32 tells
+apart would round to the same value and flip codes.
 """
 
 from __future__ import annotations
@@ -33,6 +37,21 @@ def _straight_through(z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     return z + (codes - z).detach() if z.requires_grad else codes
 
 
+def _float32(forward):
+    """Run a quantizer's forward in float32, with autocast off (see the module docstring); the codes
+    go back in the dtype `z` came in, which the decoder after it computes in (FSDP's bf16 policy)."""
+
+    def run(self, z: torch.Tensor) -> QuantizerOutput:
+        if torch.amp.is_autocast_available(z.device.type):  # not on the meta device
+            with torch.autocast(z.device.type, enabled=False):
+                out = forward(self, z.float())
+        else:
+            out = forward(self, z.float())
+        return QuantizerOutput(out.quantized.to(z.dtype), out.indices, out.losses)
+
+    return run
+
+
 class LFQ(nn.Module):
     """Lookup-free quantization (MAGVIT-v2, Yu et al. 2023c; MotionAura App. B.2.1 default quantizer).
 
@@ -52,6 +71,8 @@ class LFQ(nn.Module):
     per-sample entropy is exact; the codebook entropy summed over groups is an upper bound of the
     joint one (subadditivity), equal to it when the groups' code usage is independent over the batch.
     """
+
+    keep_fp32 = True
 
     def __init__(self, bits: int, *, entropy_group_bits: int = 8, inv_temperature: float = 100.0,
                  codebook_entropy_weight: float = 1.0):
@@ -78,6 +99,7 @@ class LFQ(nn.Module):
         index = torch.arange(2**size)[:, None]
         return torch.where(index & (2 ** torch.arange(size - 1, -1, -1)) != 0, 1.0, -1.0)
 
+    @_float32
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         assert z.shape[1] == self.bits, f"LFQ expects {self.bits} channels, got {z.shape[1]}"
         z = self.norm(z)
@@ -126,6 +148,8 @@ class VectorQuantizer(nn.Module):
     (the model weights the latter by beta). Codes are plain parameters learned by gradient, no EMA.
     """
 
+    keep_fp32 = True
+
     def __init__(self, codebook_size: int, dim: int):
         super().__init__()
         self.codebook = nn.Parameter(torch.randn(codebook_size, dim))
@@ -134,15 +158,16 @@ class VectorQuantizer(nn.Module):
     def codebook_size(self) -> int:
         return self.codebook.shape[0]
 
+    @_float32
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         dim = self.codebook.shape[1]
         assert z.shape[1] == dim, f"VectorQuantizer expects {dim} channels, got {z.shape[1]}"
         channels_last = rearrange(z, "b d ... -> b ... d")
         flat = channels_last.reshape(-1, dim)
-        distance = (flat.pow(2).sum(1, keepdim=True) - 2 * flat @ self.codebook.T
-                    + self.codebook.pow(2).sum(1))
+        codebook = self.codebook.float()  # a bf16 copy under FSDP's mixed-precision policy
+        distance = (flat.pow(2).sum(1, keepdim=True) - 2 * flat @ codebook.T + codebook.pow(2).sum(1))
         indices = distance.argmin(1).reshape(channels_last.shape[:-1])
-        codes = self.indices_to_codes(indices)
+        codes = self.indices_to_codes(indices).to(z.dtype)
         losses = {"codebook": F.mse_loss(codes, z.detach()), "commit": F.mse_loss(z, codes.detach())}
         return QuantizerOutput(_straight_through(z, codes), indices, losses)
 

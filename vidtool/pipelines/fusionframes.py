@@ -6,7 +6,9 @@ T → 4T − 3, once per pass), and the MoVQ decoder renders them.
     video = interpolate(interpolator, keyframes.latents, times=1)
 
 Guidance: classifier-free on the prompt for keyframes (and images); context guidance (Eq. 5) for
-interpolation, which compares with the keyframes dropped (m = 0).
+interpolation, which compares with the keyframes dropped (m = 0). A network cast to bf16/fp16
+takes its inputs in that dtype under autocast and hands back float32, so the guidance and the
+sampler's arithmetic stay float32.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from vidtool.diffusion.noise import initial_noise
 from vidtool.diffusion.sampling import sample
 from vidtool.pipelines.conditioning import with_null
 from vidtool.pipelines.outputs import LatentsOutput, VideoOutput
+from vidtool.precision import autocast_like, model_dtype
 
 LATER_SKIP = 1  # §5: s = 1 for the second and later interpolation passes
 
@@ -30,10 +33,14 @@ def sample_images(t2i, text: torch.Tensor, text_mask: torch.Tensor, null_text: t
                   *, noise: torch.Tensor, steps: int = 25, cfg: float = 5.0, scheduler: str = "ddim") -> torch.Tensor:
     """The text-to-image base alone: images from `noise` [N, C, h, w] with classifier-free guidance;
     returns unscaled latents [N, C, h, w]."""
+    dtype = model_dtype(t2i)
     texts, masks = with_null(text, text_mask, null_text, null_mask, noise.device)
+    texts = texts.to(dtype)
 
     def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        cond, uncond = t2i.predict(torch.cat([x, x]), torch.cat([t, t]), texts, masks).chunk(2)
+        with autocast_like(t2i):
+            prediction = t2i.predict(torch.cat([x, x]).to(dtype), torch.cat([t, t]), texts, masks)
+        cond, uncond = prediction.float().chunk(2)
         return guide(cond, uncond, cfg_weight(cfg))
 
     x = sample(denoise, noise, t2i.config.schedule.sampler(scheduler), steps=steps)
@@ -53,11 +60,14 @@ def sample_keyframes(model, text: torch.Tensor, text_mask: torch.Tensor, null_te
     device = model.frame_positions.weight.device
     base = model.config.base
     noise = initial_noise((base.latent_channels, frames, base.sample_size, base.sample_size), text.shape[0], generator)
-    positions = model.positions(frames)
+    positions, dtype = model.positions(frames), model_dtype(model)
     texts, masks = with_null(text, text_mask, null_text, null_mask, device)
+    texts = texts.to(dtype)
 
     def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        cond, uncond = model.predict(torch.cat([x, x]), torch.cat([t, t]), texts, masks, positions).chunk(2)
+        with autocast_like(model):
+            prediction = model.predict(torch.cat([x, x]).to(dtype), torch.cat([t, t]), texts, masks, positions)
+        cond, uncond = prediction.float().chunk(2)
         return guide(cond, uncond, cfg_weight(cfg))
 
     x = sample(denoise, noise.to(device), base.schedule.sampler(scheduler), steps=steps, generator=generator,
@@ -99,13 +109,16 @@ def _interpolate_once(model, keyframes: torch.Tensor, *, steps: int, skip: int, 
     shape = (b, c, t - 1, WINDOW, h, w) if masked else (b, c, FRAMES_PER_GROUP * (t - 1), h, w)
     noise = torch.randn(shape, generator=generator, device=device)
     # Eq. 5: one batched pass, conditional (m = 1, tp) and unconditional (m = 0: zero keyframes, tp = 0).
-    keyframes_both = torch.cat([cond, torch.zeros_like(cond)])
+    dtype = model_dtype(model)
+    keyframes_both = torch.cat([cond, torch.zeros_like(cond)]).to(dtype)
     skips, levels = as_batch(skip, 2 * b, device), torch.cat([level, torch.zeros_like(level)])
     present = (torch.arange(2 * b, device=device) < b,) if masked else ()
 
     def denoise(x: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
-        conditional, unconditional = model.predict(torch.cat([x, x]), torch.cat([ts, ts]), keyframes_both, skips,
-                                                   levels, *present).chunk(2)
+        with autocast_like(model):
+            prediction = model.predict(torch.cat([x, x]).to(dtype), torch.cat([ts, ts]), keyframes_both, skips,
+                                       levels, *present)
+        conditional, unconditional = prediction.float().chunk(2)
         return guide(conditional, unconditional, guidance)
 
     x = sample(denoise, noise, config.schedule.sampler(scheduler), steps=steps, generator=generator,

@@ -1,6 +1,7 @@
 """HARIVO text-to-video (paper §3): a frozen text-to-image U-Net with trained temporal layers,
 sampled with classifier-free guidance on App. D's schedule and mitigating-gradient (MG) guidance
-(§3.7, Algorithm 1) at every step of the scheduler.
+(§3.7, Algorithm 1) at every step of the scheduler. A network cast to bf16/fp16 runs under
+autocast and hands back float32 predictions, so the guidance arithmetic stays float32.
 
     video = generate(model, text, mask, null_text, null_mask, alpha=40)   # latents for `decode`
 """
@@ -16,6 +17,7 @@ from vidtool.diffusion.noise import initial_noise
 from vidtool.diffusion.sampling import sample
 from vidtool.pipelines.conditioning import with_null
 from vidtool.pipelines.outputs import LatentsOutput
+from vidtool.precision import autocast_like, model_dtype
 
 
 def generate(model, text: torch.Tensor, text_mask: torch.Tensor, null_text: torch.Tensor, null_mask: torch.Tensor,
@@ -34,10 +36,14 @@ def generate(model, text: torch.Tensor, text_mask: torch.Tensor, null_text: torc
     device = next(model.parameters()).device
     base = config.base
     noise = initial_noise((base.latent_channels, frames, base.sample_size, base.sample_size), text.shape[0], generator)
+    dtype = model_dtype(model)
     texts, masks = with_null(text, text_mask, null_text, null_mask, device)
+    texts = texts.to(dtype)
 
     def denoise(x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return model.predict(torch.cat([x, x]), torch.cat([t, t]), texts, masks).chunk(2)
+        with autocast_like(model):
+            prediction = model.predict(torch.cat([x, x]).to(dtype), torch.cat([t, t]), texts, masks)
+        return prediction.float().chunk(2)
 
     if cfg is None:
         cfg = mitigating.CfgSchedule() if config.sampling_cfg is None else config.sampling_cfg

@@ -6,7 +6,8 @@ with the spectral transformer, and sketch-guided inpainting with its LoRA-adapte
 
 The sampler is `vidtool.diffusion.masked.sample` (MaskGIT-style unmasking by confidence); this
 module builds its logits function: classifier-free guidance on the log-probabilities, and for
-inpainting the masked video's tokens and the sketch as extra context.
+inpainting the masked video's tokens and the sketch as extra context. A network cast to bf16/fp16
+runs under autocast; the guidance and the sampler work on float32 log-probabilities.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from einops import rearrange
 from vidtool.diffusion.masked import sample
 from vidtool.errors import UserError
 from vidtool.pipelines.outputs import TokensOutput
+from vidtool.precision import autocast_like, model_dtype
 
 
 def generate(model, text: torch.Tensor, text_mask: torch.Tensor, null_text: torch.Tensor, null_mask: torch.Tensor,
@@ -55,15 +57,18 @@ def fill(model, tokens: torch.Tensor, text: torch.Tensor, text_mask: torch.Tenso
     cfg = c.cfg if cfg is None else cfg
     fps_value = torch.full((b,), float(fps or c.fps), device=tokens.device)
     logits_of = logits_of or model
+    text = text.to(model_dtype(model))
     null_text = null_text.to(text).expand(b, -1, -1)
     null_mask = null_mask.to(text_mask.device).expand(b, -1)
 
     def guided(flat: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
         grid = rearrange(flat, "b (t h w) -> b t h w", t=t, h=h)
         if cfg == 1.0:
-            return logits_of(grid, times, fps_value, text, text_mask)
-        both = logits_of(torch.cat([grid, grid]), times.repeat(2), fps_value.repeat(2),
-                         torch.cat([text, null_text]), torch.cat([text_mask, null_mask]))
+            with autocast_like(model):
+                return logits_of(grid, times, fps_value, text, text_mask).float()
+        with autocast_like(model):
+            both = logits_of(torch.cat([grid, grid]), times.repeat(2), fps_value.repeat(2),
+                             torch.cat([text, null_text]), torch.cat([text_mask, null_mask]))
         conditional, unconditional = both.float().log_softmax(-1).chunk(2)
         return unconditional + cfg * (conditional - unconditional)
 
@@ -85,7 +90,8 @@ def fill_region(adapter, tokens: torch.Tensor, masked_tokens: torch.Tensor, regi
 
     start = tokens.long().masked_fill(region.bool(), adapter.base.mask_id)
     context = masked_tokens.long()
-    sketch_segment = adapter.sketch_tokens(sketch)
+    with autocast_like(adapter):
+        sketch_segment = adapter.sketch_tokens(sketch.to(model_dtype(adapter)))
 
     def logits_of(grid, times, fps_value, text_, mask_):
         copies = grid.shape[0] // context.shape[0]  # 2 under classifier-free guidance
