@@ -122,8 +122,8 @@ class LFQ(nn.Module):
             # -||z - c||^2 = 2 z.c - ||z||^2 - size; the last two are the same for every code c.
             # In fp32 even under bf16 autocast: the logits reach ~1,600 at inv_temperature 100, where
             # bf16 resolves steps of 8 and the entropy's gradient would be mostly rounding.
-            real = part.device.type in ("cpu", "cuda")  # autocast knows no `meta` (memory plans)
-            with torch.autocast(part.device.type, enabled=False) if real else contextlib.nullcontext():
+            off = torch.amp.is_autocast_available(part.device.type)  # not on the meta device
+            with torch.autocast(part.device.type, enabled=False) if off else contextlib.nullcontext():
                 logits = 2 * self.inv_temperature * part @ corners.T.float()
             log_prob = logits.log_softmax(-1)
             prob = log_prob.exp()
