@@ -37,6 +37,24 @@ def _restore_torch_threads():
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def one_rank_group(monkeypatch):
+    """A 1-rank gloo process group in this process: FSDP2's code path on the CPU (the CUDA paths'
+    emulation; the group's address is this test's only)."""
+    import socket
+
+    import torch.distributed as dist
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
 def one_line_error(result: subprocess.CompletedProcess) -> str:
     """Assert the documented user-error contract (exit 2, one stderr line, no traceback); return it."""
     err = result.stderr.decode()

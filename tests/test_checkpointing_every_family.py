@@ -6,8 +6,6 @@ computes what the plain model computes, and with a bf16 mixed-precision policy i
 from __future__ import annotations
 
 import copy
-import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,7 +20,6 @@ import test_mcd_vae as mcd
 import test_movq_temporal as movq
 import test_spectral as spectral
 import torch
-import torch.distributed as dist
 import toy_videos
 from torch import nn
 
@@ -177,17 +174,6 @@ def test_activation_checkpointing_keeps_the_loss_and_the_gradients(case):
     assert torch.isfinite(plain_loss)
     assert torch.equal(loss, plain_loss)
     _assert_same_grads(grads, plain_grads)
-
-
-@pytest.fixture
-def one_rank_group():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=0, world_size=1)
-    yield
-    dist.destroy_process_group()
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())

@@ -4,12 +4,9 @@ FSDP2 on a 1-rank gloo group with a bf16 mixed-precision policy."""
 
 from __future__ import annotations
 
-import os
-import socket
 
 import pytest
 import torch
-import torch.distributed as dist
 
 from test_interpolation import MODELS, fresh, latents, trained_looking
 from test_mbq_vae import small_config
@@ -51,17 +48,6 @@ def test_interpolation_trains_under_activation_checkpointing_with_the_same_loss_
     assert grads.keys() == plain_grads.keys()
     for name in grads:
         torch.testing.assert_close(grads[name], plain_grads[name], rtol=1e-5, atol=1e-6, msg=name)
-
-
-@pytest.fixture
-def one_rank_group():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=0, world_size=1)
-    yield
-    dist.destroy_process_group()
 
 
 @pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.family)
