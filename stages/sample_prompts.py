@@ -14,18 +14,16 @@ def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | Non
 
     from stages.context import console, progress_bar, resolve_device, resolve_dtype
     from vidtool import checkpoint, tensorfile
-    from vidtool.families import REGISTRY
+    from vidtool.families import REGISTRY, pipeline
     from vidtool.memory import retry_in_halves
-    from vidtool.pipelines import fusionframes, harivo, motionaura
     from vidtool.text_cache import matching_encoder
 
     started = time.monotonic()
     device = resolve_device()
     dtype = resolve_dtype(device)
     generator = checkpoint.from_pretrained(folder, device=device, dtype=dtype)
-    kind = REGISTRY[generator.family].writes
-    run_pipeline = {"keyframes": fusionframes.sample_keyframes, "harivo": harivo.generate,
-                    "spectral": motionaura.generate}[generator.family]
+    entry = REGISTRY[generator.family]
+    kind, run_pipeline = entry.writes, pipeline(entry)
     # The text side: a video family's frozen T2I base, or the token model's own config.
     base = generator.config if kind == "tokens" else generator.base.config
     encoder = matching_encoder(embeddings, text_encoder, folder=folder, trained_with=base.text_encoder,

@@ -22,6 +22,7 @@ class Family:
     generate: str | None = None  # its `generate --family` name
     interpolate: str | None = None  # its `interpolate --method` name
     writes: str | None = None  # the tensor-file kind its samples are written as
+    pipeline: str | None = None  # "module:function" of vidtool.pipelines that samples it from prompts
 
     @property
     def module(self) -> str:
@@ -40,17 +41,20 @@ REGISTRY: dict[str, Family] = {f.name: f for f in (
     # Generators (train-denoiser).
     Family("t2i", f"{_GEN}.t2i:T2IModel", default="t2i-tiny", trains_on="latents", data_model="movq-tiny"),
     Family("keyframes", f"{_GEN}.keyframes:KeyframeModel", default="keyframes-tiny", trains_on="latents",
-           data_model="movq-tiny", base="t2i", generate="fusionframes", writes="keyframes"),
+           data_model="movq-tiny", base="t2i", generate="fusionframes", writes="keyframes",
+           pipeline="vidtool.pipelines.fusionframes:sample_keyframes"),
     Family("interp", f"{_GEN}.interpolation:InterpolationModel", default="interp-tiny", trains_on="latents",
            data_model="movq-tiny", base="t2i", interpolate="fusionframes", writes="latents"),
     Family("interp-mfi", f"{_GEN}.masked_interpolation:MaskedInterpolationModel", trains_on="latents",
            data_model="movq-tiny", base="t2i", interpolate="mfi", writes="latents"),
     Family("harivo", f"{_GEN}.harivo:HarivoModel", default="harivo-tiny", trains_on="latents",
-           data_model="movq-tiny", base="t2i", generate="harivo", writes="latents"),
+           data_model="movq-tiny", base="t2i", generate="harivo", writes="latents",
+           pipeline="vidtool.pipelines.harivo:generate"),
     # The bundled MotionAura generators were trained on mbq-vae-tiny-v1's 2**10 codes (a generator's
     # output layer is as wide as the codebook), so their token sets are made with it.
     Family("spectral", f"{_GEN}.spectral_transformer:SpectralTransformer", default="motionaura-tiny",
-           trains_on="tokens", data_model="mbq-vae-tiny-v1", generate="motionaura", writes="tokens"),
+           trains_on="tokens", data_model="mbq-vae-tiny-v1", generate="motionaura", writes="tokens",
+           pipeline="vidtool.pipelines.motionaura:generate"),
     Family("spectral-inpaint", f"{_GEN}.spectral_inpaint:SpectralInpaintModel", default="motionaura-inpaint-tiny",
            trains_on="tokens", data_model="mbq-vae-tiny-v1", base="spectral"),
     Family("dmg", f"{_GEN}.dmg:DMGModel", default="dmg-tiny", trains_on="motion", data_model="mcd-vae-tiny",
@@ -60,6 +64,14 @@ REGISTRY: dict[str, Family] = {f.name: f for f in (
 # Stage roles → the family whose bundled default a stage uses when no --model is given.
 ROLES = {"encode": "movq-temporal", "tokenize": "mbq-vae", "generate": "keyframes", "interpolate": "interp",
          "interpolate-mfi": "interp-mfi", "motionaura": "spectral", "inpaint": "spectral-inpaint", "lamd": "dmg"}
+
+
+def pipeline(entry: Family):
+    """The pipeline function that samples `entry` from prompts (its registered "module:function")."""
+    import importlib
+
+    module, name = entry.pipeline.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def family(name: str) -> Family:
