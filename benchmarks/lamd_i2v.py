@@ -65,15 +65,14 @@ def main() -> None:
     def animate(first: np.ndarray, prompts: list[str], seed0: int) -> np.ndarray:
         out = []
         for s in range(0, len(prompts), args.batch_size):
-            image = frames_to_model(torch.from_numpy(first[s:s + args.batch_size])[:, None])[:, :, 0]
+            image = torch.from_numpy(first[s:s + args.batch_size])
             embedded = encoder.encode(prompts[s:s + args.batch_size])
             with torch.inference_mode():
-                content = vae.encode_content(image)
-                z = lamd_pipeline.sample_motion(dmg, content.latent, text=embedded.tokens, text_mask=embedded.mask,
-                                                null_text=null.tokens[0], null_mask=null.mask[0], steps=args.steps,
-                                                guidance_scale=args.cfg,
-                                                generator=[torch.Generator().manual_seed(seed0 + s + i) for i in range(image.shape[0])])
-                out.append(frames_from_model(vae.decode(z, content)).numpy())
+                motion = lamd_pipeline.image_to_video(
+                    dmg, vae, image, text=embedded.tokens, text_mask=embedded.mask, null_text=null.tokens[0],
+                    null_mask=null.mask[0], steps=args.steps, guidance_scale=args.cfg,
+                    generator=[torch.Generator().manual_seed(seed0 + s + i) for i in range(image.shape[0])])
+                out.append(lamd_pipeline.render(vae, motion.motion, motion.content).frames)
         return np.concatenate(out)
 
     def direction_hits(generated: np.ndarray, prompts: list[str]) -> np.ndarray:

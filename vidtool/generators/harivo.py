@@ -166,7 +166,9 @@ class HarivoModel(nn.Module):
     # --- hooks on the frozen U-Net ------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _restored(self, frames: int | None, record: "Recording | None") -> Iterator[None]:
+    def _video_pass(self, frames: int | None, record: "Recording | None") -> Iterator[None]:
+        """The frame count (None: the per-frame T2I path) and recording the hooks use, for the
+        duration (the previous ones after)."""
         saved = self._frames, self._record
         self._frames, self._record = frames, record
         try:
@@ -177,7 +179,7 @@ class HarivoModel(nn.Module):
     def checkpoint_state(self):
         """The video pass's frame count and recording, for activation checkpointing's recomputation
         of the frozen U-Net's blocks (vidtool.train.parallel), which runs after `_predict` returned."""
-        return self._restored(self._frames, self._record)
+        return self._video_pass(self._frames, self._record)
 
     def _after_spatial(self, key: str, module: nn.Module, args, output):
         if self._frames is None:
@@ -210,11 +212,8 @@ class HarivoModel(nn.Module):
         text_f, mask_f = with_frame_tokens(text, text_mask, tokens, f)
         x = rearrange(self.mapping(noisy), "b c f h w -> (b f) c h w")
         recording = Recording() if record else None
-        self._frames, self._record = (f if temporal else None), recording
-        try:
+        with self._video_pass(f if temporal else None, recording):
             out = self.base.predict(x, repeat(timesteps, "b -> (b f)", f=f), text_f, mask_f)
-        finally:
-            self._frames, self._record = None, None
         return VideoPrediction(rearrange(out, "(b f) c h w -> b c f h w", b=b), recording)
 
     def predict(self, noisy: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor,

@@ -189,15 +189,8 @@ class KeyframeModel(nn.Module):
         return (x, *output[1:]) if isinstance(output, tuple) else x
 
     @contextlib.contextmanager
-    def _clips_of(self, frames: int, positions: torch.Tensor) -> Iterator[None]:
-        self._clip = _Clip(frames, positions)
-        try:
-            yield
-        finally:
-            self._clip = None
-
-    @contextlib.contextmanager
-    def _restored(self, clip: "_Clip | None") -> Iterator[None]:
+    def _clips_of(self, clip: "_Clip | None") -> Iterator[None]:
+        """The clip the temporal hooks work on, for the duration (the previous one after)."""
         saved, self._clip = self._clip, clip
         try:
             yield
@@ -207,7 +200,7 @@ class KeyframeModel(nn.Module):
     def checkpoint_state(self):
         """The clip of the current call, for activation checkpointing's recomputation of the frozen
         U-Net's blocks (vidtool.train.parallel), which runs after `predict` has returned."""
-        return self._restored(self._clip)
+        return self._clips_of(self._clip)
 
     # --- prediction ---------------------------------------------------------------------------
 
@@ -231,7 +224,7 @@ class KeyframeModel(nn.Module):
         frames = rearrange(noisy, "b c t h w -> (b t) c h w")
         text = repeat(text, "b l d -> (b t) l d", t=t)
         text_mask = None if text_mask is None else repeat(text_mask, "b l -> (b t) l", t=t)
-        with self._clips_of(t, embedded):
+        with self._clips_of(_Clip(t, embedded)):
             out = self.base.predict(frames, repeat(timesteps, "b -> (b t)", t=t), text, text_mask)
         return rearrange(out, "(b t) c h w -> b c t h w", t=t)
 

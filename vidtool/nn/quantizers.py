@@ -13,7 +13,6 @@ apart would round to the same value and flip codes.
 
 from __future__ import annotations
 
-import contextlib
 
 import math
 from dataclasses import dataclass
@@ -120,11 +119,9 @@ class LFQ(nn.Module):
         for part in z.float().split(self.group_sizes, dim=-1):
             corners = getattr(self, f"corners_{part.shape[-1]}")
             # -||z - c||^2 = 2 z.c - ||z||^2 - size; the last two are the same for every code c.
-            # In fp32 even under bf16 autocast: the logits reach ~1,600 at inv_temperature 100, where
-            # bf16 resolves steps of 8 and the entropy's gradient would be mostly rounding.
-            off = torch.amp.is_autocast_available(part.device.type)  # not on the meta device
-            with torch.autocast(part.device.type, enabled=False) if off else contextlib.nullcontext():
-                logits = 2 * self.inv_temperature * part @ corners.T.float()
+            # fp32 (forward turns autocast off): the logits reach ~1,600 at inv_temperature 100,
+            # where bf16 resolves steps of 8 and the entropy's gradient would be mostly rounding.
+            logits = 2 * self.inv_temperature * part @ corners.T.float()
             log_prob = logits.log_softmax(-1)
             prob = log_prob.exp()
             sample_entropy = sample_entropy - (prob * log_prob).sum(-1).mean()
