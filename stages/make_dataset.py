@@ -13,6 +13,7 @@ app = typer.Typer(add_completion=False)
 class Kind(str, Enum):
     shapes = "shapes"
     photos = "photos"
+    scenes = "scenes"
 
 
 class Format(str, Enum):
@@ -21,12 +22,15 @@ class Format(str, Enum):
     png = "png"
 
 
-HELP = """Build the offline 'shapes' or 'photos' training set: clips + manifest.jsonl.
+HELP = """Build an offline training set ('shapes', 'photos' or 'scenes'): clips + manifest.jsonl.
 
 'shapes': coloured shapes moving on a plain or textured background, captioned "a {color} {shape}
 moving {direction}", with per-frame masks and edge sketches. Four (color, shape, direction)
 combinations are held out by default (see --held-out-only). 'photos': pans, zooms and rotations
-over the photographs scikit-image ships. Deterministic by --seed; a rerun skips clips that exist.
+over the photographs scikit-image ships. 'scenes': footage-like clips for autoencoders: a moving
+camera over a photo or texture with up to three independently moving, occluding layers, lighting
+changes and sensor noise; --held-out-only shows only the pictures training never uses (astronaut,
+coffee, camera). Deterministic by --seed; a rerun skips clips that exist.
 
 Examples:
 
@@ -34,7 +38,9 @@ Examples:
 
   vidtool make-dataset shapes -n 200 --seed 7 --held-out-only -o data/shapes-heldout
 
-  vidtool make-dataset photos -n 200 -o data/photos"""
+  vidtool make-dataset photos -n 200 -o data/photos
+
+  vidtool make-dataset scenes -n 2000 -o data/scenes"""
 
 
 @app.command(help=HELP)
@@ -46,7 +52,7 @@ def make_dataset(
     size: int = typer.Option(64, min=16, max=1024, help="Square frame size in pixels."),
     fps: int = typer.Option(8, min=1, max=120, help="Frames per second recorded in the clips."),
     seed: int = typer.Option(0, help="Generator seed; clip i is a function of (seed, i)."),
-    held_out_only: bool = typer.Option(False, "--held-out-only", help="shapes: only the held-out combinations (for evaluation)."),
+    held_out_only: bool = typer.Option(False, "--held-out-only", help="shapes: only the held-out combinations; scenes: only the held-out pictures (for evaluation)."),
     fmt: Format = typer.Option(Format.mp4, "--format", help="mp4 (H.264), gif, or png (lossless frame folders)."),
 ) -> None:
     from stages.context import console, progress_bar

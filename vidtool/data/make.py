@@ -1,4 +1,4 @@
-"""`make_dataset`: write a `shapes` or `photos` dataset as clip files plus a JSONL manifest.
+"""`make_dataset`: write a `shapes`, `photos` or `scenes` dataset as clip files plus a JSONL manifest.
 
 Layout of `out_dir`:
 
@@ -15,7 +15,7 @@ with `np.savez_compressed` (lossless; a 16x64x64 pair packs into about a kilobyt
 
 Records: `path`, `caption`, `fps`; for shapes also `mask`, `sketch`, `color`, `shape`,
 `direction`, `speed` ("slow" | "medium" | "fast") and `background` (a color name or null); for
-photos `image`, `motion` and `speed`. Every clip depends only on (seed, index), so a rerun skips
+photos `image`, `motion` and `speed`; for scenes `pictures` (back to front). Every clip depends only on (seed, index), so a rerun skips
 clips whose files exist and a larger `n` extends a dataset without changing its first clips.
 """
 
@@ -38,7 +38,7 @@ from vidtool.data.shapes import HELD_OUT
 from vidtool.errors import UserError
 from vidtool.video import write_mp4s, write_video
 
-KINDS = ("shapes", "photos")
+KINDS = ("shapes", "photos", "scenes")
 FORMATS = ("mp4", "gif", "png")
 BATCH = 64
 WRITERS = 2
@@ -73,16 +73,22 @@ def make_dataset(
             f"(got n={n}, frames={frames}, size={size}, fps={fps})"
         )
     if kind == "photos" and only_held_out:
-        raise UserError("only_held_out applies to shapes; photos have no held-out combinations")
+        raise UserError("only_held_out applies to shapes and scenes; photos have no held-out combinations")
 
     out_dir = Path(out_dir)
     options = {"kind": kind, "frames": frames, "size": size, "fps": fps, "seed": seed, "fmt": fmt}
     if kind == "shapes":
         options["held_out"] = [list(combo) for combo in held_out]
+    if kind in ("shapes", "scenes"):
         options["only_held_out"] = only_held_out
     _claim(out_dir, options)
 
-    make_clip = _shapes_maker(held_out, only_held_out) if kind == "shapes" else _photos_maker()
+    if kind == "shapes":
+        make_clip = _shapes_maker(held_out, only_held_out)
+    elif kind == "scenes":
+        make_clip = _scenes_maker(only_held_out)
+    else:
+        make_clip = _photos_maker()
     records = []
     with _ClipWriter(fps, fmt) as writer:
         for index in range(n):
@@ -166,6 +172,20 @@ def _photos_maker():
             "speed": clip.speed,
         }
         return record, lambda: (render_photo_clip(clip, frames=options["frames"], size=options["size"]), None)
+
+    return make_clip
+
+
+def _scenes_maker(only_held_out: bool):
+    from vidtool.data.scenes import render_scene, sample_scene
+
+    def make_clip(index: int, options: dict):
+        scene = sample_scene(options["seed"], index, held_out=only_held_out)
+        record = {"path": _clip_name(index, options["fmt"]), "caption": scene.caption, "fps": options["fps"],
+                  "pictures": [layer.picture for layer in scene.layers]}
+        size = options["size"]
+        return record, lambda: (render_scene(scene, frames=options["frames"], height=size, width=size,
+                                             seed=options["seed"] * 1_000_003 + index), None)
 
     return make_clip
 
