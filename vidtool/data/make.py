@@ -13,7 +13,7 @@ with `np.savez_compressed` (lossless; a 16x64x64 pair packs into about a kilobyt
 `mask` and `sketch` both name that file: read them with `np.load(path)["mask"]` and
 `np.load(path)["sketch"]`.
 
-Records: `path`, `caption`, `fps`; for shapes also `mask`, `sketch`, `color`, `shape`,
+Records: `path`, `caption`, `fps`, `frames`, `height`, `width`; for shapes also `mask`, `sketch`, `color`, `shape`,
 `direction`, `speed` ("slow" | "medium" | "fast") and `background` (a color name or null); for
 photos `image`, `motion` and `speed`. Every clip depends only on (seed, index), so a rerun skips
 clips whose files exist and a larger `n` extends a dataset without changing its first clips.
@@ -133,7 +133,7 @@ def _shapes_maker(held_out, only_held_out):
         record = {
             "path": _clip_name(index, options["fmt"]),
             "caption": clip.caption,
-            "fps": options["fps"],
+            **_shape(options),
             "mask": masks,
             "sketch": masks,
             "color": clip.color,
@@ -160,7 +160,7 @@ def _photos_maker():
         record = {
             "path": _clip_name(index, options["fmt"]),
             "caption": clip.caption,
-            "fps": options["fps"],
+            **_shape(options),
             "image": clip.image,
             "motion": clip.motion,
             "speed": clip.speed,
@@ -168,6 +168,11 @@ def _photos_maker():
         return record, lambda: (render_photo_clip(clip, frames=options["frames"], size=options["size"]), None)
 
     return make_clip
+
+
+def _shape(options: dict) -> dict:
+    """The clip-shape fields of a record (vidtool.data.manifest): every clip of a dataset has the same."""
+    return {"fps": options["fps"], "frames": options["frames"], "height": options["size"], "width": options["size"]}
 
 
 def _clip_name(index: int, fmt: str) -> str:
