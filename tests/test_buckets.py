@@ -12,7 +12,13 @@ import torch.nn.functional as F
 from torch import nn
 from typer.testing import CliRunner
 
-from vidtool.data.buckets import Bucket, BucketPlan, ClipShape, assign_buckets, parse_buckets
+from vidtool.data.buckets import (
+    Bucket,
+    BucketPlan,
+    ClipShape,
+    assign_buckets,
+    parse_buckets,
+)
 from vidtool.data.clips import ClipDataset, ClipSets, collate_clips
 from vidtool.data.make import make_dataset
 from vidtool.data.manifest import SHAPE_KEYS, read_manifest, write_manifest
@@ -115,9 +121,9 @@ class ShapeRecorder(nn.Module):
     family = "toy-shapes"
     config_class = ToyConfig
 
-    def __init__(self, config: ToyConfig = ToyConfig()):
+    def __init__(self, config: ToyConfig | None = None):
         super().__init__()
-        self.config = config
+        self.config = config or ToyConfig()
         self.conv = nn.Conv3d(3, 3, 3, padding=1)
         self.received: list[tuple[tuple[int, ...], list[int]]] = []
 
@@ -236,3 +242,22 @@ def test_image_batches_are_refused_for_a_family_that_takes_video_only(two_shapes
     made = vidtool("train-vae", "--family", "mbq-vae", "--data", str(two_shapes[0]), "--image-every", "5",
                    "-o", str(tmp_path / "mbq"))
     assert "--image-every is for the families that train on images too" in one_line_error(made)
+
+
+@pytest.mark.slow
+def test_train_denoiser_encodes_a_bucketed_latent_set_and_reuses_its_buckets(two_shapes, tmp_path, vidtool):
+    from vidtool.data.latents import LatentDataset
+
+    big, small = two_shapes
+    out = tmp_path / "t2i"
+    made = vidtool("train-denoiser", "--family", "t2i", "--data", str(big), "--data", str(small),
+                   "--buckets", "32x32:1:2,16x16:1:2", "--steps", "2", "--grad-accum", "2", "-o", str(out))
+    assert made.returncode == 0, made.stderr.decode()
+    latents = LatentDataset(out / "latent-set.safetensors")
+    assert latents.info.buckets == ["32x32:1", "16x16:1"]
+    # movq-tiny encodes x8 spatially: each clip's latent has its bucket's shape.
+    assert sorted({tuple(latents[i]["latents"].shape) for i in range(len(latents))}) == [(4, 1, 2, 2), (4, 1, 4, 4)]
+    again = vidtool("train-denoiser", "--family", "t2i", "--latent-set", str(out / "latent-set.safetensors"),
+                    "--batch-size", "2", "--steps", "3", "--grad-accum", "2", "--resume", "-o", str(out))
+    assert again.returncode == 0, again.stderr.decode()
+    assert "32x32:1 4, 16x16:1 4" in again.stderr.decode()
