@@ -53,15 +53,19 @@ def encode_manifest(manifest: str, out_dir: str, *, shard_option: str | None, re
         for item in batch:
             base = shards.rebase(item.record, manifest, out_folder)
             try:
-                encoded = encoder.encode(read(item.record), chunk, max_memory=max_memory, context=context)
+                clip = read(item.record)
+                encoded = encoder.encode(clip, chunk, max_memory=max_memory, context=context)
             except UserError as e:
                 outcomes.append(shards.failure(base, str(e)))
                 continue
             target = out_folder / (item.key + suffix)
             tensorfile.save(encoded, target)
-            # The clip's fields stay (caption, masks …); fps becomes the rate the tensor file records.
+            # The clip's fields stay (caption, masks …); fps and the shape become those of the video
+            # the tensor file holds (after --fps, --size, --frames), as vidtool.data.manifest reads them.
+            frames, height, width = clip.frames.shape[1:4]
             outcomes.append(shards.Outcome(records=[{**base, "path": target.relative_to(out_folder).as_posix(),
-                                                     "source": base["path"], "fps": encoded.fps}]))
+                                                     "source": base["path"], "fps": encoded.fps, "frames": frames,
+                                                     "height": height, "width": width}]))
         return outcomes
 
     settings = {"role": role, "model": checkpoint.model_tag(encoder.folder), "fps": fps, "size": size,

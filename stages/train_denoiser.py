@@ -23,6 +23,12 @@ models' 2^10-code token space) into a token set
 masks and sketch from the manifest and needs --base, the spectral model it adapts.
 Checkpoints, --resume and torchrun work as in train-vae.
 
+Mixed sizes and lengths (latent families): with --buckets each clip is encoded at its bucket's shape
+into a bucketed latent set, and every batch holds one bucket; a bucketed set remembers its shapes,
+so later runs on it need --buckets only to change the batch sizes:
+
+  vidtool train-denoiser --family t2i --data data/shapes/manifest.jsonl --buckets 64x64:1:16,48x80:1:16 -o runs/t2i-mixed
+
 Examples:
 
   vidtool train-denoiser --family t2i --data data/shapes/manifest.jsonl --data data/photos/manifest.jsonl -o runs/t2i
@@ -71,6 +77,7 @@ def train_denoiser(
     ema: opt.Ema = None,
     frames: opt.Frames = 16,
     size: opt.Size = 64,
+    buckets: opt.Buckets = None,
     fps: opt.Fps = None,
     seed: opt.Seed = 0,
     checkpoint_every: opt.CheckpointEvery = 250,
@@ -102,17 +109,45 @@ def train_denoiser(
         if family != "spectral":
             raise UserError("--no-fft belongs to --family spectral (spectral-inpaint takes its base's setting)")
         set_ = [*set_, "fft=false"]
+    shapes = None
+    if buckets is not None:
+        from vidtool.data.buckets import parse_buckets
+
+        if entry.trains_on != "latents":
+            raise UserError(f"--buckets is for the latent families (t2i, keyframes, interp, harivo); {family}'s "
+                            f"{entry.trains_on} set holds clips of one shape")
+        shapes = parse_buckets(buckets)
     cache = {"tokens": token_set, "latents": latent_set, "motion": latent_set}[entry.trains_on]
     default_cache = {"tokens": "token-set", "latents": "latent-set", "motion": "motion-set"}[entry.trains_on]
     dataset = training_set(entry, data, cache or out / f"{default_cache}.safetensors",
                            tokenizer if entry.trains_on == "tokens" else vae, text_encoder=text_encoder, frames=frames,
-                           size=size, fps=fps, device=resolve_device(), progress_bar=progress_bar)
+                           size=size, fps=fps, device=resolve_device(), progress_bar=progress_bar, buckets=shapes)
+    plan = _bucket_plan(dataset, shapes, batch_size, seed)
     torch.manual_seed(seed)
     model = build_generator(family, preset, set_, base, dataset.info)
     _check_base_data(model, base, dataset)
     if init is not None:
         _warm_start(model, family, init)
-    opt.run_training(model, dataset, None, out, what=family, **opt.trainer_options(locals()))
+    opt.run_training(model, dataset, None, out, what=family, plan=plan, **opt.trainer_options(locals()))
+
+
+def _bucket_plan(dataset, shapes, batch_size: int, seed: int):
+    """The batch plan of a bucketed latent set (None for a plain one): its buckets, with the batch
+    sizes of --buckets when given (it must name the set's shapes), else --batch-size for each."""
+    from vidtool.data.buckets import Bucket, BucketPlan
+    from vidtool.errors import UserError
+
+    stored = getattr(dataset.info, "buckets", None)
+    if stored is None:
+        if shapes is not None:
+            raise UserError(f"{dataset.path} holds clips of one shape; pass another --latent-set path to build a "
+                            "bucketed one with --buckets")
+        return None
+    if shapes is not None and [b.shape for b in shapes] != stored:
+        raise UserError(f"{dataset.path} was built with buckets {','.join(stored)}; give those shapes in --buckets "
+                        "(with any batch sizes) or another --latent-set path")
+    chosen = shapes or [Bucket(b.height, b.width, b.frames, batch_size) for b in dataset.buckets]
+    return BucketPlan(chosen, dataset.bucket_of, seed)
 
 
 def _warm_start(model, family: str, init: Path) -> None:

@@ -23,6 +23,16 @@ Schedule = Annotated[str, typer.Option(help="LR decay: cosine, linear or constan
 Ema = Annotated[float, typer.Option(min=0, max=1, help="EMA decay of the saved weights (off if not given).")]
 Frames = Annotated[int, typer.Option(min=1, help="Frames per training clip.")]
 Size = Annotated[int, typer.Option(min=8, help="Square frame size.")]
+Buckets = Annotated[str, typer.Option(
+    metavar="HxW:FRAMES:BATCH,...",
+    help="Batch clips by shape (Open-Sora's buckets): each clip goes to the largest bucket it fits (its length "
+         "and pixel count reach the bucket's; then most frames, nearest aspect ratio), is resized to cover it "
+         "and centre-cropped (aspect kept), and every batch holds one bucket, of that bucket's batch size. "
+         "Default: one SIZExSIZE:FRAMES:BATCH-SIZE bucket that every clip is cropped into, as before.")]
+ImageEvery = Annotated[int, typer.Option(
+    min=1, help="Joint image/video training for the families whose paper trains on images (cm-vae, Cross-modal "
+                "Video VAE §3.4): every Nth batch is its clips' frames as single images (T=1, temporal parts "
+                "skipped); the paper's 8:2 video-to-image mix is 5.")]
 Fps = Annotated[float, typer.Option(min=0.1, help="Resample clips to this rate (default: their own).")]
 Seed = Annotated[int, typer.Option(help="Seed of data order, initialisation and noise.")]
 CheckpointEvery = Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")]
@@ -49,11 +59,24 @@ def trainer_options(values: dict) -> dict:
     return {name: values[name] for name in TRAINER}
 
 
+def report_buckets(plan) -> None:
+    """One line on stderr: how many clips each bucket got (rank 0 speaks for the run)."""
+    from stages.context import console
+
+    if plan is not None and int(os.environ.get("RANK", "0")) == 0:
+        counts = plan.counts()
+        left_out = counts.pop("none")
+        line = ", ".join(f"{shape} {count}" for shape, count in counts.items())
+        console().print(f"clips per bucket: {line}" + (f"; {left_out} fit none and are left out" if left_out else ""))
+
+
 def run_training(model, dataset, collate_fn, out: Path, *, what: str, steps: int, stop_at: int | None,
                  batch_size: int, grad_accum: int, lr: float, warmup: int, schedule: str, ema: float | None,
                  seed: int, checkpoint_every: int, workers: int | None, resume: bool, strategy: str = "ddp",
-                 activation_checkpointing: bool = False, precision: str = "auto", deterministic: bool = True) -> None:
-    """Train with the shared loop and print a one-line summary."""
+                 activation_checkpointing: bool = False, precision: str = "auto", deterministic: bool = True,
+                 plan=None) -> None:
+    """Train with the shared loop and print a one-line summary; `plan` batches by bucket
+    (vidtool.data.buckets.BucketPlan)."""
     from stages.context import console, settings
     from vidtool.train.config import TrainConfig
     from vidtool.train.loop import train
@@ -63,7 +86,8 @@ def run_training(model, dataset, collate_fn, out: Path, *, what: str, steps: int
                          checkpoint_every=checkpoint_every, num_workers=workers, resume=resume,
                          device=settings.device, strategy=strategy, activation_checkpointing=activation_checkpointing,
                          precision=precision, deterministic=deterministic)
-    result = train(model, dataset, collate_fn, config, out, progress=not settings.quiet)
+    report_buckets(plan)
+    result = train(model, dataset, collate_fn, config, out, progress=not settings.quiet, plan=plan)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 speaks for the run
         return
     terms = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k not in ("step", "samples_seen"))

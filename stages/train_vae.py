@@ -26,6 +26,12 @@ Examples:
 
   vidtool train-vae --family cm-vae --data data/shapes/manifest.jsonl --set gan_start_step=500 -o runs/cm --resume
 
+Mixed sizes and lengths: --buckets HxW:FRAMES:BATCH,... batches clips by shape instead of cropping
+them all to one --size square (see --buckets below); --image-every 5 mixes in image batches (cm-vae):
+
+  vidtool train-vae --family cm-vae --data data/shapes/manifest.jsonl --data data/photos/manifest.jsonl \
+    --buckets 64x64:16:8,48x80:16:8,32x32:32:8 --image-every 5 -o runs/cm-mixed
+
   torchrun --nproc-per-node 4 -m stages.cli train-vae --family cm-vae --data d.jsonl -o runs/cm
 
   torchrun --nproc-per-node 8 -m stages.cli train-vae --family cm-vae --preset 16ch --data d.jsonl -o runs/cm16 \
@@ -50,6 +56,8 @@ def train_vae(
     ema: opt.Ema = None,
     frames: opt.Frames = 16,
     size: opt.Size = 64,
+    buckets: opt.Buckets = None,
+    image_every: opt.ImageEvery = None,
     fps: opt.Fps = None,
     seed: opt.Seed = 0,
     checkpoint_every: opt.CheckpointEvery = 250,
@@ -63,9 +71,26 @@ def train_vae(
     import torch
 
     from vidtool.autoencoders.build import build_autoencoder
-    from vidtool.data.clips import ClipDataset, collate_clips
+    from vidtool.data.buckets import (
+        Bucket,
+        BucketPlan,
+        assign_buckets,
+        check_divisible,
+        parse_buckets,
+    )
+    from vidtool.data.clips import ClipDataset, ClipSets, collate_clips
+    from vidtool.errors import UserError
 
     torch.manual_seed(seed)
     model = build_autoencoder(family, preset, set_, init)
-    dataset = torch.utils.data.ConcatDataset([ClipDataset(m, frames=frames, fps=fps, size=size) for m in data])
-    opt.run_training(model, dataset, collate_clips, out, what=family, **opt.trainer_options(locals()))
+    if image_every is not None and not getattr(model, "joint_image_training", False):
+        raise UserError(f"--image-every is for the families that train on images too (cm-vae); {family} takes "
+                        "video batches only")
+    dataset = ClipSets([ClipDataset(m, frames=frames, fps=fps, size=size) for m in data])
+    plan = None
+    if buckets is not None or image_every is not None:
+        shapes = parse_buckets(buckets) if buckets else [Bucket(size, size, frames, batch_size)]
+        check_divisible(shapes, model.spatial_factor, model.temporal_factor, f"a {family} model",
+                        images=getattr(model, "joint_image_training", False))
+        plan = BucketPlan(shapes, assign_buckets(dataset.shapes(), shapes, fps), seed, image_every)
+    opt.run_training(model, dataset, collate_clips, out, what=family, plan=plan, **opt.trainer_options(locals()))

@@ -79,6 +79,24 @@ def read_video(
     return Video(frames=frames, fps=float(fps or source.fps))
 
 
+@dataclass(frozen=True)
+class VideoInfo:
+    frames: int  # at the native rate (a folder's: the `fps` it was probed with)
+    fps: float
+    height: int
+    width: int
+
+
+def probe_video(path, *, fps: float | None = None) -> VideoInfo:
+    """Length, rate and frame size of a video file or frame folder, decoding only its first frame."""
+    path = Path(path)
+    source = _open(path, fps)
+    if len(source.times) == 0:
+        raise UserError(f"no frames in {path}")
+    height, width = source.load(np.zeros(1, dtype=np.int64)).shape[1:3]
+    return VideoInfo(frames=len(source.times), fps=float(source.fps), height=int(height), width=int(width))
+
+
 def sample_frames(path, count: int, *, fps: float | None = None) -> Video:
     """`count` frames spread evenly over a whole clip, first and last included, decoding only those
     (a captioning model looks at a few frames of a long clip). A folder plays at `fps` (default 8)."""

@@ -127,6 +127,7 @@ def preset(name: str, **overrides) -> CMVAEConfig:
 class CMVAE(nn.Module):
     family = "cm-vae"
     config_class = CMVAEConfig
+    joint_image_training = True  # §3.4: image batches (T == 1) run the spatial AE alone
 
     def __init__(self, config: CMVAEConfig):
         super().__init__()

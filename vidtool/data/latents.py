@@ -8,6 +8,11 @@ File layout: "latents" float16 [N, C, T, h, w] (unscaled), "text" float16 [N, L,
 bool [N, L], "null_text" [1, L, D] / "null_mask" [1, L] (the empty prompt, for classifier-free
 guidance); metadata `vidtool.model` = the autoencoder's tag, `vidtool.prompts`, and in params the
 latent standard deviation, the text encoder and the clip geometry.
+
+A bucketed set (built with `buckets`, vidtool.data.buckets) encodes each clip at its bucket's shape:
+one tensor "latents@HxWxT" per bucket, its clips in order, and "bucket" int64 [N], each clip's
+bucket (an index into params' `buckets`); the clips of bucket 0 come first, then those of bucket 1,
+and so on, and the text tensors follow that order. Clips that fit no bucket are left out.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any, Callable
 
 import torch
 
+from vidtool.data.buckets import Bucket, assign_buckets
 from vidtool.errors import UserError
 
 
@@ -26,17 +32,23 @@ class LatentSetInfo:
     vae: str  # "family@digest"
     latent_std: float
     text_encoder: str
-    frames: int
-    size: int
+    frames: int  # of a bucketed set: the fewest of any bucket, what every clip has at least
+    size: int  # of a bucketed set: the shortest side of any bucket
+    buckets: list[str] | None = None  # bucket shapes HxW:T of a bucketed set
+
+
+def _tensor_name(name: str, bucket: Bucket) -> str:
+    return f"{name}@{bucket.height}x{bucket.width}x{bucket.frames}"
 
 
 def build_latent_set(manifests: list[Path], vae_folder: Path, out_file: Path, *, frames: int = 16, size: int = 64,
                      fps: float | None = None, text_encoder_path: Path | None = None, batch_size: int = 16,
                      device: str = "cpu", progress: Callable[[int], None] | None = None,
-                     text_cache: Path | None = None) -> Path:
+                     text_cache: Path | None = None, buckets: list[Bucket] | None = None) -> Path:
     """Encode every clip of `manifests` with the autoencoder in `vae_folder` and write the set;
     `progress(done)` is called with the number of clips encoded so far. With `text_cache` (a
-    `vidtool embed-text` file or folder) captions are looked up there instead of encoded."""
+    `vidtool embed-text` file or folder) captions are looked up there instead of encoded. With
+    `buckets` each clip is encoded at its bucket's shape (see the module docstring)."""
     from vidtool.autoencoders.apply import encode_frames
     from vidtool.autoencoders.tiling import default_tiling
     from vidtool.checkpoint import from_pretrained, model_tag
@@ -49,9 +61,17 @@ def build_latent_set(manifests: list[Path], vae_folder: Path, out_file: Path, *,
 
     encoded = encode_clip_set(manifests, encode, frames=frames, size=size, fps=fps,
                               text_encoder_path=text_encoder_path, batch_size=batch_size, device=device,
-                              progress=progress, text_cache=text_cache)
-    info = LatentSetInfo(vae=model_tag(vae_folder), latent_std=float(encoded.tensors["latents"].float().std()),
-                         text_encoder=encoded.text_encoder, frames=frames, size=size)
+                              progress=progress, text_cache=text_cache, buckets=buckets)
+    if buckets is None:
+        latents = encoded.tensors["latents"].float()
+        info = LatentSetInfo(vae=model_tag(vae_folder), latent_std=float(latents.std()),
+                             text_encoder=encoded.text_encoder, frames=frames, size=size)
+    else:
+        parts = [encoded.tensors[_tensor_name("latents", b)].float() for b in buckets
+                 if _tensor_name("latents", b) in encoded.tensors]
+        info = LatentSetInfo(vae=model_tag(vae_folder), latent_std=float(torch.cat([p.flatten() for p in parts]).std()),
+                             text_encoder=encoded.text_encoder, frames=min(b.frames for b in buckets),
+                             size=min(min(b.size) for b in buckets), buckets=[b.shape for b in buckets])
     tf = TensorFile(kind="dataset-shard", tensors=encoded.tensors, model=info.vae, params=info.__dict__)
     tf.set_prompts(encoded.prompts)
     tf.extra["model_path"] = str(Path(vae_folder).resolve())
@@ -84,34 +104,61 @@ class EncodedClips:
 def encode_clip_set(manifests: list[Path], encode: Callable[[list[dict], Any], dict[str, torch.Tensor]], *,
                     frames: int, size: int, fps: float | None, text_encoder_path: Path | None, batch_size: int,
                     device: str, progress: Callable[[int], None] | None,
-                    text_cache: Path | None = None) -> EncodedClips:
+                    text_cache: Path | None = None, buckets: list[Bucket] | None = None) -> EncodedClips:
     """Read every clip of `manifests` once, in order, and return `encode(items, uint8 video [B,T,H,W,3])`
-    for all of them with the captions' text embeddings (float16) and the empty prompt's."""
-    from torch.utils.data import ConcatDataset, DataLoader
+    for all of them with the captions' text embeddings (float16) and the empty prompt's. With
+    `buckets`, clips are read bucket by bucket at its shape, each of `encode`'s tensors is kept per
+    bucket ("NAME@HxWxT"), and "bucket" says which bucket each clip (in that order) went to."""
+    from torch.utils.data import DataLoader
 
-    from vidtool.data.clips import ClipDataset
+    from vidtool.data.clips import ClipDataset, ClipSets
     from vidtool.text_cache import text_encoder_or_cache
 
     text_encoder = text_encoder_or_cache(text_cache, text_encoder_path, device=device)
-    clips = ConcatDataset([ClipDataset(m, frames=frames, fps=fps, size=size) for m in manifests])
-    loader = DataLoader(clips, batch_size=batch_size, collate_fn=lambda items: items)
+    clips = ClipSets([ClipDataset(m, frames=frames, fps=fps, size=size) for m in manifests])
+    if buckets is None:
+        groups = [(None, clips)]
+    else:
+        assignment = assign_buckets(clips.shapes(), buckets, fps)
+        groups = [(b, _Reads(clips, [i for i, k in enumerate(assignment) if k == n], b)) for n, b in enumerate(buckets)]
+        if not any(len(reads) for _, reads in groups):
+            raise UserError(f"no clip fits any bucket of {','.join(map(str, buckets))}; add a smaller or shorter "
+                            "bucket, or check the clips' sizes and lengths")
     parts: dict[str, list[torch.Tensor]] = {}
     prompts: list[str] = []
     with torch.inference_mode():
-        for items in loader:
-            video = torch.stack([item["video"] for item in items]).numpy()
-            captions = [item["caption"] for item in items]
-            embedded = text_encoder.encode(captions)
-            for name, tensor in {**encode(items, video), "text": embedded.tokens.half().cpu(),
-                                 "text_mask": embedded.mask.cpu()}.items():
-                parts.setdefault(name, []).append(tensor)
-            prompts.extend(captions)
-            if progress:
-                progress(len(prompts))
+        for n, (bucket, reads) in enumerate(groups):
+            for items in DataLoader(reads, batch_size=batch_size, collate_fn=lambda items: items):
+                video = torch.stack([item["video"] for item in items]).numpy()
+                captions = [item["caption"] for item in items]
+                embedded = text_encoder.encode(captions)
+                made = encode(items, video)
+                if bucket is not None:
+                    made = {_tensor_name(name, bucket): tensor for name, tensor in made.items()}
+                    made["bucket"] = torch.full((len(items),), n, dtype=torch.long)
+                for name, tensor in {**made, "text": embedded.tokens.half().cpu(),
+                                     "text_mask": embedded.mask.cpu()}.items():
+                    parts.setdefault(name, []).append(tensor)
+                prompts.extend(captions)
+                if progress:
+                    progress(len(prompts))
         null = text_encoder.encode([""])
     tensors = {name: torch.cat(chunks) for name, chunks in parts.items()}
     tensors.update(null_text=null.tokens.half().cpu(), null_mask=null.mask.cpu())
     return EncodedClips(tensors, prompts, text_encoder.name)
+
+
+class _Reads(torch.utils.data.Dataset):
+    """The clips `indices` of `clips`, read at `bucket`'s shape."""
+
+    def __init__(self, clips, indices: list[int], bucket: Bucket):
+        self.clips, self.indices, self.bucket = clips, indices, bucket
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, j: int) -> dict:
+        return self.clips.read(self.indices[j], self.bucket)
 
 
 class LatentDataset(torch.utils.data.Dataset):
@@ -119,26 +166,57 @@ class LatentDataset(torch.utils.data.Dataset):
     null_mask, prompt). The default collate stacks them (null_* gain a batch dimension)."""
 
     def __init__(self, path: str | Path, latent_scale: float | None = None):
-        tf = load_set(path, {"latents"}, "a latent set", "`vidtool train-denoiser --data MANIFEST` or "
-                                                         "vidtool.data.latents.build_latent_set")
+        how = "`vidtool train-denoiser --data MANIFEST` or vidtool.data.latents.build_latent_set"
+        tf = load_set(path, set(), "a latent set", how)
         self.path = Path(path)
         self.info = LatentSetInfo(**tf.params)
         self.vae_path = tf.extra.get("model_path")
         self.latent_scale = latent_scale if latent_scale is not None else 1.0 / self.info.latent_std
-        self.latents = tf["latents"]
+        if self.info.buckets is None:
+            if "latents" not in tf.tensors:
+                raise UserError(f"{path} is not a latent set (missing ['latents']); build one with {how}")
+            self.latents, self.bucket_of = tf["latents"], None
+        else:
+            # Each clip's row: its place among the clips of its bucket, which are stored in order.
+            self.bucket_of = tf["bucket"].tolist()
+            self.buckets = [_shape_bucket(shape) for shape in self.info.buckets]
+            per_bucket = {n: tf.tensors.get(_tensor_name("latents", b)) for n, b in enumerate(self.buckets)}
+            counts = [0] * len(self.buckets)
+            self.latents = []
+            for n in self.bucket_of:
+                self.latents.append((per_bucket[n], counts[n]))
+                counts[n] += 1
         self.text, self.text_mask = tf["text"], tf["text_mask"]
         self.null_text, self.null_mask = tf["null_text"][0].float(), tf["null_mask"][0]
         self.prompts = tf.prompts()
 
     def __len__(self) -> int:
-        return self.latents.shape[0]
+        return len(self.latents)
+
+    def read(self, index: int, bucket: Bucket, image: bool = False) -> dict:
+        """Item `index` of a bucketed set; `bucket` must be the one it was encoded at."""
+        if image or self.bucket_of is None or self.buckets[self.bucket_of[index]].shape != bucket.shape:
+            raise ValueError(f"item {index} of {self.path} is not in bucket {bucket.shape}{' as images' * image}")
+        return self[index]
 
     def __getitem__(self, index: int) -> dict:
+        if self.bucket_of is None:
+            latents = self.latents[index]
+        else:
+            tensor, row = self.latents[index]
+            latents = tensor[row]
         return {
-            "latents": self.latents[index].float() * self.latent_scale,
+            "latents": latents.float() * self.latent_scale,
             "text": self.text[index].float(),
             "text_mask": self.text_mask[index],
             "null_text": self.null_text,
             "null_mask": self.null_mask,
             "prompt": self.prompts[index],
         }
+
+
+def _shape_bucket(shape: str) -> Bucket:
+    """A bucket from its shape HxW:T (a latent set's batch sizes are chosen when training)."""
+    size, frames = shape.split(":")
+    height, width = size.split("x")
+    return Bucket(int(height), int(width), int(frames), 1)

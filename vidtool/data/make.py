@@ -13,10 +13,11 @@ with `np.savez_compressed` (lossless; a 16x64x64 pair packs into about a kilobyt
 `mask` and `sketch` both name that file: read them with `np.load(path)["mask"]` and
 `np.load(path)["sketch"]`.
 
-Records: `path`, `caption`, `fps`; for shapes also `mask`, `sketch`, `color`, `shape`,
-`direction`, `speed` ("slow" | "medium" | "fast") and `background` (a color name or null); for
-photos `image`, `motion` and `speed`; for scenes `pictures` (back to front). Every clip depends only on (seed, index), so a rerun skips
-clips whose files exist and a larger `n` extends a dataset without changing its first clips.
+Records: `path`, `caption`, `fps`, `frames`, `height`, `width`; for shapes also `mask`, `sketch`,
+`color`, `shape`, `direction`, `speed` ("slow" | "medium" | "fast") and `background` (a color name
+or null); for photos `image`, `motion` and `speed`; for scenes `pictures` (back to front). Every clip
+depends only on (seed, index), so a rerun skips clips whose files exist and a larger `n` extends a
+dataset without changing its first clips.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ def _shapes_maker(held_out, only_held_out):
         record = {
             "path": _clip_name(index, options["fmt"]),
             "caption": clip.caption,
-            "fps": options["fps"],
+            **_shape(options),
             "mask": masks,
             "sketch": masks,
             "color": clip.color,
@@ -166,7 +167,7 @@ def _photos_maker():
         record = {
             "path": _clip_name(index, options["fmt"]),
             "caption": clip.caption,
-            "fps": options["fps"],
+            **_shape(options),
             "image": clip.image,
             "motion": clip.motion,
             "speed": clip.speed,
@@ -181,13 +182,18 @@ def _scenes_maker(only_held_out: bool):
 
     def make_clip(index: int, options: dict):
         scene = sample_scene(options["seed"], index, held_out=only_held_out)
-        record = {"path": _clip_name(index, options["fmt"]), "caption": scene.caption, "fps": options["fps"],
+        record = {"path": _clip_name(index, options["fmt"]), "caption": scene.caption, **_shape(options),
                   "pictures": [layer.picture for layer in scene.layers]}
         size = options["size"]
         return record, lambda: (render_scene(scene, frames=options["frames"], height=size, width=size,
                                              seed=options["seed"] * 1_000_003 + index), None)
 
     return make_clip
+
+
+def _shape(options: dict) -> dict:
+    """The clip-shape fields of a record (vidtool.data.manifest): every clip of a dataset has the same."""
+    return {"fps": options["fps"], "frames": options["frames"], "height": options["size"], "width": options["size"]}
 
 
 def _clip_name(index: int, fmt: str) -> str:

@@ -3,6 +3,10 @@
 A record has `path` (relative to the manifest's folder, or absolute) and usually `caption`; optional
 `fps`, `mask`, `sketch`, `label`; any other keys pass through untouched. `mask` and `sketch` are
 paths too and follow the same rules as `path`.
+
+The clip's shape, optional: `frames` (at its own rate), `fps`, `height`, `width`. make-dataset and
+encode/tokenize --manifest write them; bucketed training (vidtool.data.buckets) reads them, and
+probes the file of a record that lacks any of them, so older manifests keep working.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from vidtool.atomic import atomic_write_text
 from vidtool.errors import UserError
 
 PATH_KEYS = ("path", "mask", "sketch")
+SHAPE_KEYS = ("frames", "fps", "height", "width")
 
 
 def read_manifest(path: str | os.PathLike) -> list[dict]:
@@ -41,6 +46,10 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
             raise UserError(f'{path}:{number}: record has no "path"; every clip needs one')
         if "caption" in record and not isinstance(record["caption"], str):
             raise UserError(f'{path}:{number}: "caption" must be a string')
+        for key in SHAPE_KEYS:
+            value = record.get(key)
+            if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
+                raise UserError(f'{path}:{number}: "{key}" must be a positive number, got {value!r}')
         for key in PATH_KEYS:
             if key in record:
                 try:

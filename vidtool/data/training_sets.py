@@ -20,9 +20,9 @@ def _no_bar(description: str, total: int | None):
 
 def training_set(entry: Family, data: list[Path], path: Path, autoencoder: Path | None, *,
                  text_encoder: Path | None, frames: int, size: int, fps: float | None, device: str = "cpu",
-                 progress_bar: ProgressBar = _no_bar):
+                 progress_bar: ProgressBar = _no_bar, buckets=None):
     """The dataset `entry` trains on (cached at `path`); `autoencoder` (--vae/--tokenizer) must be
-    the one that made an existing cache."""
+    the one that made an existing cache. `buckets` (latent sets only) builds a bucketed set."""
     from vidtool.checkpoint import shares_codes
     from vidtool.model_store import bundled
 
@@ -34,7 +34,7 @@ def training_set(entry: Family, data: list[Path], path: Path, autoencoder: Path 
         folder = autoencoder or bundled(entry.data_model)
         with progress_bar(f"encoding clips for the {what}", None) as done:
             _build(entry, list(data), folder, path, text_encoder=text_encoder, frames=frames, size=size, fps=fps,
-                   device=device, progress=done)
+                   device=device, progress=done, buckets=buckets)
     dataset = _open(entry, path)
     made_by = getattr(dataset.info, "vae", None) or dataset.info.tokenizer
     if autoencoder is not None and not shares_codes(autoencoder, made_by):
@@ -44,7 +44,7 @@ def training_set(entry: Family, data: list[Path], path: Path, autoencoder: Path 
 
 
 def _build(entry: Family, data: list[Path], folder: Path, path: Path, *, text_encoder, frames, size, fps, device,
-           progress) -> None:
+           progress, buckets) -> None:
     if entry.trains_on == "tokens":
         from vidtool.data.manifest import read_manifest
         from vidtool.data.tokens import build_token_set
@@ -63,7 +63,7 @@ def _build(entry: Family, data: list[Path], folder: Path, path: Path, *, text_en
         from vidtool.data.latents import build_latent_set
 
         build_latent_set(data, folder, path, frames=frames, size=size, fps=fps, text_encoder_path=text_encoder,
-                         device=device, progress=progress)
+                         device=device, progress=progress, buckets=buckets)
 
 
 def _open(entry: Family, path: Path):

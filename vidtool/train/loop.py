@@ -9,6 +9,11 @@ Exact resume rests on two rules, so that no RNG state has to outlive the process
   an item is loaded (augmentations replay, in any DataLoader worker), and from (seed, position of the
   micro-batch's first sample) before the model computes its losses (masking, noise, dropout).
 
+Bucketed runs (`plan`, a vidtool.data.buckets.BucketPlan) count batches instead of samples: the
+plan maps batch n to its items and bucket, micro-batch k of rank r is batch k * world_size + r of the
+step's, items are seeded from (seed, n, slot) and losses from (seed, n), and the state saves the batch
+number with the plan's description, which a resumed run must match.
+
 With a fixed seed on one machine, N uninterrupted steps and k steps, a new process, then N - k more
 give bit-identical weights on CPU. Since nothing is keyed by rank, R ranks with micro-batch B and
 accumulation A see the same samples with the same noise as one process with micro-batch B and
@@ -68,6 +73,7 @@ def train(
     *,
     progress: bool = True,
     on_log: Callable[[dict[str, float]], None] | None = None,
+    plan: Any = None,
 ) -> TrainResult:
     """Train `model` in place and leave `out_dir` a model folder with its resume state and metrics.
 
@@ -76,6 +82,8 @@ def train(
     `batch_size` is per rank and micro-batch: an update sees batch_size * grad_accum * world_size
     samples. `config.strategy` picks DDP or FSDP2 when there is more than one rank. SIGINT or SIGTERM
     finish the current step, write a checkpoint, then raise KeyboardInterrupt or SystemExit(143).
+    With `plan` (see the module docstring) batches come from `dataset.read(index, bucket, image)` and
+    `config.batch_size` is unused: each bucket has its own.
     """
     if not callable(getattr(model, "training_losses", None)):
         raise UserError(f"{type(model).__name__} has no training_losses(); this model family cannot be trained")
@@ -90,7 +98,9 @@ def train(
         model.to(world.device).train()
         # Under FSDP only rank 0 reads the saved tensors: sharding broadcasts its weights, and the
         # optimizer moments and EMA are scattered from it; the other ranks read the counters.
-        resumed = _load_resume_state(out_dir, config, len(dataset), tensors=world.rank == 0 or not sharded)
+        data_order = plan.describe() if plan is not None else None
+        resumed = _load_resume_state(out_dir, config, len(dataset), data_order,
+                                     tensors=world.rank == 0 or not sharded)
         if resumed and resumed.model:
             _load_weights(model, resumed.model)
         if config.activation_checkpointing:
@@ -112,12 +122,18 @@ def train(
         keeps_ema = config.ema_decay is not None and (world.rank == 0 or sharded)
         ema = EMA(trainable, config.ema_decay) if keeps_ema else None
         step, seen = _restore(resumed, model, optimizer, scaler, ema)
+        batches_seen = resumed.batches_seen if resumed else 0
 
         per_micro = config.batch_size * world.size
-        micro_batches = _MicroBatches(seen, (config.steps - step) * config.grad_accum, config.batch_size,
-                                      world.rank, world.size)
+        micro_count = (config.steps - step) * config.grad_accum
+        if plan is None:
+            stream = _SampleStream(dataset, config.seed)
+            micro_batches = _MicroBatches(seen, micro_count, config.batch_size, world.rank, world.size)
+        else:
+            stream = _PlannedStream(dataset, plan, config.seed)
+            micro_batches = _PlannedBatches(plan, batches_seen, micro_count, world.rank, world.size)
         batches = iter(DataLoader(
-            _SampleStream(dataset, config.seed),
+            stream,
             batch_sampler=micro_batches,
             collate_fn=collate_fn,
             num_workers=(workers := _workers(config.num_workers, world.device)),
@@ -146,7 +162,7 @@ def train(
                 save_state(out_dir / STATE_DIR, TrainingState(
                     step=step, samples_seen=seen, dataset_size=len(dataset), world_size=world.size,
                     config=dataclasses.asdict(config), model=weights, optimizer=moments,
-                    scaler=scaler.state_dict(), ema=averages,
+                    scaler=scaler.state_dict(), ema=averages, batches_seen=batches_seen, data_order=data_order,
                 ))
             world.barrier()
 
@@ -158,8 +174,12 @@ def train(
                     group["lr"] = lr
                 for micro in range(config.grad_accum):
                     batch = _to_device(next(batches), world.device)
-                    first_sample = seen + (micro * world.size + world.rank) * config.batch_size
-                    _seed_everything(_derive_seed(config.seed, "batch", first_sample))
+                    if plan is None:
+                        first_sample = seen + (micro * world.size + world.rank) * config.batch_size
+                        _seed_everything(_derive_seed(config.seed, "batch", first_sample))
+                    else:
+                        number = batches_seen + micro * world.size + world.rank
+                        _seed_everything(_derive_seed(config.seed, "planned batch", number))
                     last = micro == config.grad_accum - 1
                     # DDP all-reduces on the last micro-batch only; FSDP reduce-scatters each one
                     # into the sharded gradients, which keeps gradient memory sharded too.
@@ -176,7 +196,12 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 if ema is not None:
                     ema.update(trainable, step + 1)
-                step, seen = step + 1, seen + per_micro * config.grad_accum
+                if plan is None:
+                    step, seen = step + 1, seen + per_micro * config.grad_accum
+                else:  # every rank knows every batch's size: no need to gather them
+                    done = range(batches_seen, batches_seen + world.size * config.grad_accum)
+                    step, seen = step + 1, seen + sum(len(plan.batch(n).indices) for n in done)
+                    batches_seen = done.stop
                 report.step_done(step, seen, lr, grad_norm)
 
                 stop_signal = world.agree(stop.signal)
@@ -189,7 +214,7 @@ def train(
         return TrainResult(out_dir, step, seen, report.last)
 
 
-def _load_resume_state(out_dir: Path, config: TrainConfig, dataset_size: int,
+def _load_resume_state(out_dir: Path, config: TrainConfig, dataset_size: int, data_order: str | None,
                        tensors: bool = True) -> TrainingState | None:
     state_dir = out_dir / STATE_DIR
     if not config.resume:
@@ -205,6 +230,11 @@ def _load_resume_state(out_dir: Path, config: TrainConfig, dataset_size: int,
     if state.dataset_size != dataset_size:
         raise UserError(f"the run in {out_dir} was trained on {state.dataset_size} items but the dataset now has "
                         f"{dataset_size}; resume with the same data or start a new run")
+    if state.data_order != data_order:
+        said = {None: "plain batches (no --buckets)"}
+        raise UserError(f"the run in {out_dir} was trained on {said.get(state.data_order, state.data_order)}, "
+                        f"this one asks for {said.get(data_order, data_order)}; resume with the same --buckets "
+                        "and --image-every, or start a new run")
     if state.config["seed"] != config.seed:
         raise UserError(f"the run in {out_dir} uses seed {state.config['seed']}; "
                         "resume with that seed for the same data order")
@@ -300,6 +330,35 @@ class _MicroBatches:
         for k in range(self.count):
             first = self.start + (k * self.world_size + self.rank) * self.batch_size
             yield list(range(first, first + self.batch_size))
+
+    def __len__(self) -> int:
+        return self.count
+
+
+class _PlannedStream(Dataset):
+    """Maps (batch number, slot) of a bucketed run to the item the plan puts there, read at its bucket."""
+
+    def __init__(self, dataset: Dataset, plan: Any, seed: int):
+        self.dataset, self.plan, self.seed = dataset, plan, seed
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        number, slot = key
+        planned = self.plan.batch(number)
+        _seed_everything(_derive_seed(self.seed, "planned item", number, slot))
+        return self.dataset.read(planned.indices[slot], planned.bucket, planned.image)
+
+
+class _PlannedBatches:
+    """Keys for one rank of a bucketed run: its k-th micro-batch is the whole of batch
+    `start + k * world_size + rank`, one bucket's."""
+
+    def __init__(self, plan: Any, start: int, count: int, rank: int, world_size: int):
+        self.plan, self.start, self.count, self.rank, self.world_size = plan, start, count, rank, world_size
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for k in range(self.count):
+            number = self.start + k * self.world_size + self.rank
+            yield [(number, slot) for slot in range(len(self.plan.batch(number).indices))]
 
     def __len__(self) -> int:
         return self.count

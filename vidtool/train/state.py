@@ -36,6 +36,10 @@ class TrainingState:
     optimizer: dict[str, Any]
     scaler: dict[str, Any]
     ema: dict[str, torch.Tensor] | None
+    # Bucketed runs (vidtool.data.buckets): the position is a batch number, and the plan's
+    # description must match on resume; a plain run keeps 0 and None.
+    batches_seen: int = 0
+    data_order: str | None = None
 
 
 def save_state(folder: str | Path, state: TrainingState) -> None:
@@ -51,6 +55,8 @@ def save_state(folder: str | Path, state: TrainingState) -> None:
         "version": VERSION,
         "step": state.step,
         "samples_seen": state.samples_seen,
+        "batches_seen": state.batches_seen,
+        "data_order": state.data_order,
         "dataset_size": state.dataset_size,
         "world_size": state.world_size,
         "config": state.config,
@@ -83,7 +89,7 @@ def load_state(folder: str | Path, tensors: bool = True) -> TrainingState | None
     if not tensors:
         return TrainingState(step=doc["step"], samples_seen=doc["samples_seen"], dataset_size=doc["dataset_size"],
                              world_size=doc["world_size"], config=doc["config"], model={}, optimizer={}, scaler={},
-                             ema=None)
+                             ema=None, batches_seen=doc.get("batches_seen", 0), data_order=doc.get("data_order"))
     try:
         tensors = load_file(str(folder / doc["tensors"]))
     except Exception as e:  # safetensors raises several types for missing or corrupt files
@@ -98,6 +104,8 @@ def load_state(folder: str | Path, tensors: bool = True) -> TrainingState | None
         optimizer=_unpack(doc["optimizer"], tensors),
         scaler=_unpack(doc["scaler"], tensors),
         ema=_with_prefix(tensors, "ema/") if doc["ema"] else None,
+        batches_seen=doc.get("batches_seen", 0),  # states written before bucketing have neither
+        data_order=doc.get("data_order"),
     )
 
 
