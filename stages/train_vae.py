@@ -64,8 +64,10 @@ def train_vae(
 
     from vidtool.autoencoders.build import build_autoencoder
     from vidtool.data.clips import ClipDataset, collate_clips
+    from vidtool.train.parallel import build_device
 
     torch.manual_seed(seed)
-    model = build_autoencoder(family, preset, set_, init)
+    with build_device(strategy):  # FSDP ranks other than 0 build on the meta device
+        model = build_autoencoder(family, preset, set_, init)
     dataset = torch.utils.data.ConcatDataset([ClipDataset(m, frames=frames, fps=fps, size=size) for m in data])
     opt.run_training(model, dataset, collate_clips, out, what=family, **opt.trainer_options(locals()))
