@@ -26,7 +26,7 @@ Examples:
 
   vidtool generate --prompts prompts.txt --seed 3 --frames 4 --steps 50 --cfg 7.5 -o keyframes.safetensors
 
-  vidtool generate --prompts prompts.txt --max-memory 6G --dtype bf16 -o keyframes.safetensors
+  vidtool generate --prompts prompts.txt --max-memory 6G --dtype bf16 --compile -o keyframes.safetensors
 
   vidtool generate "a blue square moving up" --family harivo --scheduler dpm++ --steps 10 | vidtool decode -o out.mp4
 

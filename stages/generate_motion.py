@@ -17,7 +17,7 @@ def generate_motion(image: Path | None, out: str, *, folder: Path, text: str | N
 
     import torch
 
-    from stages.context import console, progress_bar, resolve_device, resolve_dtype
+    from stages.context import compile_if_asked, console, progress_bar, resolve_device, resolve_dtype
     from vidtool import checkpoint, tensorfile
     from vidtool.errors import UserError
     from vidtool.memory import on_device, release
@@ -61,6 +61,7 @@ def generate_motion(image: Path | None, out: str, *, folder: Path, text: str | N
     with torch.inference_mode(), on_device(vae, device):
         content = encode_content(vae, torch.from_numpy(pixels))
     dmg.to(device)
+    compile_if_asked(dmg, "predict", device)
     with progress_bar("sampling motion", total=k) as done, torch.inference_mode():
         motion = sample_motion(dmg, content, steps=k, guidance_scale=cfg, scheduler=scheduler,
                                generator=[torch.Generator().manual_seed(seed)], progress=done, **conditions)

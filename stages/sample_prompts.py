@@ -12,7 +12,7 @@ def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | Non
 
     import torch
 
-    from stages.context import console, progress_bar, resolve_device, resolve_dtype
+    from stages.context import compile_if_asked, console, progress_bar, resolve_device, resolve_dtype
     from vidtool import checkpoint, tensorfile
     from vidtool.families import REGISTRY, pipeline
     from vidtool.memory import release, retry_in_halves
@@ -36,8 +36,9 @@ def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | Non
     del encoder
     release(device)
     generator.to(device)
+    compile_if_asked(generator, "forward" if kind == "tokens" else "predict", device)
     if max_memory is not None:
-        batch_size = _planned_batch(generator, kind, options, max_memory, device, batch_size)
+        batch_size = _planned_batch(generator, kind, options, max_memory, device, min(batch_size, len(items)))
     batches = [list(range(i, min(i + batch_size, len(items)))) for i in range(0, len(items), batch_size)]
     results = []
     with progress_bar("sampling", total=steps * len(batches)) as done, torch.inference_mode():
