@@ -28,3 +28,5 @@ STAGES: dict[str, str] = {
 
 # Stages that run networks for inference: they take --dtype after their name too.
 PRECISION_STAGES = {"decode", "encode", "evaluate", "generate", "inpaint", "interpolate", "sample-keyframes", "tokenize"}
+# Stages whose networks run many steps or chunks: they take --compile after their name.
+COMPILE_STAGES = {"decode", "encode", "generate", "interpolate", "sample-keyframes", "tokenize"}

@@ -100,13 +100,14 @@ class LoadedEncoder:
 
 
 def load_encoder(model: str | None, role: str) -> LoadedEncoder:
-    from stages.context import resolve_device, resolve_dtype
+    from stages.context import compile_if_asked, resolve_device, resolve_dtype
     from vidtool import checkpoint, model_store
     from vidtool.errors import UserError
 
     folder = Path(model) if model else model_store.default_model(role)
     device = resolve_device()
     ae = checkpoint.from_pretrained(folder, device=device, dtype=resolve_dtype(device))
+    compile_if_asked(ae, "encode", device)
     if role == "tokenize" and not hasattr(ae, "tokenize"):
         raise UserError(f"{ae.family} is a continuous autoencoder and has no tokens; use `vidtool encode`, "
                         "or --model with an mbq-vae tokenizer")

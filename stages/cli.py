@@ -84,11 +84,13 @@ def root(
 
     Run [bold]vidtool STAGE --help[/] for a stage's options and an example.
 
-    --device and --dtype also work after the stage's name: [bold]vidtool decode --dtype bf16 z.safetensors[/]
+    --device and --dtype also work after the stage's name: [bold]vidtool decode --dtype bf16 z.safetensors[/];
+    --compile follows the name of generate, interpolate, encode, tokenize and decode.
     """
     from vidtool.precision import check_name
 
     settings.device, settings.dtype, settings.quiet, settings.debug = device.value, check_name(dtype), quiet, debug
+    settings.compile = False  # `--compile` comes after a stage's name
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 class Settings:
     device: str = "auto"
     dtype: str = "auto"
+    compile: bool = False
     quiet: bool = False
     debug: bool = False
 
@@ -50,6 +51,18 @@ def resolve_dtype(device: str, auto: str | None = None) -> torch.dtype:
     from vidtool.precision import resolve_dtype as resolve
 
     return resolve(auto if auto and settings.dtype == "auto" else settings.dtype, device)
+
+
+def compile_if_asked(model, name: str, device: str) -> None:
+    """With `--compile`, `model.<name>` runs through torch.compile (`vidtool.compiling`); where this
+    machine cannot compile, a one-line note and the eager method."""
+    if not settings.compile:
+        return
+    from vidtool.compiling import compile_method
+
+    note = compile_method(model, name, device)
+    if note is not None:
+        console().print(f"[yellow]{note}[/]", soft_wrap=True)
 
 
 @contextlib.contextmanager

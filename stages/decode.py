@@ -25,6 +25,8 @@ Examples:
 
   vidtool decode tokens.safetensors --tile 16 -o out.gif
 
+  vidtool decode z.safetensors --max-memory 6G --dtype bf16 --compile -o out.mp4
+
 LaMD 'motion' files (generate --family lamd, or encode --family mcd-vae) hold a motion latent and
 the image it starts from; --content renders the same motion on another image:
 
@@ -54,7 +56,7 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int | None, 
     import torch
 
     from stages.autoencode import MEDIA, planned_tiling
-    from stages.context import resolve_device, resolve_dtype
+    from stages.context import compile_if_asked, resolve_device, resolve_dtype
     from vidtool import checkpoint, model_store, tensorfile, video
     from vidtool.autoencoders.apply import decode_frames, latents_for
     from vidtool.autoencoders.tiling import default_tiling
@@ -74,6 +76,7 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int | None, 
         folder = model_store.find_by_tag(tf.model, hint=tf.extra.get("model_path"))
     device = resolve_device()
     ae = checkpoint.from_pretrained(folder, device=device, dtype=resolve_dtype(device))
+    compile_if_asked(ae, "decode", device)
     if tf.kind == "motion":  # LaMD: z_m on its own first frame, or on --content (motion transfer)
         clip = _render_motion(tf, ae, content)
     else:

@@ -23,6 +23,8 @@ Examples:
 
   vidtool encode in.mp4 --model runs/cm-vae --fps 8 --size 64 -o z.safetensors
 
+  vidtool encode long.mp4 --max-memory 6G --compile -o z.safetensors
+
   vidtool encode in.mp4 --family mcd-vae --fps 4 -o motion.safetensors   # LaMD motion latent + first frame
 
 A whole data set: --manifest M.jsonl --out-dir DIR writes DIR/<clip>.latents.safetensors per clip

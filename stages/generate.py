@@ -16,6 +16,8 @@ keyframe rate, 2 fps for the bundled model) for `vidtool interpolate` to fill in
 samples full-rate video latents (a 'latents' file) for `vidtool decode`; --family motionaura
 samples 3D-MBQ-VAE token ids by masked discrete diffusion (10 steps, Table 12), a 'tokens' file.
 Item i of a run uses seed + i, so a batch gives the same result as its prompts run one by one.
+Models take the device one at a time: the text encoder embeds every prompt and is freed before
+the generator moves there; --max-memory also splits the prompts into sub-batches that fit.
 --scheduler picks the Gaussian families' sampler (diffusers: ddim, ddpm, dpm++, unipc, euler).
 
 Examples:
@@ -23,6 +25,8 @@ Examples:
   vidtool generate "a red circle moving right" | vidtool interpolate | vidtool decode -o out.mp4
 
   vidtool generate --prompts prompts.txt --seed 3 --frames 4 --steps 50 --cfg 7.5 -o keyframes.safetensors
+
+  vidtool generate --prompts prompts.txt --max-memory 6G --dtype bf16 --compile -o keyframes.safetensors
 
   vidtool generate "a blue square moving up" --family harivo --scheduler dpm++ --steps 10 | vidtool decode -o out.mp4
 
@@ -62,6 +66,9 @@ def generate(
     image: Path = typer.Option(None, help="lamd: the first frame to animate (png/jpg)."),
     text: str = typer.Option(None, help="lamd: text describing the motion (or give it as the prompt argument)."),
     label: int = typer.Option(None, min=0, help="lamd: class label, for a dmg trained with labels."),
+    max_memory: str = typer.Option(None, "--max-memory", help="Memory budget (e.g. 6G, 512M, or auto = from the "
+                                                              "device): prompts are sampled in sub-batches that fit "
+                                                              "under it (results do not change)."),
 ) -> None:
     from vidtool.checkpoint import read_config
     from vidtool.errors import UserError
@@ -76,6 +83,10 @@ def generate(
 
         if scheduler not in SAMPLERS:
             raise UserError(f"unknown --scheduler {scheduler!r}; known: {', '.join(SAMPLERS)}")
+    if max_memory is not None:  # checked for every family; lamd animates one image, with no batch to split
+        from vidtool.memory import parse_memory
+
+        parse_memory(max_memory)
     wanted = by_option("generate", family) if family is not None else None
     folder = model if model is not None else default_model(wanted.name if wanted else "generate")
     found = REGISTRY.get(read_config(folder)["family"])
@@ -109,7 +120,7 @@ def generate(
     from stages.sample_prompts import sample
 
     sample(items, folder, out, text_encoder=text_encoder, seed=seed, steps=steps, options=options,
-           batch_size=batch_size, embeddings=embeddings)
+           batch_size=batch_size, embeddings=embeddings, max_memory=max_memory)
 
 
 def _read_prompts(prompt: str | None, prompts: Path | None) -> list[str]:

@@ -17,10 +17,11 @@ def generate_motion(image: Path | None, out: str, *, folder: Path, text: str | N
 
     import torch
 
-    from stages.context import console, progress_bar, resolve_device, resolve_dtype
+    from stages.context import compile_if_asked, console, progress_bar, resolve_device, resolve_dtype
     from vidtool import checkpoint, tensorfile
     from vidtool.errors import UserError
-    from vidtool.pipelines.lamd import image_to_video, load_pair
+    from vidtool.memory import on_device, release
+    from vidtool.pipelines.lamd import encode_content, load_pair, sample_motion
     from vidtool.video import read_image
 
     if image is None:
@@ -32,7 +33,8 @@ def generate_motion(image: Path | None, out: str, *, folder: Path, text: str | N
     started = time.monotonic()
     device = resolve_device()
     dtype = resolve_dtype(device)
-    dmg, vae, vae_folder = load_pair(folder, device, dtype)
+    # On the host until their turn: text encoder, content encoder and DMG take the device one at a time.
+    dmg, vae, vae_folder = load_pair(folder, "cpu", dtype)
     if frames is not None and frames != vae.frames:
         raise UserError(f"this model makes clips of L = {vae.frames} frames (its motion latent folds all L into "
                         f"channels, r_t = L); pass --frames {vae.frames} or a model trained for {frames}")
@@ -51,19 +53,25 @@ def generate_motion(image: Path | None, out: str, *, folder: Path, text: str | N
         embedded, null = encoder.encode([text.strip()]), encoder.encode([""])
         conditions = dict(text=embedded.tokens, text_mask=embedded.mask, null_text=null.tokens[0],
                           null_mask=null.mask[0])
+        del encoder
+        release(device)
     if label is not None:
         conditions["label"] = torch.tensor([label], device=device)
     k = steps or dmg.config.sampling_steps
+    with torch.inference_mode(), on_device(vae, device):
+        content = encode_content(vae, torch.from_numpy(pixels))
+    dmg.to(device)
+    compile_if_asked(dmg, "predict", device)
     with progress_bar("sampling motion", total=k) as done, torch.inference_mode():
-        motion = image_to_video(dmg, vae, torch.from_numpy(pixels), steps=k, guidance_scale=cfg, scheduler=scheduler,
-                                generator=[torch.Generator().manual_seed(seed)], progress=done, **conditions)
-    tensors = {"motion": motion.motion.float().cpu(), "content": motion.content}
+        motion = sample_motion(dmg, content, steps=k, guidance_scale=cfg, scheduler=scheduler,
+                               generator=[torch.Generator().manual_seed(seed)], progress=done, **conditions)
+    tensors = {"motion": motion.float().cpu(), "content": torch.from_numpy(pixels)}
     scale = dmg.config.guidance_scale if cfg is None else cfg
     params = {"frames": vae.frames, "steps": k, "sampler": scheduler, "cfg": scale, "label": label}
     tf = tensorfile.TensorFile(kind="motion", tensors=tensors, model=checkpoint.model_tag(vae_folder), fps=dmg.config.fps,
                                prompt=text, seed=seed, params=params,
                                extra={"generator": checkpoint.model_tag(folder), "model_path": str(vae_folder.resolve())})
     tensorfile.save(tf, out)
-    console().print(f"[green]motion[/] {tuple(motion.motion.shape[1:])} for {vae.frames} frames of {image} from "
+    console().print(f"[green]motion[/] {tuple(motion.shape[1:])} for {vae.frames} frames of {image} from "
                     f"{checkpoint.model_tag(folder)}, K = {k} steps ({scheduler}), cfg {scale:g}, seed {seed}, "
                     f"{time.monotonic() - started:.1f} s → {'stdout' if out == '-' else out}", soft_wrap=True)

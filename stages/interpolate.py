@@ -31,6 +31,8 @@ Examples:
 
   vidtool interpolate keyframes.safetensors --scheduler dpm++ --steps 10 -o z.safetensors
 
+  vidtool interpolate keyframes.safetensors --dtype bf16 --compile -o z.safetensors
+
   vidtool interpolate keyframes.safetensors --method mfi --model runs/interp-mfi -o z.safetensors"""
 
 
@@ -55,7 +57,7 @@ def interpolate(
 ) -> None:
     import torch
 
-    from stages.context import progress_bar, resolve_device, resolve_dtype
+    from stages.context import compile_if_asked, progress_bar, resolve_device, resolve_dtype
     from vidtool import checkpoint, model_store, tensorfile
     from vidtool.diffusion.schedulers import SAMPLERS
     from vidtool.errors import UserError
@@ -84,6 +86,7 @@ def interpolate(
                         "encode or generate with that autoencoder, or pass --model with a matching interpolator")
     device = resolve_device()
     interpolator = checkpoint.from_pretrained(folder, device=device, dtype=resolve_dtype(device))
+    compile_if_asked(interpolator, "predict", device)
     keyframes = tf.main.float().to(device)
     if keyframes.shape[2] < 2:
         raise UserError(f"{source} has {keyframes.shape[2]} frame; interpolation needs at least 2")

@@ -7,21 +7,22 @@ from pathlib import Path
 
 
 def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | None, seed: int, steps: int,
-           options: dict, batch_size: int, embeddings: Path | None = None) -> None:
+           options: dict, batch_size: int, embeddings: Path | None = None, max_memory: str | None = None) -> None:
     import time
 
     import torch
 
-    from stages.context import console, progress_bar, resolve_device, resolve_dtype
+    from stages.context import compile_if_asked, console, progress_bar, resolve_device, resolve_dtype
     from vidtool import checkpoint, tensorfile
     from vidtool.families import REGISTRY, pipeline
-    from vidtool.memory import retry_in_halves
+    from vidtool.memory import release, retry_in_halves
     from vidtool.text_cache import matching_encoder
 
     started = time.monotonic()
     device = resolve_device()
     dtype = resolve_dtype(device)
-    generator = checkpoint.from_pretrained(folder, device=device, dtype=dtype)
+    # The generator waits on the host while the text encoder runs: the two never share the device.
+    generator = checkpoint.from_pretrained(folder, device="cpu", dtype=dtype)
     entry = REGISTRY[generator.family]
     kind, run_pipeline = entry.writes, pipeline(entry)
     # The text side: a video family's frozen T2I base, or the token model's own config.
@@ -31,15 +32,20 @@ def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | Non
                                max_length=base.text_max_length, dtype=dtype)
     if encoder.name != base.text_encoder:
         console().print(f"[yellow]{folder} was trained with {base.text_encoder}; using {encoder.name}[/]")
-    null = encoder.encode([""])
+    texts, masks, null = _encode_all(encoder, items, batch_size)
+    del encoder
+    release(device)
+    generator.to(device)
+    compile_if_asked(generator, "forward" if kind == "tokens" else "predict", device)
+    if max_memory is not None:
+        batch_size = _planned_batch(generator, kind, options, max_memory, device, min(batch_size, len(items)))
     batches = [list(range(i, min(i + batch_size, len(items)))) for i in range(0, len(items), batch_size)]
     results = []
     with progress_bar("sampling", total=steps * len(batches)) as done, torch.inference_mode():
         for n, whole in enumerate(batches):
             def run(batch: list[int], n: int = n):
-                embedded = encoder.encode([items[i] for i in batch])
                 noise = [torch.Generator().manual_seed(seed + i) for i in batch]
-                return run_pipeline(generator, embedded.tokens, embedded.mask, null.tokens[0], null.mask[0], steps=steps,
+                return run_pipeline(generator, texts[batch].to(device), masks[batch].to(device), *null, steps=steps,
                                     generator=noise, progress=lambda k: done(n * steps + k), **options)
 
             # Item i depends on seed + i alone, so a batch split after an out-of-memory error is exact.
@@ -66,3 +72,33 @@ def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | Non
     console().print(f"[green]{kind}[/] {len(items)} × {length} ({'×'.join(map(str, shape))}{rate}) from {tag}, "
                     f"{steps} steps, cfg {options.get('cfg', 'default')}, seed {seed}, "
                     f"{time.monotonic() - started:.1f} s → {'stdout' if out == '-' else out}", soft_wrap=True)
+
+
+def _encode_all(encoder, items: list[str], batch_size: int):
+    """Every prompt's token embeddings and mask (kept on the host) and the empty prompt's (on the
+    encoder's device), so that the text encoder can leave before sampling starts."""
+    import torch
+
+    encoded = [encoder.encode(items[i : i + batch_size]) for i in range(0, len(items), batch_size)]
+    null = encoder.encode([""])
+    return (torch.cat([e.tokens.cpu() for e in encoded]), torch.cat([e.mask.cpu() for e in encoded]),
+            (null.tokens[0], null.mask[0]))
+
+
+def _planned_batch(generator, kind: str, options: dict, max_memory: str, device: str, batch_size: int) -> int:
+    """The sub-batch of prompts that `vidtool.memory.plan_batch` fits under `max_memory` (a size or
+    'auto'): each sample's latent positions are its frames times the latent (or token) grid."""
+    from stages.context import console
+    from vidtool.memory import device_budget, parse_memory, plan_batch
+
+    c = generator.config
+    if kind == "tokens":
+        frames = options.get("frames") or c.token_frames * c.temporal_factor
+        positions = frames // c.temporal_factor * c.token_height * c.token_width
+    else:
+        frames = options.get("frames") or (c.keyframes if kind == "keyframes" else c.frames)
+        positions = frames * c.base.sample_size**2
+    budget = parse_memory(max_memory) or device_budget(device)
+    planned = plan_batch(generator, positions, budget, batch_size)
+    console().print(f"memory plan for {budget / 2**30:.2f} GiB: {planned} prompt(s) at a time")
+    return planned

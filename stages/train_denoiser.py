@@ -95,6 +95,7 @@ def train_denoiser(
     from vidtool.errors import UserError
     from vidtool.families import REGISTRY, trainable
     from vidtool.generators.build import build_generator
+    from vidtool.train.parallel import build_device
 
     if family not in trainable():
         raise UserError(f"unknown generator family {family!r}; known: {', '.join(trainable())}")
@@ -124,10 +125,11 @@ def train_denoiser(
                            size=size, fps=fps, device=resolve_device(), progress_bar=progress_bar, buckets=shapes)
     plan = _bucket_plan(dataset, shapes, batch_size, seed)
     torch.manual_seed(seed)
-    model = build_generator(family, preset, set_, base, dataset.info)
-    _check_base_data(model, base, dataset)
-    if init is not None:
-        _warm_start(model, family, init)
+    with build_device(strategy):  # FSDP ranks other than 0 build on the meta device: rank 0's weights fill it
+        model = build_generator(family, preset, set_, base, dataset.info)
+        _check_base_data(model, base, dataset)
+        if init is not None:
+            _warm_start(model, family, init)
     opt.run_training(model, dataset, None, out, what=family, plan=plan, **opt.trainer_options(locals()))
 
 

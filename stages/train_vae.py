@@ -80,9 +80,11 @@ def train_vae(
     )
     from vidtool.data.clips import ClipDataset, ClipSets, collate_clips
     from vidtool.errors import UserError
+    from vidtool.train.parallel import build_device
 
     torch.manual_seed(seed)
-    model = build_autoencoder(family, preset, set_, init)
+    with build_device(strategy):  # FSDP ranks other than 0 build on the meta device
+        model = build_autoencoder(family, preset, set_, init)
     if image_every is not None and not getattr(model, "joint_image_training", False):
         raise UserError(f"--image-every is for the families that train on images too (cm-vae); {family} takes "
                         "video batches only")

@@ -192,13 +192,13 @@ def test_fsdp2_trains_like_the_plain_model_and_runs_in_bf16(case, one_rank_group
 
     assert parallel.checkpoint_activations(fp32_sharded) > 0
     losses = _Losses(fp32_sharded)
-    parallel.shard(losses, fp32_sharded, None)
+    parallel.shard(losses, fp32_sharded, None, "cpu")
     loss, grads = _loss_and_grads(fp32_sharded, case, batch, root=losses)
     assert torch.equal(loss, plain_loss)
     _assert_same_grads(grads, plain_grads)
 
     losses = _Losses(bf16_sharded)
-    parallel.shard(losses, bf16_sharded, torch.bfloat16)
+    parallel.shard(losses, bf16_sharded, torch.bfloat16, "cpu")
     output_dtypes = set()
     for unit in parallel.blocks(bf16_sharded, frozen=True):
         unit.register_forward_hook(lambda module, args, out: output_dtypes.add(_first_tensor(out).dtype))

@@ -136,3 +136,110 @@ def test_generate_splits_a_batch_that_runs_out_of_memory_and_gets_the_same_sampl
     torch.testing.assert_close(split, whole, rtol=0, atol=1e-4)
     with pytest.raises(UserError, match="batch of 1"):
         retry_in_halves(lambda b: (_ for _ in ()).throw(torch.OutOfMemoryError("x")), [0], what="generate")
+
+
+def test_plan_batch_fits_weights_plus_samples_under_the_budget():
+    from vidtool.memory import plan_batch, sample_bytes, weight_bytes
+
+    model = Widest()
+    weights = (3 * 64 + 64 + 64 * 16 + 16) * 4  # two convolutions' float32 weights and biases
+    assert weight_bytes(model) == weights
+    per_sample = LIVE_COPIES * 4 * 2 * 100 * 64  # 100 positions, twice under classifier-free guidance
+    assert sample_bytes(model, 100) == per_sample
+    assert plan_batch(model, 100, weights + 3 * per_sample, 8) == 3
+    assert plan_batch(model, 100, weights + 3 * per_sample - 1, 8) == 2
+    assert plan_batch(model, 100, 10**12, 8) == 8  # never more than asked for
+    assert plan_batch(model, 100, weights, 8) == 1  # not even one fits: try one, the retry has the last word
+
+
+class DeviceMoves:
+    """Records every `nn.Module.to` call's target and keeps weak references to the text encoder's
+    networks. The stage runs on the device "cpu:0", a distinct name for the host's memory, so a move
+    to the device and a move back to the host read differently in the record."""
+
+    def __init__(self, monkeypatch):
+        import weakref
+
+        import stages.context
+        from vidtool import text
+
+        self.moves, self.encoders = [], []
+        real_to, real_init = nn.Module.to, text.TextEncoder.__init__
+
+        def to(module, *args, **kwargs):
+            target = next((a for a in (*args, kwargs.get("device")) if isinstance(a, (str, torch.device))), None)
+            if target is not None:
+                self.moves.append((type(module).__name__, str(target)))
+            return real_to(module, *args, **kwargs)
+
+        def init(encoder, *args, **kwargs):
+            real_init(encoder, *args, **kwargs)
+            self.encoders.append(weakref.ref(encoder.model))
+
+        monkeypatch.setattr(nn.Module, "to", to)
+        monkeypatch.setattr(text.TextEncoder, "__init__", init)
+        monkeypatch.setattr(stages.context, "resolve_device", lambda: "cpu:0")
+
+    def on_device(self, name: str) -> bool:
+        """Whether the last move of a module of class `name` was to the device."""
+        return [target for cls, target in self.moves if cls == name][-1] == "cpu:0"
+
+    def text_encoder_freed(self) -> bool:
+        return bool(self.encoders) and all(ref() is None for ref in self.encoders)
+
+
+def test_generate_max_memory_splits_prompts_frees_the_text_encoder_and_keeps_the_samples(tmp_path, monkeypatch, capsys):
+    from stages.sample_prompts import sample
+    from vidtool import checkpoint, tensorfile
+    from vidtool.memory import sample_bytes, weight_bytes
+    from vidtool.model_store import default_model
+    from vidtool.pipelines import fusionframes
+
+    torch.set_num_threads(1)
+    prompts = ["a red circle moving right", "a blue square moving up", "a red square moving left"]
+    folder = default_model("generate")
+    args = {"text_encoder": None, "seed": 0, "steps": 2, "options": {"frames": 2}, "batch_size": 8}
+    sample(prompts, folder, str(tmp_path / "whole.safetensors"), **args)
+
+    model = checkpoint.from_pretrained(folder)
+    positions = 2 * model.config.base.sample_size**2  # 2 keyframes of the latent grid
+    budget = weight_bytes(model) + 2 * sample_bytes(model, positions)  # room for two prompts at a time
+    moves, real, seen = DeviceMoves(monkeypatch), fusionframes.sample_keyframes, []
+
+    def denoiser(model, tokens, *a, **k):
+        seen.append((tokens.shape[0], moves.text_encoder_freed(), moves.on_device(type(model).__name__)))
+        return real(model, tokens, *a, **k)
+
+    monkeypatch.setattr(fusionframes, "sample_keyframes", denoiser)
+    sample(prompts, folder, str(tmp_path / "split.safetensors"), **args, max_memory=str(budget))
+    # Sub-batches of 2 and 1, each sampled with the generator on the device and the text encoder gone.
+    assert seen == [(2, True, True), (1, True, True)]
+    assert "2 prompt(s) at a time" in capsys.readouterr().err
+    whole, split = (tensorfile.load(tmp_path / f"{n}.safetensors").main for n in ("whole", "split"))
+    # Item i's noise comes from seed + i alone and every prompt is embedded as in the unsplit run, so
+    # only the denoiser's batch size differs, which the CPU kernels round differently (as above).
+    torch.testing.assert_close(split, whole, rtol=0, atol=1e-4)
+
+
+def test_lamd_generate_puts_text_encoder_content_encoder_and_dmg_on_the_device_one_at_a_time(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from stages.generate_motion import generate_motion
+    from vidtool.model_store import default_model
+    from vidtool.pipelines import lamd
+
+    torch.set_num_threads(1)
+    folder = default_model("lamd")
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(tmp_path / "first.png")
+    moves, real, seen = DeviceMoves(monkeypatch), lamd.sample_motion, []
+
+    def denoiser(dmg, content, **k):
+        seen.append((moves.text_encoder_freed(), moves.on_device("MCDVAE"), moves.on_device(type(dmg).__name__)))
+        return real(dmg, content, **k)
+
+    monkeypatch.setattr(lamd, "sample_motion", denoiser)
+    generate_motion(tmp_path / "first.png", str(tmp_path / "m.safetensors"), folder=folder,
+                    text="a red circle moving right", label=None, frames=None, seed=0, steps=2, cfg=None,
+                    text_encoder=None)  # the bundled dmg takes text
+    assert ("MCDVAE", "cpu:0") in moves.moves  # the content encoder did run on the device, and left it
+    assert seen == [(True, False, True)]

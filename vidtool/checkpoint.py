@@ -88,6 +88,7 @@ def read_config(folder: str | Path) -> dict[str, Any]:
 def from_pretrained(folder: str | Path, device: str = "cpu", dtype: Any = None) -> Any:
     """Rebuild a model from its folder and load its weights (strict); `dtype` (a torch dtype, default
     float32) casts them once, on the host before they move to `device` (`vidtool.precision.cast`)."""
+    import torch
     from safetensors.torch import load_model
 
     from vidtool.precision import cast
@@ -99,12 +100,16 @@ def from_pretrained(folder: str | Path, device: str = "cpu", dtype: Any = None) 
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
         raise UserError(f"{folder} has no {WEIGHTS_NAME}")
+    if doc.get("codes_of"):
+        model.codes_of = list(doc["codes_of"])
+    if torch.get_default_device().type == "meta":
+        # Built for shapes only (an FSDP rank other than 0: vidtool.train.parallel.build_device);
+        # rank 0's weights fill it when it is sharded, so none are read here.
+        return model.eval()
     try:
         load_model(model, str(weights), strict=True)
     except Exception as e:  # safetensors raises several types for corrupt or mismatched files
         raise UserError(f"cannot load {weights}: {str(e).splitlines()[0]}") from e
-    if doc.get("codes_of"):
-        model.codes_of = list(doc["codes_of"])
     if dtype is not None:
         cast(model, dtype)
     return model.to(device).eval()

@@ -1,5 +1,5 @@
-"""Memory planning for inference: pick encode/decode chunk and tile sizes that fit a budget, and
-retry once with smaller ones (smaller batches, for sampling) when the device runs out anyway.
+"""Memory planning for inference: pick encode/decode chunk and tile sizes, and generate's
+sub-batches, that fit a budget, and retry once with smaller ones when the device runs out anyway.
 
 The estimate is deliberately simple and conservative: a chunk's working memory is taken as
 LIVE_COPIES activations (of the model's dtype: 4 bytes each in float32, 2 in bf16) of the widest layer (the most output channels of any convolution or
@@ -9,16 +9,24 @@ frames plus the context margins on both sides):
     bytes ≈ LIVE_COPIES · itemsize · B · (chunk + 2·margin) · tf · (tile · sf)² · widest
 
 LIVE_COPIES = 4 counts a block's input, output, a normalisation temporary and the residual branch.
+A denoiser's sub-batch is planned the same way: its weights stay resident, and each sample costs
+LIVE_COPIES activations of the widest layer at every latent position (frames · h · w, or tokens),
+twice under classifier-free guidance (the conditional and unconditional halves of one call):
+
+    bytes ≈ weights + B · LIVE_COPIES · itemsize · copies · positions · widest
+
 Underestimates are what the retry is for.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import re
 import sys
 from dataclasses import replace
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import torch
 from torch import nn
@@ -88,6 +96,43 @@ def plan(model: Any, batch: int, latent_frames: int, latent_height: int, latent_
             tile = (tiling.tile or side) // 2
             tiling = replace(tiling, tile=tile, overlap=min(tiling.overlap, tile // 4))
     return tiling
+
+
+def weight_bytes(model: nn.Module) -> int:
+    """What a model holds on its device whatever the batch: its parameters and buffers."""
+    return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+
+
+def sample_bytes(model: nn.Module, positions: int, copies: int = 2) -> int:
+    """The module docstring's estimate of one sample's working memory in a denoiser."""
+    return LIVE_COPIES * model_dtype(model).itemsize * copies * positions * widest(model)
+
+
+def plan_batch(model: nn.Module, positions: int, budget: int, batch_size: int, copies: int = 2) -> int:
+    """The largest sub-batch, at most `batch_size`, whose weights and samples fit `budget`; 1 when
+    even one does not (the out-of-memory retry then has the last word)."""
+    room = budget - weight_bytes(model)
+    return max(1, min(batch_size, room // sample_bytes(model, positions, copies)))
+
+
+def release(device: str | torch.device) -> None:
+    """Return the memory of models just dropped before the next one takes its own: the garbage
+    collector breaks their reference cycles, and CUDA's caching allocator hands the blocks back."""
+    gc.collect()
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+
+
+@contextlib.contextmanager
+def on_device(model: nn.Module, device: str | torch.device) -> Iterator[nn.Module]:
+    """`model` on `device` for the block and back on the host after it, so the next model of a
+    pipeline has the device to itself (generate: a content encoder before the denoiser)."""
+    model.to(device)
+    try:
+        yield model
+    finally:
+        model.to("cpu")
+        release(device)
 
 
 def smaller(tiling: Tiling, latent_height: int, latent_width: int, spatial: bool) -> Tiling:

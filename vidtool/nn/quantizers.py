@@ -84,9 +84,25 @@ class LFQ(nn.Module):
         groups = math.ceil(bits / entropy_group_bits)
         self.group_sizes = [bits // groups + (1 if i < bits % groups else 0) for i in range(groups)]
         self.norm = nn.GroupNorm(1, bits, affine=False)
-        self.register_buffer("powers", 2 ** torch.arange(bits - 1, -1, -1), persistent=False)
+        for name, value in self._constants().items():
+            self.register_buffer(name, value, persistent=False)
+
+    def _constants(self) -> dict[str, torch.Tensor]:
+        """The bit weights of an index and each entropy group's code corners: derived from `bits`,
+        so not saved."""
+        constants = {"powers": 2 ** torch.arange(self.bits - 1, -1, -1)}
         for size in set(self.group_sizes):
-            self.register_buffer(f"corners_{size}", self._corners(size), persistent=False)
+            constants[f"corners_{size}"] = self._corners(size)
+        return constants
+
+    @torch.no_grad()
+    def reset_non_persistent_buffers(self) -> None:
+        """Recompute the constants in place, after `to_empty` (a model built on the meta device and
+        materialised for FSDP: vidtool.train.parallel.materialise)."""
+        with torch.device("cpu"):
+            constants = self._constants()
+        for name, value in constants.items():
+            getattr(self, name).copy_(value)
 
     @property
     def codebook_size(self) -> int:

@@ -93,12 +93,17 @@ def image_to_video(dmg, vae, image: torch.Tensor, *, text: torch.Tensor | None =
                    null_mask: torch.Tensor | None = None, label: torch.Tensor | None = None, **options) -> MotionOutput:
     """uint8 first frames [B, H, W, 3] → their motion latents (`sample_motion`'s `options`), kept with
     the images for `render`."""
-    device = next(dmg.parameters()).device
-    with autocast_like(vae):
-        content = vae.encode_content(image_to_model(image).to(device, model_dtype(vae)))
-    z_m = sample_motion(dmg, content.latent, text=text, text_mask=text_mask, null_text=null_text, null_mask=null_mask,
+    z_m = sample_motion(dmg, encode_content(vae, image), text=text, text_mask=text_mask, null_text=null_text, null_mask=null_mask,
                         label=label, **options)
     return MotionOutput(z_m, torch.as_tensor(image))
+
+
+def encode_content(vae, image: torch.Tensor) -> torch.Tensor:
+    """uint8 first frames [B, H, W, 3] → the content latents the DMG is conditioned on, on the VAE's
+    device."""
+    device = next(vae.parameters()).device
+    with autocast_like(vae):
+        return vae.encode_content(image_to_model(image).to(device, model_dtype(vae))).latent
 
 
 def encode_motion(vae, frames: torch.Tensor) -> MotionOutput:

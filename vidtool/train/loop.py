@@ -95,7 +95,11 @@ def train(
         # Under torchrun FSDP shards even on one rank (one GPU): the same code path as on many.
         sharded = config.strategy == "fsdp" and dist.is_initialized()
         compute_dtype = _autocast_dtype(config.precision, world.device, sharded)
-        model.to(world.device).train()
+        # Under FSDP the model stays where it was built (rank 0's host, the meta device elsewhere)
+        # until sharding puts each rank's shards on the device.
+        if not sharded:
+            model.to(world.device)
+        model.train()
         # Under FSDP only rank 0 reads the saved tensors: sharding broadcasts its weights, and the
         # optimizer moments and EMA are scattered from it; the other ranks read the counters.
         data_order = plan.describe() if plan is not None else None
@@ -108,7 +112,7 @@ def train(
         losses: nn.Module = _Losses(model)
         # Wrapping broadcasts rank 0's weights, so it comes before the EMA copies them.
         if sharded:  # FSDP's mixed-precision policy casts the parameters, so no autocast on top
-            parallel.shard(losses, model, compute_dtype)
+            parallel.shard(losses, model, compute_dtype, world.device)
         elif world.size > 1:
             device_ids = [world.device.index] if world.device.type == "cuda" else None
             # Unused parameters are normal here: image batches skip temporal layers, GAN terms start late.

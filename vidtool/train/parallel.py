@@ -5,7 +5,9 @@ checkpointing.
 Checkpoints stay consolidated whatever the strategy: weights, optimizer moments and the EMA are
 gathered into full tensors on rank 0's CPU (one tensor at a time: no rank holds a whole model beyond
 its shards), so a run saved by N ranks of either strategy resumes on M ranks of either; on resume
-under FSDP only rank 0 reads the file, and the other ranks receive their shards from it. The optimizer state is kept in the layout of `torch.optim.Optimizer.state_dict()` (parameters
+under FSDP only rank 0 reads the file, and the other ranks receive their shards from it. Under FSDP
+only rank 0 builds the model with its weights (on its host); the others build it on the meta device
+and every rank allocates only its shards on the accelerator (`shard`). The optimizer state is kept in the layout of `torch.optim.Optimizer.state_dict()` (parameters
 numbered in param-group order), which `_adamw` makes the same for every strategy and world size.
 
 The unit of sharding and of activation checkpointing is a *block*: a child of an `nn.ModuleList` of
@@ -103,29 +105,88 @@ def _entered(contexts: list) -> Iterator[None]:
         yield
 
 
-def shard(root: nn.Module, model: nn.Module, param_dtype: torch.dtype | None) -> None:
+def build_device(strategy: str) -> contextlib.AbstractContextManager:
+    """Where a training process builds its model: under torchrun with FSDP every rank but 0 builds it
+    on the meta device (shapes only: no memory, no weights read), since `shard` fills it from rank
+    0's weights; otherwise on the host as usual."""
+    import os
+
+    others = strategy == "fsdp" and int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0
+    return torch.device("meta") if others else contextlib.nullcontext()
+
+
+def _frozen(model: nn.Module) -> list[nn.Module]:
+    return getattr(model, "frozen_modules", list)()
+
+
+def shard(root: nn.Module, model: nn.Module, param_dtype: torch.dtype | None, device: torch.device | str) -> None:
     """FSDP2 over the process group: each block of `model` is one all-gather unit and `root` (the
-    module whose forward computes the losses) holds the remaining parameters. Rank 0's weights are
-    broadcast first, since sharding (unlike DDP) does not synchronise replicas. With `param_dtype`
+    module whose forward computes the losses) holds the remaining parameters. With `param_dtype`
     the blocks compute in that dtype while the sharded master weights, gradients reduction and the
-    optimizer stay fp32 (mixed precision)."""
+    optimizer stay fp32 (mixed precision).
+
+    Rank 0's model holds the weights (on its host); the other ranks' may sit on the meta device
+    (`build_device`). Every rank moves its model to meta, shards it there and `materialise`s it on
+    `device`, so no rank ever holds more of the model on `device` than its shards, and every rank
+    ends with rank 0's weights (sharding, unlike DDP, does not synchronise replicas)."""
+    weights = full_weights(model) if dist.get_rank() == 0 else None
+    model.to("meta")
+    for hidden in _frozen(model):
+        hidden.to("meta")
+    wrap(root, model, param_dtype)
+    materialise(model, weights, device, param_dtype)
+
+
+def full_weights(model: nn.Module) -> list[dict[str, torch.Tensor]]:
+    """What `materialise` fills a model from: its state dict, then each hidden frozen module's."""
+    return [model.state_dict(), *(hidden.state_dict() for hidden in _frozen(model))]
+
+
+def wrap(root: nn.Module, model: nn.Module, param_dtype: torch.dtype | None) -> None:
+    """`fully_shard` each block of `model`, then `root`, with the mixed-precision policy."""
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-    with torch.no_grad():
-        for tensor in [*model.parameters(), *model.buffers()]:
-            dist.broadcast(tensor.data, src=0)
     policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
-    # A frozen module kept out of the model's tree (a LoRA adapter's base) is not sharded: it is
-    # replicated, its frozen weights cast once to the compute dtype (no master copy is needed for
-    # weights that never update), so it computes in the dtype FSDP casts the trainable ones to.
-    if param_dtype is not None:
-        for hidden in getattr(model, "frozen_modules", lambda: [])():
-            for p in hidden.parameters():
-                if not p.requires_grad:
-                    p.data = p.data.to(param_dtype)
     for block in blocks(model):
         fully_shard(block, mp_policy=policy)
     fully_shard(root, mp_policy=policy)
+
+
+def materialise(model: nn.Module, weights: list[dict[str, torch.Tensor]] | None, device: torch.device | str,
+                param_dtype: torch.dtype | None = None) -> None:
+    """Allocate a sharded model (built or moved to the meta device) on `device` shard by shard, and
+    fill it from rank 0's `weights` (`full_weights`; None on the other ranks): the state dict is
+    broadcast one tensor at a time, each rank keeping its shard (torch.distributed.checkpoint's
+    `broadcast_from_rank0`). A frozen module kept out of the model's tree (a LoRA adapter's base) is
+    replicated whole, its frozen weights cast once to `param_dtype` (no master copy is needed for
+    weights that never update), so it computes in the dtype FSDP casts the trainable ones to.
+    Constants that are not saved (non-persistent buffers) are recomputed by their modules."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    rank0 = dist.get_rank() == 0
+    model.to_empty(device=device)
+    for hidden in _frozen(model):
+        hidden.to_empty(device=device)
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+    set_model_state_dict(model, weights[0] if rank0 else {}, options=options)
+    with torch.no_grad():
+        for i, hidden in enumerate(_frozen(model), start=1):
+            for name, tensor in hidden.state_dict().items():
+                if is_sharded(tensor):  # shared with the model's tree (an adapter): loaded above
+                    continue
+                if rank0:
+                    tensor.copy_(weights[i][name])
+                dist.broadcast(tensor, src=0)
+            if param_dtype is not None:
+                for p in hidden.parameters():
+                    if not p.requires_grad:
+                        p.data = p.data.to(param_dtype)
+    for module in [*model.modules(), *(m for hidden in _frozen(model) for m in hidden.modules())]:
+        if module._non_persistent_buffers_set:
+            reset = getattr(module, "reset_non_persistent_buffers", None)
+            assert reset is not None, (f"{type(module).__name__} has non-persistent buffers, which to_empty leaves "
+                                       "uninitialised; give it reset_non_persistent_buffers() to recompute them")
+            reset()
 
 
 def is_sharded(tensor: torch.Tensor) -> bool:
