@@ -45,16 +45,16 @@ def reconstruct(model, clips, device: str, tiling):
     """uint8 clips [B, T, H, W, 3] -> their encode/decode round trip, uint8 of the same shape."""
     import torch
 
-    from vidtool.autoencoders.apply import check_frame_size, fit_length
+    from vidtool.autoencoders.apply import fit_length, fit_size
     from vidtool.autoencoders.tiling import decode_chunked, encode_chunked
     from vidtool.video import frames_from_model, frames_to_model
 
-    check_frame_size(clips, model.spatial_factor, model.family)
     padded, length = fit_length(clips, model.temporal_factor, model.family)
+    padded, (height, width) = fit_size(padded, model.spatial_factor)
     with torch.inference_mode():
         latents = encode_chunked(model, frames_to_model(torch.from_numpy(padded)).to(device), tiling).latents
         decoded = frames_from_model(decode_chunked(model, latents, tiling).float().cpu()).numpy()
-    return decoded[:, :length]
+    return decoded[:, :length, :height, :width]
 
 
 def score_model(model, manifest: Path, n: int, frames: int, batch_size: int, device: str, tiling) -> list[dict]:

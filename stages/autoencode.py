@@ -11,17 +11,16 @@ MEDIA = {".mp4", ".gif", ".png"}
 
 def encode_video(source: str, out: str, *, model: str | None, fps: float | None, size: int | None,
                  frames: int | None, chunk: int | None, role: str, max_memory: str | None = None,
-                 context: int | None = None) -> None:
+                 context: int | None = None, crop: str | None = None) -> None:
     from stages.context import console
     from stages.media_input import read_video_input
     from vidtool import tensorfile
 
     encoder = load_encoder(model, role)
-    clip = read_video_input(source, fps=fps, size=size, frames=frames)
+    clip = read_video_input(source, fps=fps, size=size, frames=frames, crop=crop, multiple=encoder.ae.spatial_factor)
 
-    def padded(length: int, to: int) -> None:
-        console().print(f"[yellow]padded {length} → {to} frames (a multiple of the temporal factor "
-                        f"{encoder.ae.temporal_factor}); decode trims them again[/]")
+    def padded(note: str) -> None:
+        console().print(f"[yellow]{note}; decode trims them again[/]", soft_wrap=True)
 
     tensorfile.save(encoder.encode(clip, chunk, on_pad=padded, max_memory=max_memory, context=context), out)
 
@@ -39,26 +38,30 @@ class LoadedEncoder:
     def kind(self) -> str:
         return "tokens" if self.role == "tokenize" else "latents"
 
-    def encode(self, clip, chunk: int | None, on_pad: Callable[[int, int], None] | None = None,
+    def encode(self, clip, chunk: int | None, on_pad: Callable[[str], None] | None = None,
                max_memory: str | None = None, context: int | None = None):
         """A `VideoInput` → the `latents`/`tokens` TensorFile the stage writes, in temporal chunks of
         `chunk` latent frames with `context` latent frames of context on each side (None: the
-        model's `default_tiling`). With `max_memory`
+        model's `default_tiling`). Frames are padded up to the model's factors (`on_pad` hears what
+        was padded); the params record the clip's own length and size for decode. With `max_memory`
         (a size or 'auto') the chunk is planned to fit it; out of memory retries once, smaller."""
         import torch
 
         from vidtool import checkpoint, tensorfile
-        from vidtool.autoencoders.apply import check_frame_size, encode_frames, fit_length
+        from vidtool.autoencoders.apply import encode_frames, fit_length, fit_size
         from vidtool.memory import with_retry
         from vidtool.autoencoders.tiling import default_tiling
 
         if self.ae.family == "mcd-vae":  # LaMD: a motion latent + the first frame
             return self._encode_motion(clip)
-        check_frame_size(clip.frames, self.ae.spatial_factor, self.ae.family)
         padded, length = fit_length(clip.frames, self.ae.temporal_factor, self.ae.family)
-        if padded.shape[1] != length and on_pad is not None:
-            on_pad(length, padded.shape[1])
+        padded, (height, width) = fit_size(padded, self.ae.spatial_factor)
         _, t, h, w, _ = padded.shape
+        if on_pad is not None and t != length:
+            on_pad(f"padded {length} → {t} frames (a multiple of the temporal factor {self.ae.temporal_factor})")
+        if on_pad is not None and (h, w) != (height, width):
+            on_pad(f"padded {height}×{width} → {h}×{w} pixels (multiples of the spatial factor "
+                   f"{self.ae.spatial_factor})")
         shape = (padded.shape[0], t // self.ae.temporal_factor, h // self.ae.spatial_factor, w // self.ae.spatial_factor)
         tiling = planned_tiling(self.ae, shape, default_tiling(self.ae, chunk, context), max_memory, self.device,
                                 spatial=False)
@@ -69,7 +72,7 @@ class LoadedEncoder:
             tensors = {"tokens": encoded.tokens.to(torch.int32)}
         else:
             tensors = {"latents": encoded.latents}
-        params = {"frames": length, "height": int(clip.frames.shape[2]), "width": int(clip.frames.shape[3])}
+        params = {"frames": length, "height": height, "width": width}
         return tensorfile.TensorFile(kind=self.kind, tensors=tensors, model=checkpoint.model_tag(self.folder), fps=clip.fps,
                                      prompt=clip.prompt, params=params, parents=[clip.parent],
                                      extra={"model_path": str(self.folder.resolve())})
@@ -81,6 +84,7 @@ class LoadedEncoder:
 
         from stages.context import console
         from vidtool import checkpoint, tensorfile
+        from vidtool.autoencoders.apply import fit_size
         from vidtool.errors import UserError
         from vidtool.pipelines.lamd import encode_motion
 
@@ -90,9 +94,10 @@ class LoadedEncoder:
                             "pass a longer clip or a lower --fps")
         if clip.frames.shape[1] > length:
             console().print(f"[yellow]using the first {length} of {clip.frames.shape[1]} frames (L = {length})[/]")
+        padded, (height, width) = fit_size(clip.frames[:, :length], self.ae.spatial_factor)
         with torch.inference_mode():
-            motion = encode_motion(self.ae, torch.from_numpy(clip.frames[:, :length].copy()))
-        params = {"frames": length, "height": int(clip.frames.shape[2]), "width": int(clip.frames.shape[3])}
+            motion = encode_motion(self.ae, torch.from_numpy(padded.copy()))
+        params = {"frames": length, "height": height, "width": width}
         return tensorfile.TensorFile(kind="motion", tensors={"motion": motion.motion, "content": motion.content},
                                      model=checkpoint.model_tag(self.folder), fps=clip.fps, prompt=clip.prompt,
                                      params=params, parents=[clip.parent],

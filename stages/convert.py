@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from stages import coding_options as opt
+
 app = typer.Typer(add_completion=False)
 
 MEDIA_OUT = {".mp4", ".gif", ".png"}
@@ -14,11 +16,14 @@ HELP = """Convert between media and video tensor files.
 
 Input: an mp4/webm/mov/gif, a folder of PNG/JPG frames, or a tensor file (path or - for stdin).
 Output (-o): .mp4 (H.264, plays in a browser), .gif, .png (contact sheet of the frames),
-.safetensors, or - / nothing for stdout. Media output needs a 'video' tensor file.
+.safetensors, or - / nothing for stdout. Media output needs a 'video' tensor file. Frames keep
+their own size: --size N resizes the short side to N (aspect kept), --crop centre-crops.
 
 Examples:
 
   vidtool convert clip.mp4 --fps 8 --size 64 --frames 16 -o clip.safetensors
+
+  vidtool convert clip.mp4 --size 64 --crop 64 -o square.mp4
 
   vidtool convert clip.safetensors -o sheet.png
 
@@ -30,7 +35,8 @@ def convert(
     source: str = typer.Argument("-", help="Video, frame folder, tensor file, or - for stdin."),
     out: str = typer.Option("-", "--out", "-o", help="Output path (.mp4/.gif/.png/.safetensors) or - for stdout."),
     fps: float = typer.Option(None, min=0.1, max=240, help="Resample to this frame rate (media input)."),
-    size: int = typer.Option(None, min=8, max=4096, help="Resize the short side and center-crop to a square (media input)."),
+    size: opt.Size = None,
+    crop: opt.Crop = None,
     frames: int = typer.Option(None, min=1, help="Keep at most this many frames (media input)."),
 ) -> None:
     from vidtool import tensorfile, video
@@ -38,14 +44,14 @@ def convert(
 
     if _is_tensor_file(source):
         tf = tensorfile.load(source, kinds=None if _suffix(out) not in MEDIA_OUT else ["video"])
-        if any(v is not None for v in (fps, size, frames)):
-            raise UserError("--fps/--size/--frames apply to media input; a tensor file is copied as it is")
+        if any(v is not None for v in (fps, size, crop, frames)):
+            raise UserError("--fps/--size/--crop/--frames apply to media input; a tensor file is copied as it is")
     else:
         import torch
 
         from stages.media_input import read_video_input
 
-        clip = read_video_input(source, fps=fps, size=size, frames=frames)
+        clip = read_video_input(source, fps=fps, size=size, frames=frames, crop=crop)
         tf = tensorfile.TensorFile(kind="video", tensors={"video": torch.from_numpy(clip.frames)}, fps=clip.fps,
                                    params={"source": Path(source).name}, parents=[clip.parent])
     if _suffix(out) in MEDIA_OUT:

@@ -10,7 +10,9 @@ from stages import coding_options as opt
 
 app = typer.Typer(add_completion=False)
 
-HELP = """Decode latents or token ids back into video.
+HELP = """Decode latents or token ids back into video, at the length and size the encoder was given (the
+padding up to the model's factors is trimmed), or for generated latents the size they were
+generated at (generate --height/--width).
 
 The decoder is found from the input's 'vidtool.model' record (bundled models and folders on
 $VIDTOOL_MODELS are searched); --model names one explicitly and is refused if it is not the one
@@ -89,7 +91,10 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int | None, 
                                     device, spatial=True)
             clip = with_retry(lambda tl: np.concatenate(list(decode_frames(ae, latents, tl, device)), axis=1),
                               tiling, h, w, spatial=True, what="decode")
-    clip = clip[:, : tf.params.get("frames", clip.shape[1])]
+    # encode pads a clip up to the model's factors and records its own length and size: trim back to them.
+    params = tf.params
+    clip = clip[:, : params.get("frames", clip.shape[1]), : params.get("height", clip.shape[2]),
+                : params.get("width", clip.shape[3])]
     fps = tf.fps or 8.0
     suffix = Path(out).suffix.lower() if out != "-" else ""
     if suffix in MEDIA:
@@ -116,7 +121,7 @@ def _render_motion(tf, vae, content: str | None):
 
     z_m = tf["motion"]
     if content is not None:
-        size = z_m.shape[2] * vae.spatial_factor if z_m.ndim == 4 else 0
+        size = tuple(side * vae.spatial_factor for side in z_m.shape[-2:])  # render checks z_m is [B, d, h, w]
         pixels = torch.from_numpy(read_image(Path(content), size)).expand(z_m.shape[0], -1, -1, -1)
     elif "content" in tf.tensors:
         pixels = tf["content"]

@@ -12,8 +12,11 @@ HELP = """Encode a video into latents with a video autoencoder.
 
 Input: mp4/webm/mov/gif, a folder of frames, or a 'video' tensor file (path or - for stdin).
 Output: a 'latents' tensor file that records the model, so `vidtool decode` finds the decoder.
-A clip whose length is not a multiple of the model's temporal factor is padded with its last
-frame (and trimmed again by decode); a clip shorter than that factor is refused.
+The clip keeps its own size: --size N resizes its short side to N with the aspect kept (both sides
+rounded to multiples of the model's spatial factor), --crop centre-crops only when asked. A clip
+whose length or size is not a multiple of the model's factors is padded with its last frame, row
+and column, and decode trims it back to the input's length, height and width; a clip shorter than
+the temporal factor is refused.
 
 Examples:
 
@@ -21,7 +24,9 @@ Examples:
 
   vidtool encode in.mp4 | vidtool decode -o rec.mp4
 
-  vidtool encode in.mp4 --model runs/cm-vae --fps 8 --size 64 -o z.safetensors
+  vidtool encode in.mp4 --model runs/cm-vae --fps 8 --size 64 -o z.safetensors   # short side 64, aspect kept
+
+  vidtool encode in.mp4 --size 64 --crop 64 | vidtool decode -o square.mp4
 
   vidtool encode long.mp4 --max-memory 6G --compile -o z.safetensors
 
@@ -45,7 +50,8 @@ def encoder_command(role: str, model_help: str):
         family: str = typer.Option(None, help="Without --model: the bundled model of this family (mcd-vae: LaMD "
                                               "motion latents, a 'motion' file)."),
         fps: float = typer.Option(None, min=0.1, max=240, help="Resample the input to this frame rate."),
-        size: int = typer.Option(None, min=8, max=4096, help="Resize the short side and center-crop to a square."),
+        size: opt.Size = None,
+        crop: opt.Crop = None,
         frames: int = typer.Option(None, min=1, help="Use at most this many frames."),
         chunk: opt.Chunk = None,
         context: opt.Context = None,
@@ -63,12 +69,12 @@ def encoder_command(role: str, model_help: str):
         check_manifest_options(source, out, manifest, out_dir, shard)
         if manifest is not None:
             encode_manifest(manifest, out_dir, shard_option=shard, retry_errors=retry_errors, model=model, fps=fps,
-                            size=size, frames=frames, chunk=chunk, role=role, max_memory=max_memory,
-                            context=context)
+                            size=size, crop=crop, frames=frames, chunk=chunk, role=role,
+                            max_memory=max_memory, context=context)
             return
         from stages.autoencode import encode_video
 
-        encode_video(source, out, model=model, fps=fps, size=size, frames=frames, chunk=chunk, role=role,
+        encode_video(source, out, model=model, fps=fps, size=size, crop=crop, frames=frames, chunk=chunk, role=role,
                      max_memory=max_memory, context=context)
 
     return command

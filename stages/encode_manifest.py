@@ -3,7 +3,7 @@
 The model is loaded once per process. Clip `clips/000001.mp4` of the manifest becomes
 OUT/clips/000001.tokens.safetensors (`.latents.` for encode); the output manifest lists those files
 as `path`, the clip as `source`, and keeps the caption and the other fields (paths rebased). A clip
-that cannot be read or encoded (corrupt, too short, wrong size) is an `error` record, not a crash.
+that cannot be read or encoded (corrupt, too short, a --crop larger than it) is an `error` record, not a crash.
 Sharding, the journal that makes a rerun skip finished clips, and merging are `vidtool.data.shards`.
 """
 
@@ -14,12 +14,12 @@ from pathlib import Path
 
 def encode_manifest(manifest: str, out_dir: str, *, shard_option: str | None, retry_errors: bool, model: str | None,
                     fps: float | None, size: int | None, frames: int | None, chunk: int | None, role: str,
-                    context: int | None, max_memory: str | None = None) -> None:
+                    context: int | None, max_memory: str | None = None, crop: str | None = None) -> None:
     import numpy as np
 
     from stages.autoencode import load_encoder
     from stages.data_run import run_data_stage
-    from stages.media_input import VideoInput, read_video_input
+    from stages.media_input import VideoInput, fit_frames, read_video_input
     from vidtool import checkpoint, tensorfile, video
     from vidtool.data import shards
     from vidtool.data.manifest import read_manifest, resolve
@@ -38,13 +38,15 @@ def encode_manifest(manifest: str, out_dir: str, *, shard_option: str | None, re
             # A frame folder has no rate of its own: it plays at the record's fps, and --fps then
             # keeps the nearest frames, as ClipDataset reads it for training.
             native = float(record.get("fps") or video.FOLDER_FPS)
-            clip = video.read_video(path, fps=native, size=size).frames
+            clip = fit_frames(video.read_video(path, fps=native).frames, size=size, crop=crop,
+                              multiple=encoder.ae.spatial_factor)
             if fps:
                 picks = np.round(np.arange(0, len(clip) * fps / native) * native / fps).astype(np.int64)
                 clip = clip[np.minimum(picks, len(clip) - 1)]
             clip = clip[:frames] if frames else clip
             return VideoInput(clip[None], fps or native, path.name, record.get("caption"))
-        clip = read_video_input(str(path), fps=fps, size=size, frames=frames)
+        clip = read_video_input(str(path), fps=fps, size=size, frames=frames, crop=crop,
+                                multiple=encoder.ae.spatial_factor)
         clip.prompt = record.get("caption", clip.prompt)
         return clip
 
@@ -69,7 +71,7 @@ def encode_manifest(manifest: str, out_dir: str, *, shard_option: str | None, re
         return outcomes
 
     settings = {"role": role, "model": checkpoint.model_tag(encoder.folder), "fps": fps, "size": size,
-                "frames": frames, "chunk": chunk, "context": context}
+                "crop": crop, "frames": frames, "chunk": chunk, "context": context}
     run_data_stage(stage=role, items=items, shard=shard, files=files, settings=settings, process=process,
                    retry_errors=retry_errors)
 

@@ -20,9 +20,20 @@ Models take the device one at a time: the text encoder embeds every prompt and i
 the generator moves there; --max-memory also splits the prompts into sub-batches that fit.
 --scheduler picks the Gaussian families' sampler (diffusers: ddim, ddpm, dpm++, unipc, euler).
 
+--height/--width (pixels, multiples of the autoencoder's spatial factor: 8 for the bundled
+fusionframes and harivo, 4 for motionaura) set the frame size, default the training size 64×64;
+the U-Nets and the spectral transformer (RoPE) run at any size, and `interpolate` and `decode`
+keep it. --frames: fusionframes up to 16 keyframes, harivo up to its 16 trained frames, motionaura
+a multiple of 4. --fps conditions motionaura; the other families sample at their training rate
+and refuse another. A request a model cannot honour is refused in one line that names its limit.
+
 Examples:
 
   vidtool generate "a red circle moving right" | vidtool interpolate | vidtool decode -o out.mp4
+
+  vidtool generate "a red circle moving right" --height 48 --width 80 | vidtool interpolate | vidtool decode -o wide.mp4
+
+  vidtool generate "a red circle moving right" --family motionaura --height 48 --width 80 --frames 8 --fps 4 | vidtool decode -o wide.mp4
 
   vidtool generate --prompts prompts.txt --seed 3 --frames 4 --steps 50 --cfg 7.5 -o keyframes.safetensors
 
@@ -33,7 +44,9 @@ Examples:
   vidtool generate "a red circle moving right" --family motionaura | vidtool decode -o out.mp4
 
 --family lamd animates an image (LaMD): it samples a motion latent for --image with optional --text
-or --label, written as a 'motion' file that `vidtool decode` renders:
+or --label, written as a 'motion' file that `vidtool decode` renders. Its DMG has a learned table of
+content positions and its MCD-VAE a fixed clip length L, so it makes the training size, length and
+rate only (64×64, 8 frames, 4 fps for the bundled one):
 
   vidtool generate --family lamd --image first.png --text "a red circle moving right" | vidtool decode -o out.mp4"""
 
@@ -60,8 +73,12 @@ def generate(
     alpha: float = typer.Option(None, min=0, help="HARIVO mitigating-gradient strength (Algorithm 1; default 40, 0 = off)."),
     temperature: float = typer.Option(None, min=0, help="motionaura: sampling temperature of the token draws "
                                                         "(default the model's, 0 = most likely token)."),
-    fps: float = typer.Option(None, min=0.1, max=240, help="motionaura: the frame rate the video is conditioned on "
-                                                           "(default: the training clips')."),
+    fps: float = typer.Option(None, min=0.1, max=240, help="Frame rate: motionaura is conditioned on it (default: the "
+                                                           "training clips'); the other families take only their own."),
+    height: int = typer.Option(None, min=1, help="Frame height in pixels, a multiple of the autoencoder's spatial "
+                                                 "factor (default: the training size)."),
+    width: int = typer.Option(None, min=1, help="Frame width in pixels, a multiple of the autoencoder's spatial "
+                                                "factor (default: the training size)."),
     batch_size: int = typer.Option(8, help="Prompts sampled together (memory vs speed; results do not change)."),
     image: Path = typer.Option(None, help="lamd: the first frame to animate (png/jpg)."),
     text: str = typer.Option(None, help="lamd: text describing the motion (or give it as the prompt argument)."),
@@ -100,13 +117,13 @@ def generate(
 
         return generate_motion(image, out, folder=folder, text=text if text is not None else prompt, label=label,
                                frames=frames, seed=seed, steps=steps, cfg=cfg, text_encoder=text_encoder,
-                               scheduler=scheduler or "ddpm")
+                               scheduler=scheduler or "ddpm", height=height, width=width, fps=fps)
     if image is not None or text is not None or label is not None:
         raise UserError("--image, --text and --label belong to --family lamd (image-to-video)")
     if alpha is not None and found.name != "harivo":
         raise UserError("--alpha (mitigating-gradient sampling) belongs to --family harivo")
-    if (temperature is not None or fps is not None) and found.name != "spectral":
-        raise UserError("--temperature and --fps belong to --family motionaura")
+    if temperature is not None and found.name != "spectral":
+        raise UserError("--temperature belongs to --family motionaura")
     if scheduler is not None and found.name == "spectral":
         raise UserError("--scheduler belongs to the Gaussian families; motionaura unmasks tokens by confidence")
     items = _read_prompts(prompt, prompts)
@@ -114,7 +131,7 @@ def generate(
         steps = read_config(folder)["config"].get("sample_steps", 25)
     # Options left unset fall back to the family's own defaults in its pipeline.
     options = {k: v for k, v in (("frames", frames), ("cfg", cfg), ("alpha", alpha), ("temperature", temperature),
-                                 ("fps", fps)) if v is not None}
+                                 ("fps", fps), ("height", height), ("width", width)) if v is not None}
     if found.name != "spectral":
         options["scheduler"] = scheduler or "ddim"
     from stages.sample_prompts import sample

@@ -12,7 +12,8 @@ from pathlib import Path
 
 def generate_motion(image: Path | None, out: str, *, folder: Path, text: str | None, label: int | None,
                     frames: int | None, seed: int, steps: int | None, cfg: float | None, text_encoder: Path | None,
-                    scheduler: str = "ddpm") -> None:
+                    scheduler: str = "ddpm", height: int | None = None, width: int | None = None,
+                    fps: float | None = None) -> None:
     import time
 
     import torch
@@ -30,6 +31,14 @@ def generate_motion(image: Path | None, out: str, *, folder: Path, text: str | N
         raise UserError("give --text or --label, not both")
     if steps is not None and not 1 <= steps <= 1000:
         raise UserError(f"--steps (K) must lie in [1, 1000] (a subsequence of the T = 1000 training steps), got {steps}")
+    config = checkpoint.read_config(folder)["config"]
+    side = config["image_size"]
+    if (height or side, width or side) != (side, side):
+        raise UserError(f"this LaMD model makes {side}×{side} video only (its DMG's content tokens carry a learned "
+                        f"{config['sample_size']}×{config['sample_size']} position table); drop --height/--width")
+    if fps is not None and fps != config["fps"]:
+        raise UserError(f"this LaMD model makes video at {config['fps']:g} fps, the rate it was trained at; drop --fps "
+                        f"or pass --fps {config['fps']:g}")
     started = time.monotonic()
     device = resolve_device()
     dtype = resolve_dtype(device)
@@ -38,7 +47,7 @@ def generate_motion(image: Path | None, out: str, *, folder: Path, text: str | N
     if frames is not None and frames != vae.frames:
         raise UserError(f"this model makes clips of L = {vae.frames} frames (its motion latent folds all L into "
                         f"channels, r_t = L); pass --frames {vae.frames} or a model trained for {frames}")
-    pixels = read_image(image, dmg.config.image_size)
+    pixels = read_image(image, side)
     conditions = {}
     if text is not None:
         if not text.strip():

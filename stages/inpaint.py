@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from stages import coding_options as opt
+
 app = typer.Typer(add_completion=False)
 
 HELP = """Repaint the masked region of a video from a sketch and a prompt (MotionAura's sketch-guided
@@ -14,13 +16,16 @@ inpainting: a frozen spectral transformer with LoRA adapters).
 The mask marks where to paint: an .npz with a 'mask' array [T, H, W], a 'mask' tensor file, or one
 image used for every frame (nonzero = paint). The sketch is an image of the object's outline
 (dark strokes on white, or light on black), or an .npz holding a 'sketch' array. Only the region's
-tokens are sampled; outside the mask the output is the input, byte for byte.
+tokens are sampled; outside the mask the output is the input, byte for byte. The video keeps its
+size unless --size (short side, aspect kept) or --crop says otherwise; the mask is fitted to it.
 
 Examples:
 
   vidtool inpaint clip.mp4 --mask masks.npz --sketch square.png --prompt "a red square moving left" -o out.mp4
 
-  vidtool inpaint clip.mp4 --mask hole.png --sketch circle.png --prompt "a blue circle" --seed 3 --steps 20 -o out.mp4"""
+  vidtool inpaint clip.mp4 --mask hole.png --sketch circle.png --prompt "a blue circle" --seed 3 --steps 20 -o out.mp4
+
+  vidtool inpaint clip.mp4 --size 64 --crop 64 --mask masks.npz --sketch square.png --prompt "a red square" -o out.mp4"""
 
 
 @app.command("inpaint", help=HELP)
@@ -33,7 +38,8 @@ def inpaint(
     model: Path = typer.Option(None, "--model", "-m", help="Inpainting adapter folder (default: the bundled one)."),
     text_encoder: Path = typer.Option(None, help="Local transformers text-encoder folder, or an `embed-text` cache "
                                                  "holding the prompt (default: all-MiniLM-L6-v2)."),
-    size: int = typer.Option(None, min=8, max=4096, help="Resize the short side and center-crop to a square."),
+    size: opt.Size = None,
+    crop: opt.Crop = None,
     frames: int = typer.Option(None, min=1, help="Use at most this many frames (default: all)."),
     steps: int = typer.Option(None, min=1, help="Masked-diffusion steps (default: the model's, 10)."),
     cfg: float = typer.Option(None, min=0, help="Classifier-free guidance on the prompt (default: the model's)."),
@@ -69,7 +75,7 @@ def inpaint(
     encoder = text_encoder_or_cache(None, text_encoder, device=device, max_length=base.text_max_length, dtype=dtype)
     if encoder.dim != base.text_dim:
         raise UserError(f"{folder} was trained with {base.text_encoder} ({base.text_dim}-d tokens); pass that --text-encoder")
-    clip = read_video_input(source, fps=None, size=size, frames=frames)
+    clip = read_video_input(source, fps=None, size=size, frames=frames, crop=crop, multiple=tokenizer.spatial_factor)
     clip_frames = clip.frames[0]
     request = InpaintRequest(frames=clip_frames, mask=read_mask(mask, len(clip_frames), clip_frames.shape[1:3]),
                              strokes=read_sketch(sketch), prompt=prompt.strip())

@@ -96,6 +96,8 @@ def interpolate(
                       scheduler=scheduler, generator=torch.Generator(device).manual_seed(seed), progress=done).latents
     params = {"frames": int(latents.shape[2]), "steps": steps, "skip": skips, "tp": tp, "guidance": guidance,
               "method": method.value, "times": times, "input_params": tf.params}
+    # The frame size the input was encoded or generated at, which decode trims the padding back to.
+    params.update({k: tf.params[k] for k in ("height", "width") if k in tf.params})
     if scheduler != "ddim":
         params["sampler"] = scheduler
     if "generator" in tf.extra:  # the keyframe generator; `generator` now names the interpolator

@@ -1,5 +1,7 @@
 """The text-to-video side of `vidtool generate`: prompts in batches through a family's pipeline,
-written as one tensor file (`keyframes`, `latents` or `tokens`)."""
+written as one tensor file (`keyframes`, `latents` or `tokens`). `options` are the pipeline's, plus
+`height`/`width` in pixels (turned into its latent grid here) and `fps`, which only the families
+conditioned on a frame rate take; the others refuse a rate other than their own."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | Non
 
     from stages.context import compile_if_asked, console, progress_bar, resolve_device, resolve_dtype
     from vidtool import checkpoint, tensorfile
+    from vidtool.errors import UserError
     from vidtool.families import REGISTRY, pipeline
     from vidtool.memory import release, retry_in_halves
     from vidtool.text_cache import matching_encoder
@@ -27,6 +30,17 @@ def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | Non
     kind, run_pipeline = entry.writes, pipeline(entry)
     # The text side: a video family's frozen T2I base, or the token model's own config.
     base = generator.config if kind == "tokens" else generator.base.config
+    space = base.tokenizer if kind == "tokens" else base.vae  # the autoencoder whose latents (or ids) it makes
+    sampling = {k: v for k, v in options.items() if k not in ("height", "width")}
+    if "height" in options or "width" in options:
+        trained = (base.token_height, base.token_width) if kind == "tokens" else (base.sample_size, base.sample_size)
+        sampling["size"] = latent_grid(options.get("height"), options.get("width"), trained, space,
+                                       getattr(generator, "latent_multiple", 1))
+    if kind != "tokens" and "fps" in options:
+        if options["fps"] != generator.fps:
+            raise UserError(f"{folder.name} samples at {generator.fps:g} fps, the rate it was trained at (it is not "
+                            f"conditioned on a frame rate); drop --fps or pass --fps {generator.fps:g}")
+        del sampling["fps"]
     encoder = matching_encoder(embeddings, text_encoder, folder=folder, trained_with=base.text_encoder,
                                dim=base.text_dim if kind == "tokens" else base.cross_attention_dim, device=device,
                                max_length=base.text_max_length, dtype=dtype)
@@ -38,7 +52,7 @@ def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | Non
     generator.to(device)
     compile_if_asked(generator, "forward" if kind == "tokens" else "predict", device)
     if max_memory is not None:
-        batch_size = _planned_batch(generator, kind, options, max_memory, device, min(batch_size, len(items)))
+        batch_size = _planned_batch(generator, kind, sampling, max_memory, device, min(batch_size, len(items)))
     batches = [list(range(i, min(i + batch_size, len(items)))) for i in range(0, len(items), batch_size)]
     results = []
     with progress_bar("sampling", total=steps * len(batches)) as done, torch.inference_mode():
@@ -46,7 +60,7 @@ def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | Non
             def run(batch: list[int], n: int = n):
                 noise = [torch.Generator().manual_seed(seed + i) for i in batch]
                 return run_pipeline(generator, texts[batch].to(device), masks[batch].to(device), *null, steps=steps,
-                                    generator=noise, progress=lambda k: done(n * steps + k), **options)
+                                    generator=noise, progress=lambda k: done(n * steps + k), **sampling)
 
             # Item i depends on seed + i alone, so a batch split after an out-of-memory error is exact.
             results.extend(retry_in_halves(run, whole, what="generate"))
@@ -54,15 +68,14 @@ def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | Non
     if kind == "tokens":  # token ids [B, t, h, w] of the tokenizer, which decode finds by its tag
         fps, frames = options.get("fps", base.fps), results[0].frames
         tensors = {"tokens": torch.cat([r.tokens for r in results]).cpu().to(torch.int32)}
-        space, params = base.tokenizer, {**options, "frames": frames, "steps": steps, "sampler": "masked"}
+        params = {**options, "frames": frames, "steps": steps, "sampler": "masked"}
         length = f"{tensors['tokens'].shape[1]} token frames → {frames} frames"
         shape = (1, *tensors["tokens"].shape[2:])
     else:
         fps = results[0].fps  # the rate of what the pipeline returns
         tensors = {"latents": torch.cat([r.latents for r in results]).cpu().float()}
         sampler = options.get("scheduler", "ddim")
-        space, params = base.vae, {**{k: v for k, v in options.items() if k != "scheduler"}, "steps": steps,
-                                   "sampler": sampler}
+        params = {**{k: v for k, v in options.items() if k != "scheduler"}, "steps": steps, "sampler": sampler}
         length, shape = f"{tensors['latents'].shape[2]} frames", tuple(tensors["latents"].shape[i] for i in (1, 3, 4))
     tf = tensorfile.TensorFile(kind=kind, tensors=tensors, model=space, fps=fps, seed=seed, params=params,
                                extra={"generator": tag})
@@ -94,11 +107,35 @@ def _planned_batch(generator, kind: str, options: dict, max_memory: str, device:
     c = generator.config
     if kind == "tokens":
         frames = options.get("frames") or c.token_frames * c.temporal_factor
-        positions = frames // c.temporal_factor * c.token_height * c.token_width
+        height, width = options.get("size") or (c.token_height, c.token_width)
+        positions = frames // c.temporal_factor * height * width
     else:
         frames = options.get("frames") or (c.keyframes if kind == "keyframes" else c.frames)
-        positions = frames * c.base.sample_size**2
+        height, width = options.get("size") or (c.base.sample_size, c.base.sample_size)
+        positions = frames * height * width
     budget = parse_memory(max_memory) or device_budget(device)
     planned = plan_batch(generator, positions, budget, batch_size)
     console().print(f"memory plan for {budget / 2**30:.2f} GiB: {planned} prompt(s) at a time")
     return planned
+
+
+def latent_grid(height: int | None, width: int | None, trained: tuple[int, int], autoencoder: str,
+                multiple: int = 1) -> tuple[int, int]:
+    """--height/--width in pixels (an unset one: the training size) → the generator's latent grid
+    (h, w). Each must be a multiple of the autoencoder's spatial factor, times `multiple` where the
+    generator's own layers need more (Attn3D windows)."""
+    from vidtool import checkpoint, model_store
+    from vidtool.errors import UserError
+
+    factor = checkpoint.spatial_factor(model_store.find_by_tag(autoencoder))
+    step = factor * multiple
+    grid = []
+    for name, pixels, cells in (("height", height, trained[0]), ("width", width, trained[1])):
+        pixels = cells * factor if pixels is None else pixels
+        if pixels < step or pixels % step:
+            lower = max(step, pixels // step * step)
+            need = f"the spatial factor {factor} of {autoencoder}" + (f" × {multiple} for the Attn3D windows"
+                                                                      if multiple > 1 else "")
+            raise UserError(f"--{name} {pixels} is not a multiple of {step} ({need}); try {lower} or {lower + step}")
+        grid.append(pixels // factor)
+    return grid[0], grid[1]

@@ -11,13 +11,17 @@ app = typer.Typer(add_completion=False)
 HELP = """Turn a video into token ids with a quantized video tokenizer (3D-MBQ-VAE).
 
 Input: mp4/webm/mov/gif, a folder of frames, or a 'video' tensor file (path or - for stdin).
-Output: a 'tokens' tensor file [B, t, h, w] that `vidtool decode` turns back into video.
+Output: a 'tokens' tensor file [B, t, h, w] that `vidtool decode` turns back into video at the
+input's own length and size (padding up to the tokenizer's factors is trimmed again). --size N
+resizes the short side to N with the aspect kept; --crop centre-crops only when asked.
 
 Examples:
 
   vidtool tokenize in.mp4 -o tokens.safetensors
 
   vidtool tokenize in.mp4 | vidtool decode -o rec.mp4
+
+  vidtool tokenize in.mp4 --size 64 --crop 64x96 | vidtool decode -o rec.mp4
 
 A whole data set: --manifest M.jsonl --out-dir DIR writes DIR/<clip>.tokens.safetensors per clip
 and DIR/manifest.jsonl listing them (failed clips in DIR/manifest.errors.jsonl). With --shard I/N

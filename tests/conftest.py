@@ -27,6 +27,20 @@ def vidtool():
 
 
 @pytest.fixture(autouse=True)
+def _restore_stage_settings():
+    """Stages called in process set the global options (`--quiet`, `--device`, ...) in
+    stages.context.settings; the tests after them must see the defaults again."""
+    import dataclasses
+
+    from stages.context import settings
+
+    before = dataclasses.asdict(settings)
+    yield
+    for key, value in before.items():
+        setattr(settings, key, value)
+
+
+@pytest.fixture(autouse=True)
 def _restore_torch_threads():
     """Tests that pin torch to one thread (for bit-exact comparisons) must not change the numbers of
     the tests after them: a CPU convolution's last bits depend on the thread count."""

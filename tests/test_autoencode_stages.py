@@ -87,9 +87,14 @@ def test_tokenize_refuses_a_continuous_model(vidtool, models, clip):
     assert "continuous autoencoder" in one_line_error(vidtool("tokenize", clip, "--model", models["cm"]))
 
 
-def test_frames_not_divisible_by_the_spatial_factor_exit_2(vidtool, models, tmp_path):
+def test_frames_off_the_spatial_factor_are_padded_and_decode_trims_them_back(vidtool, models, tmp_path):
     video.write_video(tmp_path / "odd.mp4", np.zeros((8, 60, 60, 3), np.uint8), 8)
-    assert "divisible by 8" in one_line_error(vidtool("encode", tmp_path / "odd.mp4", "--model", models["cm"]))
+    encoded = vidtool("encode", tmp_path / "odd.mp4", "--model", models["cm"])
+    assert encoded.returncode == 0, encoded.stderr
+    assert "padded 60×60 → 64×64 pixels" in encoded.stderr.decode()
+    decoded = vidtool("decode", "-", "-o", tmp_path / "rec.safetensors", input=encoded.stdout)
+    assert decoded.returncode == 0, decoded.stderr
+    assert tensorfile.load(tmp_path / "rec.safetensors").main.shape == (1, 8, 60, 60, 3)
 
 
 def test_decode_finds_the_encoders_folder_without_a_search_path(vidtool, models, clip, tmp_path):

@@ -114,7 +114,7 @@ def test_no_fft_trains_the_ablation(trained, tmp_path):
      "is a spectral-inpaint model"),
     (["train-denoiser", "--family", "spectral", "--token-set", "{token_set}", "--init", "{spectral}", "-o", "{tmp}/x"],
      "does not fit"),
-    (["generate", "a red circle", "--family", "fusionframes", "--temperature", "0.5"], "belong to --family motionaura"),
+    (["generate", "a red circle", "--family", "fusionframes", "--temperature", "0.5"], "belongs to --family motionaura"),
     (["train-denoiser", "--family", "spectral-inpaint", "--token-set", "{token_set}", "-o", "{tmp}/x"], "--base"),
     (["train-denoiser", "--family", "spectral-inpaint", "--base", "{spectral}", "--token-set", "{token_set}",
       "--no-fft", "-o", "{tmp}/x"], "--no-fft belongs to --family spectral"),

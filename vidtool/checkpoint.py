@@ -115,6 +115,17 @@ def from_pretrained(folder: str | Path, device: str = "cpu", dtype: Any = None) 
     return model.to(device).eval()
 
 
+def spatial_factor(folder: str | Path) -> int:
+    """Pixels per latent cell of the autoencoder in `folder`, from its config alone: the model is
+    built on the meta device, so no weights are read or allocated."""
+    import torch
+
+    doc = read_config(folder)
+    cls = model_class(doc["family"])
+    with torch.device("meta"):
+        return cls(config_from_dict(cls, doc["config"])).spatial_factor
+
+
 def digest(folder: str | Path) -> str:
     """Short content digest of a checkpoint's weights; tensor files record it as `vidtool.model`."""
     h = hashlib.sha256()

@@ -75,7 +75,7 @@ def read_video(
         )
     frames = source.load(indices)
     if out_size is not None:
-        frames = _cover_and_crop(frames, out_size)
+        frames = cover_and_crop(frames, out_size)
     return Video(frames=frames, fps=float(fps or source.fps))
 
 
@@ -276,7 +276,8 @@ def _first_line(reason) -> str:
     return re.sub(r"^\[[\d:]+\] \S+:\d+: ", "", lines[0])
 
 
-def _cover_and_crop(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def cover_and_crop(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 [T, H, W, 3] resized to cover `size` (H, W) with the aspect kept, then centre-cropped to it."""
     out_h, out_w = size
     h, w = frames.shape[1:3]
     if (h, w) == size:
@@ -291,6 +292,23 @@ def _cover_and_crop(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         np.asarray(Image.fromarray(frame).resize((out_w, out_h), Image.Resampling.LANCZOS, box=box))
         for frame in frames
     ])
+
+
+def short_side_shape(height: int, width: int, short: int, multiple: int = 1) -> tuple[int, int]:
+    """(H, W) of a `height` x `width` frame whose short side is resized to `short`, aspect kept, each
+    side rounded to the nearest multiple of `multiple` (at least one multiple)."""
+    scale = short / min(height, width)
+    return tuple(max(multiple, round(side * scale / multiple) * multiple) for side in (height, width))
+
+
+def centre_crop(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The middle `size` (H, W) of uint8 [T, H, W, 3] frames."""
+    h, w = frames.shape[1:3]
+    out_h, out_w = size
+    if out_h > h or out_w > w:
+        raise UserError(f"cannot crop {out_h}×{out_w} from {h}×{w} frames; pass a smaller --crop or a larger --size")
+    top, left = (h - out_h) // 2, (w - out_w) // 2
+    return frames[:, top:top + out_h, left:left + out_w]
 
 
 def write_video(path, frames, fps: float, *, crf: int = 12, preset: str = "medium") -> None:
@@ -464,18 +482,15 @@ def psnr(a, b) -> float:
     return 100.0 if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
-def read_image(path: Path, size: int) -> np.ndarray:
-    """An image file -> uint8 [1, size, size, 3] (short side resized, centre square crop)."""
+def read_image(path: Path, size: int | tuple[int, int]) -> np.ndarray:
+    """An image file -> uint8 [1, H, W, 3]: resized to cover `size` (s or (H, W)), centre-cropped to it."""
     from PIL import UnidentifiedImageError
 
     if not Path(path).is_file():
         raise UserError(f"no such image: {path}")
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
-            side = min(im.size)
-            box = ((im.width - side) / 2, (im.height - side) / 2, (im.width + side) / 2, (im.height + side) / 2)
-            rgb = np.array(im if im.size == (size, size) else im.resize((size, size), Image.Resampling.LANCZOS, box=box))
+            rgb = np.array(im.convert("RGB"))  # writable: torch.from_numpy warns on read-only arrays
     except (UnidentifiedImageError, OSError) as e:
         raise UserError(f"{path} is not a readable image ({e}); pass a .png or .jpg") from e
-    return rgb[None]
+    return cover_and_crop(rgb[None], _target_size(size))

@@ -1,7 +1,8 @@
-"""Running an autoencoder over real clips: length fitting, input checks, chunked encode/decode.
+"""Running an autoencoder over real clips: length and size fitting, input checks, chunked encode/decode.
 
-The stages call these; they hold the rules a user can trip over (too short, wrong size, tokens for a
-continuous decoder, wrong channel count), each raised as a one-line `UserError`.
+The stages call these; they hold the rules a user can trip over (too short, tokens for a continuous
+decoder, wrong channel count), each raised as a one-line `UserError`. A clip of any length (at least
+the temporal factor) and any frame size is padded up to the model's factors and trimmed after decoding.
 """
 
 from __future__ import annotations
@@ -32,11 +33,14 @@ def fit_length(frames: np.ndarray, temporal_factor: int, family: str) -> tuple[n
     return frames, length
 
 
-def check_frame_size(frames: np.ndarray, spatial_factor: int, family: str) -> None:
+def fit_size(frames: np.ndarray, spatial_factor: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Pad [B, T, H, W, ...] by repeating its last row and column up to multiples of the spatial factor.
+
+    Returns the padded clip and the original (H, W), which decode crops the output back to."""
     h, w = frames.shape[2:4]
-    if h % spatial_factor or w % spatial_factor:
-        raise UserError(f"frames are {h}×{w}; {family} needs sides divisible by {spatial_factor} — use --size "
-                        f"{max(spatial_factor, (min(h, w) // spatial_factor) * spatial_factor)}")
+    pad = [(0, 0)] * frames.ndim
+    pad[2], pad[3] = (0, -h % spatial_factor), (0, -w % spatial_factor)
+    return np.pad(frames, pad, mode="edge"), (h, w)
 
 
 def encode_frames(model: Any, frames: np.ndarray, tiling: Tiling, device: str) -> EncoderOutput:

@@ -105,10 +105,10 @@ def read_masks(path: Path, frames: int, size: tuple[int, int]) -> np.ndarray:
 
 
 def _fit(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Masks at the video's native size → the clip's `size`, as `read_video` fits frames: the short side
-    scaled to the target's short side (nearest), then a centre crop."""
+    """Masks at the video's native size → the clip's `size`, as `read_video` fits frames: scaled
+    (nearest) to cover the target with the aspect kept, then a centre crop."""
     h, w = masks.shape[1:]
-    scale = min(size) / min(h, w)
+    scale = max(size[0] / h, size[1] / w)
     scaled = F.interpolate(torch.from_numpy(masks).float()[:, None], size=(round(h * scale), round(w * scale)),
                            mode="nearest")[:, 0].numpy() > 0.5
     top, left = (scaled.shape[1] - size[0]) // 2, (scaled.shape[2] - size[1]) // 2

@@ -229,6 +229,13 @@ class KeyframeModel(nn.Module):
         return rearrange(out, "(b t) c h w -> b c t h w", t=t)
 
     @property
+    def latent_multiple(self) -> int:
+        """What latent sides must be multiples of: Attn3D's 2x2 windows tile the feature map of every
+        U-Net level with attention, down to the last, 2**(levels - 1) times smaller; Attn1D takes any."""
+        window = TEMPORAL_VARIANTS[self.config.temporal].attention_window
+        return 1 if window == 1 else window * 2 ** (len(self.config.base.block_out_channels) - 1)
+
+    @property
     def fps(self) -> float:
         """Frame rate of the keyframes `generate` returns."""
         return self.config.clip_fps / self.config.frame_skip

@@ -48,18 +48,21 @@ def sample_images(t2i, text: torch.Tensor, text_mask: torch.Tensor, null_text: t
 
 
 def sample_keyframes(model, text: torch.Tensor, text_mask: torch.Tensor, null_text: torch.Tensor,
-                     null_mask: torch.Tensor, *, frames: int | None = None, steps: int = 25, cfg: float = 5.0,
-                     scheduler: str = "ddim", generator: torch.Generator | list[torch.Generator] | None = None,
+                     null_mask: torch.Tensor, *, frames: int | None = None, size: tuple[int, int] | None = None,
+                     steps: int = 25, cfg: float = 5.0, scheduler: str = "ddim", generator: torch.Generator | list[torch.Generator] | None = None,
                      progress: Callable[[int], None] | None = None) -> LatentsOutput:
     """Keyframes for prompts `text` [B, L, D] (§4.1) with classifier-free guidance of scale `cfg`.
 
     `null_text` [L, D] or [B, L, D] is the empty prompt. `generator`: one per prompt (item i's noise
     comes from generator i alone, so a batch equals its items run one by one) or one for the batch.
-    Returns unscaled latents [B, C, T, h, w] at the model's keyframe rate."""
+    `size` is the latent grid (h, w) (default: the training size; the U-Net is convolutional and its
+    attention has no spatial position table, so other sizes run). Returns unscaled latents
+    [B, C, T, h, w] at the model's keyframe rate."""
     frames = frames or model.config.keyframes
     device = model.frame_positions.weight.device
     base = model.config.base
-    noise = initial_noise((base.latent_channels, frames, base.sample_size, base.sample_size), text.shape[0], generator)
+    h, w = size or (base.sample_size, base.sample_size)
+    noise = initial_noise((base.latent_channels, frames, h, w), text.shape[0], generator)
     positions, dtype = model.positions(frames), model_dtype(model)
     texts, masks = with_null(text, text_mask, null_text, null_mask, device)
     texts = texts.to(dtype)

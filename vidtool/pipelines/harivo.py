@@ -15,13 +15,15 @@ import torch
 from vidtool.diffusion import mitigating
 from vidtool.diffusion.noise import initial_noise
 from vidtool.diffusion.sampling import sample
+from vidtool.errors import UserError
 from vidtool.pipelines.conditioning import with_null
 from vidtool.pipelines.outputs import LatentsOutput
 from vidtool.precision import autocast_like, model_dtype
 
 
 def generate(model, text: torch.Tensor, text_mask: torch.Tensor, null_text: torch.Tensor, null_mask: torch.Tensor,
-             *, frames: int | None = None, steps: int = 25, cfg: float | mitigating.CfgSchedule | None = None,
+             *, frames: int | None = None, size: tuple[int, int] | None = None, steps: int = 25,
+             cfg: float | mitigating.CfgSchedule | None = None,
              alpha: float = 40.0, scheduler: str = "ddim",
              generator: torch.Generator | list[torch.Generator] | None = None,
              progress: Callable[[int], None] | None = None) -> LatentsOutput:
@@ -30,12 +32,19 @@ def generate(model, text: torch.Tensor, text_mask: torch.Tensor, null_text: torc
 
     `null_text` [L, D] or [B, L, D] is the empty prompt. `generator`: one per prompt (item i's noise
     comes from generator i alone, so a batch equals its items run one by one) or one for the batch.
+    `size`: the latent grid (h, w) (default: the training size; the U-Net, the mapping network and
+    the temporal layers are convolutions and attention without spatial position tables, so other
+    sizes run). At most `config.frames` frames: the frame-wise token generator makes that many.
     Returns unscaled latents [B, C, F, h, w] at the training clips' rate."""
     config = model.config
     frames = frames or config.frames
+    if frames > config.frames:
+        raise UserError(f"this HARIVO model makes at most {config.frames} frames (its frame-wise token generator was "
+                        f"trained for F = {config.frames}); pass --frames {config.frames} or fewer")
     device = next(model.parameters()).device
     base = config.base
-    noise = initial_noise((base.latent_channels, frames, base.sample_size, base.sample_size), text.shape[0], generator)
+    h, w = size or (base.sample_size, base.sample_size)
+    noise = initial_noise((base.latent_channels, frames, h, w), text.shape[0], generator)
     dtype = model_dtype(model)
     texts, masks = with_null(text, text_mask, null_text, null_mask, device)
     texts = texts.to(dtype)

@@ -26,19 +26,23 @@ from vidtool.precision import autocast_like, model_dtype
 
 
 def generate(model, text: torch.Tensor, text_mask: torch.Tensor, null_text: torch.Tensor, null_mask: torch.Tensor,
-             *, frames: int | None = None, steps: int | None = None, cfg: float | None = None,
-             temperature: float | None = None, fps: float | None = None,
+             *, frames: int | None = None, size: tuple[int, int] | None = None, steps: int | None = None,
+             cfg: float | None = None, temperature: float | None = None, fps: float | None = None,
              generator: list[torch.Generator] | None = None,
              progress: Callable[[int], None] | None = None) -> TokensOutput:
     """Text embeddings [B, L, D] → token ids [B, T, h, w], starting from z_T (all <MASK>).
 
-    `frames` counts video frames (a multiple of the tokenizer's temporal factor); unset options take
+    `frames` counts video frames (a multiple of the tokenizer's temporal factor); `size` is the token
+    grid (h, w) (default: the training grid; RoPE, or the sinusoidal ablation, is computed for any
+    grid); unset options take
     the model's config (Table 12: 10 steps)."""
     c = model.config
     frames = frames or c.token_frames * c.temporal_factor
     if frames % c.temporal_factor:
-        raise ValueError(f"frames must be a multiple of the tokenizer's temporal factor {c.temporal_factor}")
-    shape = (text.shape[0], frames // c.temporal_factor, c.token_height, c.token_width)
+        lower = max(c.temporal_factor, frames // c.temporal_factor * c.temporal_factor)
+        raise UserError(f"--frames {frames} is not a multiple of the tokenizer's temporal factor {c.temporal_factor}; "
+                        f"try {lower} or {lower + c.temporal_factor}")
+    shape = (text.shape[0], frames // c.temporal_factor, *(size or (c.token_height, c.token_width)))
     tokens = torch.full(shape, model.mask_id, dtype=torch.long, device=text.device)
     filled = fill(model, tokens, text, text_mask, null_text, null_mask, steps=steps, cfg=cfg, temperature=temperature,
                   fps=fps, generator=generator, progress=progress)
@@ -122,16 +126,18 @@ def inpaint(adapter, tokenizer, request: InpaintRequest, text_encoder, *, steps:
     the input. Only the region is new: the tokens outside it are kept as given, and after decoding the
     pixels outside the user's mask are the input's own bytes, so the context is exactly preserved and
     the tokenizer's reconstruction error shows only inside the hole."""
-    from vidtool.autoencoders.apply import check_frame_size, decode_frames, encode_frames, fit_length
+    from vidtool.autoencoders.apply import decode_frames, encode_frames, fit_length, fit_size
     from vidtool.autoencoders.tiling import default_tiling
     from vidtool.data.tokens import sketch_image, token_region
 
     frames, mask = request.frames, request.mask
     if frames.shape[:3] != mask.shape:
         raise UserError(f"the mask is {mask.shape} (T, H, W) and the video {frames.shape[:3]}; they must match")
-    check_frame_size(frames[None], tokenizer.spatial_factor, tokenizer.family)
+    # Padded up to the tokenizer's factors (last frame, row and column repeated), cut back after decoding.
     padded, length = fit_length(frames[None], tokenizer.temporal_factor, tokenizer.family)
-    padded_mask, _ = fit_length(mask[None], tokenizer.temporal_factor, tokenizer.family)
+    padded, (height, width) = fit_size(padded, tokenizer.spatial_factor)
+    padded_mask, _ = fit_size(fit_length(mask[None], tokenizer.temporal_factor, tokenizer.family)[0],
+                              tokenizer.spatial_factor)
     holed = np.where(padded_mask[..., None], 0, padded).astype(np.uint8)  # V ⊙ (1 − m)
     tiling = default_tiling(tokenizer)
     with torch.inference_mode():
@@ -145,5 +151,6 @@ def inpaint(adapter, tokenizer, request: InpaintRequest, text_encoder, *, steps:
                              cfg=cfg, temperature=temperature, generator=[torch.Generator().manual_seed(seed)],
                              progress=progress)
         latents = tokenizer.indices_to_latents(filled)
-        decoded = np.concatenate(list(decode_frames(tokenizer, latents, tiling, device)), axis=1)[0, :length]
+        decoded = np.concatenate(list(decode_frames(tokenizer, latents, tiling, device)), axis=1)[0, :length,
+                                                                                                  :height, :width]
     return InpaintResult(frames=np.where(mask[..., None], decoded, frames).astype(np.uint8), decoded=decoded)
