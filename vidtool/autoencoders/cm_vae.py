@@ -40,6 +40,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from vidtool.autoencoders.outputs import EncoderOutput
@@ -63,6 +64,11 @@ class CMVAEConfig:
     norm_num_groups: int = 32
     latent_channels: int = 4  # c of Z1 and of Z2 (the 2D VAE's latent width: 4 for SD-1.4, 16 for SD-3.5)
     use_quant_conv: bool = True  # SD-1.x has quant/post-quant 1x1 convs; SD-3.5's VAE has none
+    # Not in the paper: a linear space-to-channel path around the spatial AE (residual autoencoding,
+    # as DC-AE's shortcuts, arXiv 2410.10733 §3.2): Z1 += W_in·unshuffle(X), X^ += shuffle(W_out·Z1).
+    # It starts the AE at a learned linear code (a PCA-like basis of f x f patches) so a small model
+    # trained briefly on a CPU already reconstructs natural footage; SD's VAE has no such path.
+    linear_shortcut: bool = False
     temporal_kernel: tuple[int, int, int] = (7, 3, 3)  # STBlock3D temporal conv, best in Table 4
     # Temporal AE: conv_in width, then the width after each x2 temporal downsampling (x4: 2 levels).
     use_temporal_ae: bool = True
@@ -95,7 +101,7 @@ class CMVAEConfig:
 
 def preset(name: str, **overrides) -> CMVAEConfig:
     """`tiny`: CPU training on 64x64x16 clips, 4 latent channels; 2.07M spatial AE + 0.56M temporal
-    AE (+0.13M discriminator).
+    AE (+0.13M discriminator). `tiny-footage`: the bundled `encode` default (see its branch).
 
     `4ch` / `16ch`: the paper's models, spatial AE shaped as SD-1.4's / SD-3.5's VAE (inflate them
     with `CMVAE.from_2d_vae`). Spatial AE 600M = the 2D VAE's 83.7M + 514M of (7, 3, 3) temporal
@@ -115,12 +121,31 @@ def preset(name: str, **overrides) -> CMVAEConfig:
             disc_channels=16,
             disc_layers=2,
         )
+    elif name == "tiny-footage":
+        # The bundled default of `encode` (cm-vae-tiny): x4 spatial, 8 channels, no temporal
+        # compression (a 6x smaller latent than the frames), the linear shortcut, (3, 1, 1) temporal
+        # convs; sized so a 2-core CPU codes 176x144 footage at several frames a second.
+        config = CMVAEConfig(
+            block_out_channels=(16, 32, 32),
+            layers_per_block=1,
+            norm_num_groups=8,
+            latent_channels=8,
+            linear_shortcut=True,
+            temporal_kernel=(3, 1, 1),
+            use_temporal_ae=False,
+            text_patch_sizes=(4, 2, 1),
+            text_heads=4,
+            text_head_dim=16,
+            gan_start_step=1_000_000,
+            disc_channels=16,
+            disc_layers=2,
+        )
     elif name == "4ch":
         config = CMVAEConfig()
     elif name == "16ch":
         config = CMVAEConfig(latent_channels=16, use_quant_conv=False)
     else:
-        raise ValueError(f"unknown cm-vae preset {name!r}; known: tiny, 4ch, 16ch")
+        raise ValueError(f"unknown cm-vae preset {name!r}; known: tiny, tiny-footage, 4ch, 16ch")
     return replace(config, **overrides)
 
 
@@ -148,6 +173,16 @@ class CMVAE(nn.Module):
                             text_heads=config.text_heads, text_head_dim=config.text_head_dim)
             self.temporal_encoder = TemporalEncoder(**temporal)
             self.temporal_decoder = TemporalDecoder(**temporal)
+        if config.linear_shortcut:
+            f = self.spatial_factor
+            self.shortcut_in = nn.Conv2d(3 * f * f, c, 1)
+            self.shortcut_out = nn.Conv2d(c, 3 * f * f, 1)
+            basis = patch_basis(f, c)
+            with torch.no_grad():
+                self.shortcut_in.weight.copy_(basis[:, :, None, None])
+                self.shortcut_out.weight.copy_(basis.T[:, :, None, None])
+                self.shortcut_in.bias.zero_()
+                self.shortcut_out.bias.zero_()
         self.discriminator = Discriminator3D(config.disc_channels, config.disc_layers)
 
     @property
@@ -197,15 +232,25 @@ class CMVAE(nn.Module):
     def encode_spatial(self, video, text=None, text_mask=None) -> torch.Tensor:
         """E1: video [B, 3, T, H, W] -> Z1 [B, c, T, H/8, W/8]; temporal layers only when T > 1."""
         moments = self.encoder(video, video.shape[2] > 1, text, text_mask)
-        if self.quant_conv is not None:
-            return self.quant_conv(moments)
-        return moments[:, : self.latent_channels]
+        z1 = self.quant_conv(moments) if self.quant_conv is not None else moments[:, : self.latent_channels]
+        if self.config.linear_shortcut:
+            z1 = z1 + self._per_frame(video, lambda x: self.shortcut_in(F.pixel_unshuffle(x, self.spatial_factor)))
+        return z1
 
     def decode_spatial(self, z1, text=None, text_mask=None) -> torch.Tensor:
         """D1: Z1 [B, c, T, h, w] -> video [B, 3, T, 8h, 8w] (not clamped)."""
+        shortcut = None
+        if self.config.linear_shortcut:
+            shortcut = self._per_frame(z1, lambda z: F.pixel_shuffle(self.shortcut_out(z), self.spatial_factor))
         if self.post_quant_conv is not None:
             z1 = self.post_quant_conv(z1)
-        return self.decoder(z1, z1.shape[2] > 1, text, text_mask)
+        video = self.decoder(z1, z1.shape[2] > 1, text, text_mask)
+        return video if shortcut is None else video + shortcut
+
+    @staticmethod
+    def _per_frame(x: torch.Tensor, fn) -> torch.Tensor:
+        frames = fn(rearrange(x, "b c t h w -> (b t) c h w"))
+        return rearrange(frames, "(b t) c h w -> b c t h w", b=x.shape[0])
 
     def _encode(self, video, text, text_mask, sample: bool) -> EncoderOutput:
         self._check_video(video)
@@ -314,6 +359,27 @@ class CMVAE(nn.Module):
         model = cls(config)
         inflate_from_autoencoder_kl(model, vae)
         return model
+
+
+def patch_basis(f: int, count: int) -> torch.Tensor:
+    """`count` orthonormal vectors over the 3·f·f values of an f x f RGB patch in pixel_unshuffle's
+    order (channel-major): JPEG's decomposition, an orthonormal opponent-colour transform (luma
+    first) times the 2D DCT-II, taken in order of spatial frequency, luma before chroma at each.
+    Natural images put most of their energy in these, so the shortcut starts near the best linear code."""
+    import math
+
+    colours = torch.tensor([[1.0, 1.0, 1.0], [1.0, -1.0, 0.0], [1.0, 1.0, -2.0]])
+    colours = colours / colours.norm(dim=1, keepdim=True)
+    i = torch.arange(f, dtype=torch.float32)
+    dct = torch.stack([torch.cos(math.pi * (i + 0.5) * k / f) for k in range(f)])
+    dct = dct / dct.norm(dim=1, keepdim=True)
+    # Luma at every frequency comes before chroma at the same one; chroma gets DC and first harmonics.
+    order = sorted(((u + v, colour, u, v) for colour in range(3) for u in range(f) for v in range(f)),
+                   key=lambda k: (k[0] + (0 if k[1] == 0 else 1.5 * k[0]), k[1], k[2]))
+    if count > len(order):
+        raise ValueError(f"a {f}x{f} RGB patch has {len(order)} values; latent_channels={count} is more")
+    rows = [torch.einsum("c,h,w->chw", colours[colour], dct[u], dct[v]).flatten() for _, colour, u, v in order[:count]]
+    return torch.stack(rows)
 
 
 def inflate_from_autoencoder_kl(model: CMVAE, vae: nn.Module) -> list[str]:
