@@ -2,8 +2,10 @@
 
     python benchmarks/decode_memory.py                   # a random-weight `tiny` cm-vae
     python benchmarks/decode_memory.py --model DIR       # any autoencoder folder
+    python benchmarks/decode_memory.py --size 256 --frames 32 256   # (a) at 256x256, 32 vs 256 frames
 
-(a) Peak memory. Random-normal latents [1, C, T/tf, 64/sf, 64/sf] for T = 64 and T = 512 frames are
+(a) Peak memory. Random-normal latents [1, C, T/tf, S/sf, S/sf] for T = 64 and T = 512 frames (--frames)
+    at S = 64 (--size) are
     decoded through `vidtool.autoencoders.apply.decode_frames` with the default `Tiling()`, the uint8
     chunks collected and joined as the `decode` stage does. Each length runs in a fresh subprocess
     that reports `ru_maxrss` after imports, model load and latents (its baseline) and again at the
@@ -33,7 +35,7 @@ import tempfile
 from pathlib import Path
 
 FRAMES = (64, 512)
-SIZE = 64
+SIZE = 64  # (b) always, (a) unless --size
 MEMORY_GOAL = 1.3  # net peak(512) / net peak(64)
 PSNR_GOAL = 40.0  # dB, chunked or tiled vs whole
 SEED = 0
@@ -61,7 +63,7 @@ def build_tiny(folder: Path) -> None:
     save_pretrained(cls(importlib.import_module(cls.__module__).preset("tiny")), folder)
 
 
-def measure_peak(folder: Path, frames: int) -> None:
+def measure_peak(folder: Path, frames: int, size: int) -> None:
     """Print {"start", "baseline", "peak"} ru_maxrss in MiB for decoding `frames` frames."""
     start = maxrss_mib()
     import numpy as np
@@ -75,11 +77,11 @@ def measure_peak(folder: Path, frames: int) -> None:
     model = from_pretrained(folder)
     torch.manual_seed(SEED)
     latents = torch.randn(1, model.latent_channels, frames // model.temporal_factor,
-                          SIZE // model.spatial_factor, SIZE // model.spatial_factor)
+                          size // model.spatial_factor, size // model.spatial_factor)
     baseline = maxrss_mib()
     with torch.inference_mode():
         clip = np.concatenate(list(decode_frames(model, latents, Tiling(), "cpu")), axis=1)
-    assert clip.shape == (1, frames, SIZE, SIZE, 3), clip.shape
+    assert clip.shape == (1, frames, size, size, 3), clip.shape
     print(json.dumps({"start": start, "baseline": baseline, "peak": maxrss_mib()}))
 
 
@@ -103,23 +105,24 @@ ALLOCATORS = {
 }
 
 
-def memory_part(folder: Path) -> tuple[bool, str]:
+def memory_part(folder: Path, size: int, lengths: tuple[int, int]) -> tuple[bool, str]:
     peaks = {}
     for allocator, env in ALLOCATORS.items():
-        for frames in FRAMES:
-            log(f"decoding {frames} frames in a fresh process ({allocator} allocator)...")
-            peak = json.loads(run_worker("--worker-peak", str(frames), "--model", str(folder), env=env))
+        for frames in lengths:
+            log(f"decoding {frames} frames at {size}x{size} in a fresh process ({allocator} allocator)...")
+            peak = json.loads(run_worker("--worker-peak", str(frames), "--size", str(size), "--model", str(folder),
+                                         env=env))
             if peak["start"] > peak["baseline"]:
                 log("warning: the worker started above its baseline, so its peak is inherited")
             peak["net"] = peak["peak"] - peak["baseline"]
             peaks[allocator, frames] = peak
-    short, long = FRAMES
-    print(f"(a) peak resident memory (ru_maxrss), decode_frames with Tiling() at {SIZE}x{SIZE}, 1 thread;")
+    short, long = lengths
+    print(f"(a) peak resident memory (ru_maxrss), decode_frames with Tiling() at {size}x{size}, 1 thread;")
     print("    net = peak - baseline after imports, model load and latents")
     print(f"    {'allocator':<10} {'frames':>6} {'baseline MiB':>13} {'peak MiB':>9} {'net MiB':>8}")
     ratios = {}
     for allocator in ALLOCATORS:
-        for frames in FRAMES:
+        for frames in lengths:
             p = peaks[allocator, frames]
             print(f"    {allocator:<10} {frames:>6} {p['baseline']:>13.1f} {p['peak']:>9.1f} {p['net']:>8.1f}")
         raw = peaks[allocator, long]["peak"] / peaks[allocator, short]["peak"]
@@ -194,13 +197,16 @@ def main() -> None:
         epilog="example: python benchmarks/decode_memory.py --model tiny/cm-vae",
     )
     parser.add_argument("--model", type=Path, help="autoencoder folder (default: a random-weight tiny cm-vae)")
+    parser.add_argument("--size", type=int, default=SIZE, help=f"frame side for (a) (default {SIZE})")
+    parser.add_argument("--frames", type=int, nargs=2, default=FRAMES, metavar=("SHORT", "LONG"),
+                        help=f"the two clip lengths (a) compares (default {FRAMES[0]} {FRAMES[1]})")
     parser.add_argument("--worker-peak", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--worker-build", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker_build:
         return build_tiny(args.worker_build)
     if args.worker_peak:
-        return measure_peak(args.model, args.worker_peak)
+        return measure_peak(args.model, args.worker_peak, args.size)
 
     # Linux carries a parent's high-water mark into its child's ru_maxrss, so this process spawns
     # every measuring subprocess before it imports torch or decodes anything itself.
@@ -211,7 +217,7 @@ def main() -> None:
             log("building a random-weight tiny cm-vae...")
             run_worker("--worker-build", str(folder))
         print(f"model: {args.model or 'tiny cm-vae, random weights (seed 0)'}")
-        summary = [memory_part(folder)]
+        summary = [memory_part(folder, args.size, tuple(args.frames))]
         summary += consistency_part(folder)
     print("summary:")
     for _, line in summary:

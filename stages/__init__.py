@@ -14,6 +14,7 @@ STAGES: dict[str, str] = {
     "encode": "stages.encode",
     "evaluate": "stages.evaluate",
     "generate": "stages.generate",
+    "index": "stages.index",
     "info": "stages.info",
     "inpaint": "stages.inpaint",
     "interpolate": "stages.interpolate",

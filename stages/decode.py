@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import typer
-
 from pathlib import Path
+
+import typer
 
 from stages import coding_options as opt
 
@@ -54,14 +54,11 @@ def decode(
 
 def decode_file(source: str, out: str, *, model: str | None, chunk: int | None, tile: int | None,
                 content: str | None = None, max_memory: str | None = None, context: int | None = None) -> None:
-    import numpy as np
     import torch
 
-    from stages.autoencode import MEDIA, planned_tiling
+    from stages.autoencode import MEDIA
     from stages.context import compile_if_asked, resolve_device, resolve_dtype
     from vidtool import checkpoint, model_store, tensorfile, video
-    from vidtool.autoencoders.apply import decode_frames, latents_for
-    from vidtool.autoencoders.tiling import default_tiling
     from vidtool.errors import UserError
 
     tf = tensorfile.load(source, kinds=["latents", "keyframes", "tokens", "motion"])
@@ -82,15 +79,8 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int | None, 
     if tf.kind == "motion":  # LaMD: z_m on its own first frame, or on --content (motion transfer)
         clip = _render_motion(tf, ae, content)
     else:
-        from vidtool.memory import with_retry
-
-        with torch.inference_mode():
-            latents = latents_for(ae, tf.kind, tf.main)
-            b, _, t, h, w = latents.shape
-            tiling = planned_tiling(ae, (b, t, h, w), default_tiling(ae, chunk, context, tile), max_memory,
-                                    device, spatial=True)
-            clip = with_retry(lambda tl: np.concatenate(list(decode_frames(ae, latents, tl, device)), axis=1),
-                              tiling, h, w, spatial=True, what="decode")
+        clip = decode_tensor(ae, tf.kind, tf.main, device=device, chunk=chunk, context=context, tile=tile,
+                             max_memory=max_memory)
     # encode pads a clip up to the model's factors and records its own length and size: trim back to them.
     params = tf.params
     clip = clip[:, : params.get("frames", clip.shape[1]), : params.get("height", clip.shape[2]),
@@ -110,6 +100,27 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int | None, 
     if prompts is not None:
         decoded.set_prompts(prompts)
     tensorfile.save(decoded, out)
+
+
+def decode_tensor(ae, kind: str, tensor, *, device: str, chunk: int | None = None, context: int | None = None,
+                  tile: int | None = None, max_memory: str | None = None):
+    """`latents`/`keyframes`/`tokens` [B, …] → uint8 [B, T, H, W, 3], streamed chunk by chunk as the
+    stage decodes (benchmarks/codec_throughput.py times this path against the bare network)."""
+    import numpy as np
+    import torch
+
+    from stages.autoencode import planned_tiling
+    from vidtool.autoencoders.apply import decode_frames, latents_for
+    from vidtool.autoencoders.tiling import default_tiling
+    from vidtool.memory import with_retry
+
+    with torch.inference_mode():
+        latents = latents_for(ae, kind, tensor)
+        b, _, t, h, w = latents.shape
+        tiling = planned_tiling(ae, (b, t, h, w), default_tiling(ae, chunk, context, tile), max_memory, device,
+                                spatial=True)
+        return with_retry(lambda tl: np.concatenate(list(decode_frames(ae, latents, tl, device)), axis=1),
+                          tiling, h, w, spatial=True, what="decode")
 
 
 def _render_motion(tf, vae, content: str | None):

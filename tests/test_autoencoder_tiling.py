@@ -163,6 +163,44 @@ def test_movq_encodes_time_chunks_to_the_whole_clips_tokens():
         assert torch.equal(chunked.latents, whole.latents)
 
 
+class FramesSeen:
+    """Wraps a model and counts the frames its encode and decode are handed."""
+
+    def __init__(self, model):
+        self.model, self.encoded, self.decoded = model, 0, 0
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def encode(self, video):
+        self.encoded += video.shape[2]
+        return self.model.encode(video)
+
+    def decode(self, latents):
+        self.decoded += latents.shape[2]
+        return self.model.decode(latents)
+
+
+def test_a_frame_wise_movq_codes_every_frame_once_and_a_temporal_decoder_still_gets_context():
+    """The image-stage MoVQ neither encodes nor decodes across frames, so temporal context would only
+    recompute frames (three per kept frame at the default chunk and context); the video stage's
+    decoder has temporal convs and keeps its context."""
+    config = MoVQTemporalConfig(channels=8, channel_multipliers=(1, 2), layers_per_block=1, norm_groups=4,
+                                latent_channels=4, codebook_size=64)
+    image = FramesSeen(MoVQTemporal(config).eval())
+    video = FramesSeen(movq_video_model())
+    frames = shapes_clip(16, 16)
+    for model in (image, video):
+        latents = whole_encode(model.model, frames).latents
+        chunked = encode_frames(model, frames, Tiling(), "cpu")
+        assert torch.equal(chunked.latents, latents) and model.encoded == 16  # the 2D encoder: no context
+        decoded = tiled_decode(model, latents, Tiling())
+        if model is image:
+            assert level_difference(decoded, whole_decode(model.model, latents)) <= ROUNDING
+    assert image.decoded == 16
+    assert video.decoded == 8 + 12 + 12 + 8  # chunks of 4 with up to 4 frames of context each side
+
+
 def test_movq_chunked_decode_is_exact_once_the_context_covers_every_temporal_conv():
     """Each 3x1x1 temporal conv reaches one frame further and every other layer stays in its frame
     (per-frame GroupNorm, SpatialNorm on the frame's own codes), so the reach is the conv count."""

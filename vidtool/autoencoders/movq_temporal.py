@@ -158,6 +158,16 @@ class MoVQTemporal(nn.Module):
         return 1
 
     @property
+    def encodes_frames_alone(self) -> bool:
+        """The 2D encoder sees one frame at a time, so chunked encoding needs no temporal context."""
+        return True
+
+    @property
+    def decodes_frames_alone(self) -> bool:
+        """The image decoder ("none", no temporal attention) has no layer that mixes frames."""
+        return self.config.temporal == "none" and not self.config.temporal_attention
+
+    @property
     def spatial_factor(self) -> int:
         return 2 ** (len(self.config.channel_multipliers) - 1)
 

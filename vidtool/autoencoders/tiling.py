@@ -6,6 +6,9 @@ model never sees an artificial clip boundary next to a kept frame. Decoding stre
 yielded as they finish, so peak memory is set by the chunk size, not by the clip length.
 Space (decode only) is cut into overlapping latent tiles whose outputs are blended with linear
 ramps across the overlap; encoding keeps whole frames because token ids cannot be blended.
+A model that codes every frame on its own (MoVQ's 2D encoder; its decoder without temporal layers)
+says so (`encodes_frames_alone`, `decodes_frames_alone`) and gets no context in that direction:
+context would change nothing in its output and cost two more frames computed for every one kept.
 A model trained on clips of one length may declare it (`window`, in latent frames): `default_tiling`
 then cuts time into independent windows of that length, with no context, since such a model codes
 a window better than any longer stretch.
@@ -60,8 +63,9 @@ def _spans(length: int, chunk: int, margin: int) -> Iterator[tuple[int, int, int
 def encode_chunked(model: Any, video: torch.Tensor, tiling: Tiling = Tiling(), **kwargs: Any) -> EncoderOutput:
     """Encode [B, 3, T, H, W] chunk by chunk along time; T must be a multiple of the temporal factor."""
     tf, dtype = model.temporal_factor, model_dtype(model)
+    margin = 0 if getattr(model, "encodes_frames_alone", False) else tiling.margin
     latents, tokens = [], []
-    for start, stop, lo, hi in _spans(video.shape[2] // tf, tiling.chunk, tiling.margin):
+    for start, stop, lo, hi in _spans(video.shape[2] // tf, tiling.chunk, margin):
         with autocast_like(model):
             out = model.encode(video[:, :, lo * tf : hi * tf].to(dtype), **kwargs)
         keep = slice(start - lo, stop - lo)
@@ -75,7 +79,8 @@ def encode_chunked(model: Any, video: torch.Tensor, tiling: Tiling = Tiling(), *
 def iter_decode(model: Any, latents: torch.Tensor, tiling: Tiling = Tiling(), **kwargs: Any) -> Iterator[torch.Tensor]:
     """Yield decoded video [B, 3, T_chunk, H, W] chunk by chunk, in order."""
     tf, dtype = model.temporal_factor, model_dtype(model)
-    for start, stop, lo, hi in _spans(latents.shape[2], tiling.chunk, tiling.margin):
+    margin = 0 if getattr(model, "decodes_frames_alone", False) else tiling.margin
+    for start, stop, lo, hi in _spans(latents.shape[2], tiling.chunk, margin):
         with autocast_like(model):
             video = _decode_tiled(model, latents[:, :, lo:hi].to(dtype), tiling, **kwargs)
         yield video[:, :, (start - lo) * tf : (stop - lo) * tf]
