@@ -16,7 +16,9 @@ tokenizer ids (spectral) and its sketch-inpainting LoRA (spectral-inpaint, on a 
 
 Clips are encoded once by the autoencoder (--vae, default the bundled one) and their captions by the
 text encoder; the result is cached as a latent set (--latent-set, default OUT/latent-set.safetensors)
-that reruns and --resume reuse. The video families need --base, the trained t2i folder they freeze.
+that reruns and --resume reuse. The video families need --base, the trained t2i folder they freeze,
+or a Stable Diffusion pipeline folder (diffusers layout; its vae/ and text_encoder/ are then the
+defaults for --vae and --text-encoder).
 The token families tokenize clips with --tokenizer (default mbq-vae-tiny-v1, the bundled MotionAura
 models' 2^10-code token space) into a token set
 (--token-set, default OUT/token-set.safetensors); spectral-inpaint also reads each clip's object
@@ -36,6 +38,8 @@ Examples:
   vidtool train-denoiser --family keyframes --base runs/t2i --latent-set runs/t2i/latent-set.safetensors -o runs/keyframes
 
   vidtool train-denoiser --family interp --base runs/t2i --latent-set runs/t2i/latent-set.safetensors -o runs/interp
+
+  vidtool train-denoiser --family harivo --base models/sd15 --data data/shapes/manifest.jsonl --size 512 -o runs/harivo-sd
 
   vidtool train-denoiser --family spectral --data data/shapes/manifest.jsonl --frames 8 -o runs/spectral
 
