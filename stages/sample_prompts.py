@@ -35,12 +35,15 @@ def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | Non
     if "height" in options or "width" in options:
         trained = (base.token_height, base.token_width) if kind == "tokens" else (base.sample_size, base.sample_size)
         sampling["size"] = latent_grid(options.get("height"), options.get("width"), trained, space,
-                                       getattr(generator, "latent_multiple", 1))
+                                       getattr(generator, "latent_multiple", 1), hint=getattr(base, "vae_path", None))
     if kind != "tokens" and "fps" in options:
         if options["fps"] != generator.fps:
             raise UserError(f"{folder.name} samples at {generator.fps:g} fps, the rate it was trained at (it is not "
                             f"conditioned on a frame rate); drop --fps or pass --fps {generator.fps:g}")
         del sampling["fps"]
+    trained_path = getattr(base, "text_encoder_path", "")
+    if text_encoder is None and embeddings is None and trained_path and Path(trained_path).is_dir():
+        text_encoder = Path(trained_path)  # the encoder it was trained with (a Stable Diffusion text_encoder/, say)
     encoder = matching_encoder(embeddings, text_encoder, folder=folder, trained_with=base.text_encoder,
                                dim=base.text_dim if kind == "tokens" else base.cross_attention_dim, device=device,
                                max_length=base.text_max_length, dtype=dtype)
@@ -77,8 +80,11 @@ def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | Non
         sampler = options.get("scheduler", "ddim")
         params = {**{k: v for k, v in options.items() if k != "scheduler"}, "steps": steps, "sampler": sampler}
         length, shape = f"{tensors['latents'].shape[2]} frames", tuple(tensors["latents"].shape[i] for i in (1, 3, 4))
+    extra = {"generator": tag}
+    if getattr(base, "vae_path", ""):  # where decode looks first for the autoencoder `space` names
+        extra["model_path"] = base.vae_path
     tf = tensorfile.TensorFile(kind=kind, tensors=tensors, model=space, fps=fps, seed=seed, params=params,
-                               extra={"generator": tag})
+                               extra=extra)
     tf.set_prompts(items)
     tensorfile.save(tf, out)
     rate = f", {fps:g} fps" if fps else ""
@@ -120,14 +126,14 @@ def _planned_batch(generator, kind: str, options: dict, max_memory: str, device:
 
 
 def latent_grid(height: int | None, width: int | None, trained: tuple[int, int], autoencoder: str,
-                multiple: int = 1) -> tuple[int, int]:
+                multiple: int = 1, hint: str | None = None) -> tuple[int, int]:
     """--height/--width in pixels (an unset one: the training size) → the generator's latent grid
     (h, w). Each must be a multiple of the autoencoder's spatial factor, times `multiple` where the
     generator's own layers need more (Attn3D windows)."""
     from vidtool import checkpoint, model_store
     from vidtool.errors import UserError
 
-    factor = checkpoint.spatial_factor(model_store.find_by_tag(autoencoder))
+    factor = checkpoint.spatial_factor(model_store.find_by_tag(autoencoder, hint=hint))
     step = factor * multiple
     grid = []
     for name, pixels, cells in (("height", height, trained[0]), ("width", width, trained[1])):

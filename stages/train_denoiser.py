@@ -16,7 +16,9 @@ tokenizer ids (spectral) and its sketch-inpainting LoRA (spectral-inpaint, on a 
 
 Clips are encoded once by the autoencoder (--vae, default the bundled one) and their captions by the
 text encoder; the result is cached as a latent set (--latent-set, default OUT/latent-set.safetensors)
-that reruns and --resume reuse. The video families need --base, the trained t2i folder they freeze.
+that reruns and --resume reuse. The video families need --base, the trained t2i folder they freeze,
+or a Stable Diffusion pipeline folder (diffusers layout; its vae/ and text_encoder/ are then the
+defaults for --vae and --text-encoder).
 The token families tokenize clips with --tokenizer (default mbq-vae-tiny-v1, the bundled MotionAura
 models' 2^10-code token space) into a token set
 (--token-set, default OUT/token-set.safetensors); spectral-inpaint also reads each clip's object
@@ -37,6 +39,8 @@ Examples:
 
   vidtool train-denoiser --family interp --base runs/t2i --latent-set runs/t2i/latent-set.safetensors -o runs/interp
 
+  vidtool train-denoiser --family harivo --base models/sd15 --data data/shapes/manifest.jsonl --size 512 -o runs/harivo-sd
+
   vidtool train-denoiser --family spectral --data data/shapes/manifest.jsonl --frames 8 -o runs/spectral
 
   vidtool train-denoiser --family spectral-inpaint --base runs/spectral --data data/shapes/manifest.jsonl --frames 8 -o runs/inpaint
@@ -50,16 +54,21 @@ def train_denoiser(
     data: list[Path] = typer.Option([], help="Clip manifest (JSONL) to encode; repeat to mix data sets."),
     latent_set: Path = typer.Option(None, help="Latent set file: read if it exists, else built from --data "
                                                 "(default OUT/latent-set.safetensors)."),
-    vae: Path = typer.Option(None, help="Autoencoder folder whose latent space to use (default: the bundled one)."),
+    vae: Path = typer.Option(None, help="Autoencoder folder whose latent space to use: a vidtool one or a diffusers "
+                                        "AutoencoderKL (default: the bundled one, or --base's vae/ for a diffusers base)."),
     tokenizer: Path = typer.Option(None, help="Tokenizer folder (mbq-vae) of the token families "
                                               "(default: mbq-vae-tiny-v1, the bundled generators' ids)."),
     token_set: Path = typer.Option(None, help="Token set file of the token families: read if it exists, else built from "
                                               "--data (default OUT/token-set.safetensors)."),
     base: Path = typer.Option(None, help="Trained model folder the family freezes and extends (t2i for the video "
-                                         "families, spectral for spectral-inpaint)."),
+                                         "families, spectral for spectral-inpaint); for the video families also a "
+                                         "Stable Diffusion pipeline folder (diffusers) or its unet/."),
     init: Path = typer.Option(None, help="Start from this model folder's weights (same family and parameter shapes; "
                                          "e.g. continue a model at a longer clip length)."),
-    text_encoder: Path = typer.Option(None, help="Local transformers text-encoder folder (default all-MiniLM-L6-v2)."),
+    text_encoder: Path = typer.Option(None, help="Local transformers text-encoder folder (default all-MiniLM-L6-v2, or "
+                                                 "--base's text_encoder/ for a diffusers base)."),
+    text_length: int = typer.Option(None, min=1, max=4096, help="Text tokens per caption in a new latent set (default "
+                                                                "32); models trained on it read that many."),
     embeddings: Path = typer.Option(None, help="Text-embedding cache from `vidtool embed-text` to read captions from "
                                                "instead of running a text encoder."),
     out: opt.Out = ...,
@@ -95,6 +104,7 @@ def train_denoiser(
     from vidtool.errors import UserError
     from vidtool.families import REGISTRY, trainable
     from vidtool.generators.build import build_generator
+    from vidtool.standard_folders import is_diffusers_unet
     from vidtool.train.parallel import build_device
 
     if family not in trainable():
@@ -102,6 +112,13 @@ def train_denoiser(
     entry = REGISTRY[family]
     if entry.base and base is None:  # before minutes of encoding
         raise UserError(f"{family} extends a trained {entry.base} model: pass --base DIR (a {entry.base} model folder)")
+    if base is not None and is_diffusers_unet(base):
+        # A Stable Diffusion checkout: its U-Net works in its VAE's latents on its text encoder's tokens.
+        vae = vae or _pipeline_part(base, "vae")
+        if embeddings is None:
+            text_encoder = text_encoder or _pipeline_part(base, "text_encoder")
+    if text_length is not None and entry.trains_on != "latents":
+        raise UserError(f"--text-length is for the latent families; {family}'s {entry.trains_on} set keeps its own")
     if embeddings is not None:  # a cache goes wherever an encoder path goes (vidtool.text_cache)
         if text_encoder is not None:
             raise UserError("give --text-encoder or --embeddings (a text cache), not both")
@@ -122,7 +139,8 @@ def train_denoiser(
     default_cache = {"tokens": "token-set", "latents": "latent-set", "motion": "motion-set"}[entry.trains_on]
     dataset = training_set(entry, data, cache or out / f"{default_cache}.safetensors",
                            tokenizer if entry.trains_on == "tokens" else vae, text_encoder=text_encoder, frames=frames,
-                           size=size, fps=fps, device=resolve_device(), progress_bar=progress_bar, buckets=shapes)
+                           size=size, fps=fps, device=resolve_device(), progress_bar=progress_bar, buckets=shapes,
+                           text_length=text_length)
     plan = _bucket_plan(dataset, shapes, batch_size, seed)
     torch.manual_seed(seed)
     with build_device(strategy):  # FSDP ranks other than 0 build on the meta device: rank 0's weights fill it
@@ -131,6 +149,15 @@ def train_denoiser(
         if init is not None:
             _warm_start(model, family, init)
     opt.run_training(model, dataset, None, out, what=family, plan=plan, **opt.trainer_options(locals()))
+
+
+def _pipeline_part(base: Path, name: str) -> Path | None:
+    """A diffusers pipeline's `name` component: under the root given as --base, or beside its unet/."""
+    from vidtool.standard_folders import is_pipeline_root, sibling
+
+    if is_pipeline_root(base):
+        return base / name if (base / name / "config.json").is_file() else None
+    return sibling(base, name)
 
 
 def _bucket_plan(dataset, shapes, batch_size: int, seed: int):
@@ -174,8 +201,23 @@ def _check_base_data(model, base: Path | None, dataset) -> None:
 
     if base is None:
         return
+    frozen = getattr(model.config, "base", None)
+    if hasattr(frozen, "cross_attention_dim"):  # a video family on a frozen t2i U-Net
+        text_dim, channels = dataset.text.shape[-1], _latent_channels(dataset)
+        if text_dim != frozen.cross_attention_dim:
+            raise UserError(f"--base {base} attends to {frozen.cross_attention_dim}-d text tokens; the training set's "
+                            f"captions are {text_dim}-d ({dataset.info.text_encoder}): pass the text encoder the base "
+                            "was trained with (--text-encoder)")
+        if channels != frozen.latent_channels:
+            raise UserError(f"--base {base} denoises {frozen.latent_channels}-channel latents; the training set holds "
+                            f"{channels}-channel ones: pass the autoencoder the base was trained with (--vae)")
     space = getattr(dataset.info, "vae", None) or dataset.info.tokenizer
     trained_on = getattr(model.config, "vae", None) or getattr(model.config, "tokenizer", space)
     if trained_on != space:
         raise UserError(f"--base {base} was trained on {trained_on}, the training set holds {space}'s "
                         "latents or tokens; use a set made by the same autoencoder")
+
+
+def _latent_channels(dataset) -> int:
+    first = dataset.latents[0]
+    return int((first[0][first[1]] if isinstance(first, tuple) else first).shape[0])

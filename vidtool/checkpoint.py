@@ -2,7 +2,9 @@
 
 Every model class carries a class attribute `family` and a dataclass `config`, and is rebuilt from
 the config alone (`Model(config)`), in the Hugging Face `save_pretrained`/`from_pretrained` style.
-Nothing here downloads: a checkpoint is always a local folder.
+Nothing here downloads: a checkpoint is always a local folder. A diffusers AutoencoderKL folder (or a
+pipeline root, meaning its `vae/`) is read as it is, as the `sd-vae` family (vidtool.autoencoders.sd_vae);
+its weights file is diffusers' `diffusion_pytorch_model.safetensors`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from vidtool.families import REGISTRY
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+# diffusers component classes read from their own folders -> the vidtool family that wraps each.
+DIFFUSERS_FAMILIES = {"AutoencoderKL": "sd-vae"}
 
 # family -> "module:Class", from the one registry (vidtool/families.py).
 FAMILIES: dict[str, str] = {name: entry.model for name, entry in REGISTRY.items()}
@@ -72,7 +76,12 @@ def save_pretrained(model: Any, folder: str | Path, extra: dict[str, Any] | None
 
 
 def read_config(folder: str | Path) -> dict[str, Any]:
-    folder = Path(folder)
+    """The model's config.json as {"family", "config", ...}; a diffusers folder of a class in
+    DIFFUSERS_FAMILIES (or a pipeline root: its vae/) gets one made from its own config, with
+    "diffusers": True."""
+    from vidtool.standard_folders import component, describe
+
+    folder = component(folder, "vae", "the model folder")
     path = folder / CONFIG_NAME
     if not path.is_file():
         raise UserError(f"{folder} is not a model folder (no {CONFIG_NAME}); pass the folder a train stage wrote")
@@ -80,9 +89,31 @@ def read_config(folder: str | Path) -> dict[str, Any]:
         doc = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise UserError(f"{path} is not valid JSON ({e.msg} at line {e.lineno})") from e
+    if doc.get("_class_name") in DIFFUSERS_FAMILIES:
+        from vidtool.autoencoders.sd_vae import diffusers_config
+
+        return {"family": DIFFUSERS_FAMILIES[doc["_class_name"]], "config": {"diffusers": diffusers_config(doc)},
+                "diffusers": True}
     if "family" not in doc or "config" not in doc:
-        raise UserError(f"{path} lacks 'family' or 'config'; it was not written by vidtool")
+        raise UserError(f"{folder} is {describe(folder)}, not a vidtool model or a diffusers "
+                        f"{' or '.join(DIFFUSERS_FAMILIES)} folder")
     return doc
+
+
+def model_folder(folder: str | Path) -> Path:
+    """The folder that holds the model's weights: `folder`, or a pipeline root's vae/."""
+    from vidtool.standard_folders import component
+
+    return component(folder, "vae", "the model folder")
+
+
+def weights_file(folder: str | Path) -> Path:
+    """The weights file of a vidtool folder (model.safetensors) or a diffusers one."""
+    from vidtool.standard_folders import DIFFUSERS_WEIGHTS
+
+    folder = model_folder(folder)
+    diffusers = folder / DIFFUSERS_WEIGHTS
+    return diffusers if diffusers.is_file() and not (folder / WEIGHTS_NAME).is_file() else folder / WEIGHTS_NAME
 
 
 def from_pretrained(folder: str | Path, device: str = "cpu", dtype: Any = None) -> Any:
@@ -93,13 +124,18 @@ def from_pretrained(folder: str | Path, device: str = "cpu", dtype: Any = None) 
 
     from vidtool.precision import cast
 
-    folder = Path(folder)
+    folder = model_folder(folder)
     doc = read_config(folder)
     cls = model_class(doc["family"])
-    model = cls(config_from_dict(cls, doc["config"]))
-    weights = folder / WEIGHTS_NAME
+    weights = weights_file(folder)
     if not weights.is_file():
-        raise UserError(f"{folder} has no {WEIGHTS_NAME}")
+        raise UserError(f"{folder} has no {weights.name}")
+    if doc.get("diffusers"):
+        model = cls.from_diffusers(folder)
+        if dtype is not None:
+            cast(model, dtype)
+        return model.to(device).eval()
+    model = cls(config_from_dict(cls, doc["config"]))
     if doc.get("codes_of"):
         model.codes_of = list(doc["codes_of"])
     if torch.get_default_device().type == "meta":
@@ -129,7 +165,7 @@ def spatial_factor(folder: str | Path) -> int:
 def digest(folder: str | Path) -> str:
     """Short content digest of a checkpoint's weights; tensor files record it as `vidtool.model`."""
     h = hashlib.sha256()
-    with open(Path(folder) / WEIGHTS_NAME, "rb") as f:
+    with open(weights_file(folder), "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()[:16]

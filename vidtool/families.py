@@ -38,6 +38,8 @@ REGISTRY: dict[str, Family] = {f.name: f for f in (
     Family("cm-vae", f"{_AE}.cm_vae:CMVAE"),
     Family("mcd-vae", f"{_AE}.mcd_vae:MCDVAE", default="mcd-vae-tiny"),
     Family("movq-temporal", f"{_AE}.movq_temporal:MoVQTemporal", default="movq-tiny"),
+    # A pretrained diffusers AutoencoderKL (Stable Diffusion's VAE), read from its own folder.
+    Family("sd-vae", f"{_AE}.sd_vae:SDVAE"),
     # Generators (train-denoiser).
     Family("t2i", f"{_GEN}.t2i:T2IModel", default="t2i-tiny", trains_on="latents", data_model="movq-tiny"),
     Family("keyframes", f"{_GEN}.keyframes:KeyframeModel", default="keyframes-tiny", trains_on="latents",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from vidtool.checkpoint import CONFIG_NAME, WEIGHTS_NAME, code_tags
+from vidtool.checkpoint import WEIGHTS_NAME, code_tags, read_config, weights_file
 from vidtool.errors import UserError
 
 BUNDLED = Path(__file__).parent / "defaults"
@@ -20,13 +20,22 @@ def search_paths() -> list[Path]:
     return [*extra, BUNDLED]
 
 
+def _is_model(folder: Path) -> bool:
+    """A vidtool model folder or a diffusers one vidtool reads (an AutoencoderKL, a pipeline's vae/)."""
+    try:
+        read_config(folder)
+    except UserError:
+        return False
+    return weights_file(folder).is_file()
+
+
 def _model_folders() -> list[Path]:
     found = []
     for root in search_paths():
-        if (root / CONFIG_NAME).is_file():
+        if _is_model(root):
             found.append(root)
         elif root.is_dir():
-            found.extend(sorted(p for p in root.iterdir() if (p / CONFIG_NAME).is_file() and (p / WEIGHTS_NAME).is_file()))
+            found.extend(sorted(p for p in root.iterdir() if p.is_dir() and _is_model(p)))
     return found
 
 
@@ -55,7 +64,7 @@ def find_by_tag(tag: str, hint: str | None = None) -> Path:
     Failing that, a model fine-tuned from it with a frozen encoder (same codes, a better decoder):
     that is how a bundled decoder can be improved without orphaning the tokens and latents, and the
     generators trained on them, that name the model it replaced."""
-    candidates = [Path(hint)] if hint and (Path(hint) / WEIGHTS_NAME).is_file() else []
+    candidates = [Path(hint)] if hint and Path(hint).is_dir() and _is_model(Path(hint)) else []
     fine_tuned = None
     for folder in candidates + _model_folders():
         own, *codes_of = code_tags(folder)

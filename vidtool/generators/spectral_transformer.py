@@ -272,6 +272,13 @@ def build(preset_name: str, overrides: dict, base, data) -> SpectralTransformer:
     config.temporal_factor = data.temporal_factor
     config.fps = data.fps
     config.text_dim = data.text_dim
+    # The token set's caption length is what generate encodes prompts at (a paper preset's 256 gives
+    # way to it); a --set asking for another is refused rather than trained on a different length.
+    have, asked = getattr(data, "text_length", None), overrides.get("text_max_length")
+    if have is not None and asked is not None and asked != have:
+        raise ValueError(f"text_max_length is {asked} but the token set's captions have {have} tokens; build the set "
+                         f"from a text cache of that length (vidtool embed-text --max-length {asked})")
+    config.text_max_length = have or config.text_max_length
     config.tokenizer = data.tokenizer
     config.text_encoder = data.text_encoder
     return SpectralTransformer(config)

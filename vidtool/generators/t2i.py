@@ -3,7 +3,10 @@ latents of an image/video autoencoder, conditioned on text-encoder token embeddi
 
 The `tiny` preset is trained here (`vidtool train-denoiser --family t2i`) on single frames of the
 `shapes` and `photos` clips in the latent space of the bundled movq-temporal model; a Stable
-Diffusion-style U-Net can be taken from a local diffusers folder instead (`T2IModel.from_unet_folder`).
+Diffusion U-Net (1.x, 2.x or SDXL layout) can be taken from a local diffusers folder instead
+(`T2IModel.from_unet_folder`, what `train-denoiser --base` does with a diffusers folder): its whole
+diffusers config is kept (`unet`) and the U-Net is rebuilt from it, so every layout diffusers
+knows loads as it is.
 The video families (FusionFrames keyframes and interpolation, HARIVO) load a trained T2I folder and
 freeze it.
 
@@ -48,7 +51,12 @@ class T2IConfig:
     # factor"); measured on the training data when the model is created (vidtool.data.latents).
     latent_scale: float = 1.0
     vae: str = ""  # "family@digest" of the autoencoder whose latent space this is
+    vae_path: str = ""  # where that autoencoder was when this was built: decode's first guess
     text_encoder: str = "all-MiniLM-L6-v2"
+    text_encoder_path: str = ""  # the encoder's folder when it is not the default: generate's default
+    # A pretrained diffusers U-Net's own config (from_unet_folder); when set, the U-Net is built from it
+    # and the architecture fields above only describe it to the video families.
+    unet: dict | None = None
     text_max_length: int = 32
     cond_dropout: float = 0.1  # prompts replaced by the empty prompt in training, for CFG
     frames_per_clip: int = 4  # frames of each training clip used as images
@@ -57,11 +65,32 @@ class T2IConfig:
         self.schedule = schedule_from_dict(self.schedule)  # config.json holds it as a mapping
 
     def unet_kwargs(self) -> dict:
+        if self.unet is not None:
+            return dict(self.unet)
         return dict(sample_size=self.sample_size, in_channels=self.latent_channels, out_channels=self.latent_channels,
                     block_out_channels=tuple(self.block_out_channels), down_block_types=tuple(self.down_block_types),
                     up_block_types=tuple(self.up_block_types), layers_per_block=self.layers_per_block,
                     attention_head_dim=self.attention_head_dim, cross_attention_dim=self.cross_attention_dim,
                     norm_num_groups=self.norm_num_groups)
+
+
+def config_from_unet(unet_config, **overrides) -> T2IConfig:
+    """The T2I config of a diffusers UNet2DConditionModel config: the whole of it in `unet`, and the
+    fields the video families read (widths, levels, heads, cross-attention width) taken from it.
+    SD 2.x lists heads per level (the first is taken for the temporal layers' head count)."""
+    from vidtool.autoencoders.sd_vae import diffusers_config
+
+    c = diffusers_config(unet_config)
+    head_dim = c["attention_head_dim"]
+    cross = c["cross_attention_dim"]
+    return dataclasses.replace(
+        T2IConfig(), latent_channels=c["in_channels"], sample_size=c["sample_size"],
+        block_out_channels=tuple(c["block_out_channels"]), down_block_types=tuple(c["down_block_types"]),
+        up_block_types=tuple(c["up_block_types"]),
+        layers_per_block=c["layers_per_block"] if isinstance(c["layers_per_block"], int) else c["layers_per_block"][0],
+        attention_head_dim=head_dim if isinstance(head_dim, int) else head_dim[0],
+        cross_attention_dim=cross if isinstance(cross, int) else cross[0], norm_num_groups=c["norm_num_groups"],
+        unet=c, **overrides)
 
 
 def preset(name: str, **overrides) -> T2IConfig:
@@ -95,23 +124,21 @@ class T2IModel(nn.Module):
 
     @classmethod
     def from_unet_folder(cls, folder: str | Path, **overrides) -> "T2IModel":
-        """Wrap a local diffusers UNet2DConditionModel folder (e.g. a Stable Diffusion `unet/`)."""
+        """Wrap a local diffusers UNet2DConditionModel folder (e.g. a Stable Diffusion `unet/`);
+        diffusers reads (and, for old checkpoints, converts) its weights."""
         from diffusers import UNet2DConditionModel
 
+        from vidtool.standard_folders import describe, diffusers_class, quiet_diffusers
+
         folder = Path(folder)
-        if not (folder / "config.json").is_file():
-            raise UserError(f"{folder} is not a diffusers U-Net folder (no config.json)")
+        if diffusers_class(folder) != "UNet2DConditionModel":
+            raise UserError(f"{folder} is {describe(folder)}, not a diffusers UNet2DConditionModel folder")
+        quiet_diffusers()
         unet = UNet2DConditionModel.from_pretrained(folder, local_files_only=True)
-        c = unet.config
-        head_dim = c.attention_head_dim
-        config = dataclasses.replace(
-            T2IConfig(), latent_channels=c.in_channels, sample_size=c.sample_size,
-            block_out_channels=tuple(c.block_out_channels), down_block_types=tuple(c.down_block_types),
-            up_block_types=tuple(c.up_block_types), layers_per_block=c.layers_per_block,
-            attention_head_dim=head_dim if isinstance(head_dim, int) else tuple(head_dim)[0],
-            cross_attention_dim=c.cross_attention_dim, norm_num_groups=c.norm_num_groups, **overrides)
-        model = cls(config)
-        model.unet.load_state_dict(unet.state_dict())
+        model = cls.__new__(cls)
+        nn.Module.__init__(model)
+        model.config = config_from_unet(unet.config, **overrides)
+        model.unet = unet
         return model
 
     # --- prediction ---------------------------------------------------------------------------
@@ -153,10 +180,46 @@ def drop_prompts(batch: dict, probability: float) -> tuple[torch.Tensor, torch.T
     return text, mask
 
 
+def from_diffusers_base(folder: str | Path, data) -> T2IModel:
+    """A Stable Diffusion pipeline root or `unet/` folder as the frozen t2i base of a video family,
+    in the latent space and with the text encoder of the latent set `data` (built by default with the
+    pipeline's own vae/ and text_encoder/): the latents are scaled by the VAE's scaling_factor, the
+    scale the U-Net was trained at."""
+    from vidtool.standard_folders import component
+
+    unet_folder = component(folder, "unet", "--base")
+    model = T2IModel.from_unet_folder(
+        unet_folder, latent_scale=data.latent_scale, vae=data.vae, vae_path=getattr(data, "vae_path", ""),
+        text_encoder=data.text_encoder, text_encoder_path=getattr(data, "text_encoder_path", ""),
+        text_max_length=getattr(data, "text_length", None) or T2IConfig.text_max_length)
+    if model.unet.config.addition_embed_type is not None:
+        raise UserError(f"{unet_folder} is an SDXL-style U-Net (addition_embed_type "
+                        f"{model.unet.config.addition_embed_type!r}): it also needs pooled text embeddings and size "
+                        "conditioning, which vidtool's video families do not provide; use an SD 1.x/2.x U-Net")
+    return model
+
+
+def text_length(data, want: int | None, what: str) -> int | None:
+    """The number of text tokens a model built on `data` reads: the latent set's, which its captions
+    were encoded at (None for sets from before it was recorded: then `want`). `what` (a base, a
+    --set) asking for another number is refused, never silently padded or cut (HARIVO's frame-token
+    generator, for one, is built for exactly that many)."""
+    have = getattr(data, "text_length", None)
+    if have is None:
+        return want
+    if want is not None and want != have:
+        raise ValueError(f"{what} reads {want} text tokens but the latent set's captions have {have}; rebuild the set "
+                         f"with --text-length {want} (or use {have})")
+    return have
+
+
 def build(preset_name: str, overrides: dict, base: "T2IModel | None", data) -> T2IModel:
-    """The trainer's entry (vidtool.generators.build): latent geometry and scale come from the data."""
+    """The trainer's entry (vidtool.generators.build): latent geometry, scale and text length come from the data."""
     config = preset(preset_name, **overrides)
-    config.latent_scale = 1.0 / data.latent_std
-    config.vae = data.vae
+    config.text_max_length = text_length(data, overrides.get("text_max_length"), "--set text_max_length") \
+        or config.text_max_length
+    config.latent_scale = data.latent_scale
+    config.vae, config.vae_path = data.vae, getattr(data, "vae_path", "")
     config.text_encoder = data.text_encoder
+    config.text_encoder_path = getattr(data, "text_encoder_path", "")
     return T2IModel(config)

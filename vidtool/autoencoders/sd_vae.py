@@ -1,0 +1,102 @@
+"""A diffusers `AutoencoderKL` (the Stable Diffusion 1.x/2.x/XL image VAE) used as a video autoencoder,
+frame by frame: temporal factor 1, spatial factor 2^(levels-1), its own latent channels.
+
+It is read from the folder diffusers writes (`config.json` with `"_class_name": "AutoencoderKL"` and
+`diffusion_pytorch_model.safetensors`, or a pipeline root's `vae/`) with no conversion step
+(vidtool.checkpoint recognises the folder); its tag `sd-vae@digest` is the digest of that weights
+file, so latents made with it decode with it. A generator built on a Stable Diffusion U-Net works in
+this latent space, scaled by the VAE's own `scaling_factor` (SD 1.x/2.x: 0.18215), the scale the
+U-Net was trained at.
+
+Encoding returns the posterior mean (deterministic, as `vidtool encode` promises); training sets
+are encoded the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from vidtool.autoencoders.outputs import EncoderOutput
+from vidtool.errors import UserError
+
+
+@dataclass
+class SDVAEConfig:
+    diffusers: dict = field(default_factory=dict)  # the AutoencoderKL's own config.json
+
+
+def preset(name: str, **overrides) -> SDVAEConfig:
+    raise ValueError("sd-vae is a pretrained diffusers AutoencoderKL, not trained here: pass its folder "
+                     "(or a Stable Diffusion pipeline root) as --vae / --model")
+
+
+class SDVAE(nn.Module):
+    family = "sd-vae"
+    config_class = SDVAEConfig
+
+    def __init__(self, config: SDVAEConfig):
+        super().__init__()
+        from diffusers import AutoencoderKL
+
+        self.config = config
+        self.vae = AutoencoderKL.from_config(config.diffusers)
+
+    @classmethod
+    def from_diffusers(cls, folder: str | Path) -> SDVAE:
+        """Wrap the AutoencoderKL saved in `folder` (diffusers reads and converts its weights)."""
+        from diffusers import AutoencoderKL
+
+        from vidtool.standard_folders import quiet_diffusers
+
+        quiet_diffusers()
+        vae = AutoencoderKL.from_pretrained(Path(folder), local_files_only=True)
+        model = cls.__new__(cls)
+        nn.Module.__init__(model)
+        model.config = SDVAEConfig(diffusers=diffusers_config(vae.config))
+        model.vae = vae
+        return model
+
+    @property
+    def temporal_factor(self) -> int:
+        return 1
+
+    @property
+    def spatial_factor(self) -> int:
+        return 2 ** (len(self.config.diffusers["block_out_channels"]) - 1)
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.config.diffusers["latent_channels"])
+
+    @property
+    def scaling_factor(self) -> float:
+        """What the pretrained diffusion models multiply these latents by (SD 1.x/2.x: 0.18215)."""
+        return float(self.config.diffusers.get("scaling_factor", 0.18215))
+
+    def encode(self, video: torch.Tensor) -> EncoderOutput:
+        """[B, 3, T, H, W] in [-1, 1] -> posterior mean [B, C, T, h, w]."""
+        b = video.shape[0]
+        if video.shape[-1] % self.spatial_factor or video.shape[-2] % self.spatial_factor:
+            raise UserError(f"frame size {tuple(video.shape[-2:])} must be a multiple of {self.spatial_factor}")
+        posterior = self.vae.encode(rearrange(video, "b c t h w -> (b t) c h w")).latent_dist
+        latents = rearrange(posterior.mean, "(b t) c h w -> b c t h w", b=b)
+        return EncoderOutput(latents=latents, mean=latents, logvar=rearrange(posterior.logvar, "(b t) c h w -> b c t h w", b=b))
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """[B, C, T, h, w] -> [B, 3, T, H, W] in [-1, 1] (as the VAE returns it, unclamped)."""
+        if latents.ndim != 5 or latents.shape[1] != self.latent_channels:
+            raise UserError(f"latents must be [B, {self.latent_channels}, t, h, w], got {tuple(latents.shape)}")
+        b = latents.shape[0]
+        frames = self.vae.decode(rearrange(latents, "b c t h w -> (b t) c h w")).sample
+        return rearrange(frames, "(b t) c h w -> b c t h w", b=b)
+
+
+def diffusers_config(config) -> dict:
+    """A diffusers config (FrozenDict or config.json mapping) without its bookkeeping keys
+    (`_class_name`, `_diffusers_version`, ...), as JSON-ready values."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dict(config).items() if not k.startswith("_")}

@@ -1,0 +1,86 @@
+"""Third-party model folders as their libraries write them: a diffusers pipeline root
+(`model_index.json` beside `unet/`, `vae/`, `text_encoder/`, `tokenizer/`), a diffusers component
+folder (`config.json` with `"_class_name"`), a transformers folder (`config.json` with
+`"model_type"`). Every option that names a model folder goes through here first, so that a Stable
+Diffusion checkout can be passed as it is, whole or by component (DESIGN.md, Checkpoints).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from vidtool.errors import UserError
+
+PIPELINE_INDEX = "model_index.json"
+DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
+
+
+def quiet_diffusers() -> None:
+    """diffusers' loading messages (no `accelerate`, progress bars) would break --quiet and clutter pipes."""
+    from diffusers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
+def is_pipeline_root(folder: str | Path) -> bool:
+    return (Path(folder) / PIPELINE_INDEX).is_file()
+
+
+def component(folder: str | Path, name: str, option: str) -> Path:
+    """`folder` itself, or its `name` component when it is a pipeline root (a missing one: one line)."""
+    folder = Path(folder)
+    if not is_pipeline_root(folder):
+        return folder
+    part = folder / name
+    if not (part / "config.json").is_file():
+        raise UserError(f"{option} {folder} is a diffusers pipeline without a {name}/ folder; pass the folder "
+                        f"that holds the {name} itself")
+    return part
+
+
+def sibling(folder: str | Path, name: str) -> Path | None:
+    """The `name` component beside a pipeline component folder (`unet/` -> `../vae`), if there is one."""
+    part = Path(folder).resolve().parent / name
+    return part if (part / "config.json").is_file() and is_pipeline_root(part.parent) else None
+
+
+def config_json(folder: str | Path) -> dict | None:
+    """The folder's config.json as a mapping; None when it has none. Invalid JSON is one line."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path} is not valid JSON ({e.msg} at line {e.lineno})") from e
+
+
+def diffusers_class(folder: str | Path) -> str | None:
+    """The diffusers class a component folder holds (its config's `_class_name`), else None."""
+    doc = config_json(folder)
+    return doc.get("_class_name") if isinstance(doc, dict) else None
+
+
+def is_diffusers_unet(folder: str | Path) -> bool:
+    folder = component(folder, "unet", "--base")
+    return diffusers_class(folder) == "UNet2DConditionModel"
+
+
+def describe(folder: str | Path) -> str:
+    """What a folder is, for the one-line refusals: 'a diffusers AutoencoderKL folder', 'a
+    transformers t5 folder', 'a diffusers pipeline', 'a vidtool harivo model' or 'not a model folder'."""
+    folder = Path(folder)
+    if is_pipeline_root(folder):
+        return "a diffusers pipeline root"
+    doc = config_json(folder)
+    if not isinstance(doc, dict):
+        return "not a model folder (no config.json)"
+    if "_class_name" in doc:
+        return f"a diffusers {doc['_class_name']} folder"
+    if "family" in doc and "config" in doc:
+        return f"a vidtool {doc['family']} model"
+    if "model_type" in doc:
+        return f"a transformers {doc['model_type']} folder"
+    return "a folder of unknown kind"
