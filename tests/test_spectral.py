@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from vidtool import checkpoint
+from vidtool.errors import UserError
 from vidtool.diffusion.masked import MaskSchedule, corrupt, draw, invert_cdf, masked_cross_entropy, sample, uniforms
 from vidtool.generators.spectral_inpaint import SpectralInpaintConfig, SpectralInpaintModel
 from vidtool.generators.spectral_transformer import PRESETS, SpectralTransformer, SpectralTransformerConfig, preset
@@ -196,7 +197,7 @@ def test_generate_is_deterministic_by_seed_and_returns_a_token_grid():
                            generator=[torch.Generator().manual_seed(s) for s in (5, 6)]).tokens for _ in range(2)]
     assert runs[0].shape == (2, 3, 4, 4) and torch.equal(runs[0], runs[1])
     assert int(runs[0].max()) < SMALL.codebook_size and int(runs[0].min()) >= 0
-    with pytest.raises(ValueError, match="multiple of the tokenizer's temporal factor"):
+    with pytest.raises(UserError, match="multiple of the tokenizer's temporal factor"):
         motionaura.generate(model, b["text"], b["text_mask"], b["null_text"], b["null_mask"], frames=6).tokens
 
 
