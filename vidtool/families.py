@@ -32,10 +32,11 @@ class Family:
 _AE = "vidtool.autoencoders"
 _GEN = "vidtool.generators"
 REGISTRY: dict[str, Family] = {f.name: f for f in (
-    # Autoencoders (train-vae). movq-tiny is the default `encode` model: the bundled generators
-    # work in its latent space; mbq-vae-tiny the default tokenizer.
+    # Autoencoders (train-vae). cm-vae-tiny is the default `encode` model (natural footage at any
+    # size); the bundled FusionFrames/HARIVO generators work in movq-tiny's latent space (their
+    # data_model); mbq-vae-tiny is the default tokenizer.
     Family("mbq-vae", f"{_AE}.mbq_vae:MBQVAE", default="mbq-vae-tiny"),
-    Family("cm-vae", f"{_AE}.cm_vae:CMVAE"),
+    Family("cm-vae", f"{_AE}.cm_vae:CMVAE", default="cm-vae-tiny"),
     Family("mcd-vae", f"{_AE}.mcd_vae:MCDVAE", default="mcd-vae-tiny"),
     Family("movq-temporal", f"{_AE}.movq_temporal:MoVQTemporal", default="movq-tiny"),
     # A pretrained diffusers AutoencoderKL (Stable Diffusion's VAE), read from its own folder.
@@ -64,7 +65,7 @@ REGISTRY: dict[str, Family] = {f.name: f for f in (
 )}
 
 # Stage roles → the family whose bundled default a stage uses when no --model is given.
-ROLES = {"encode": "movq-temporal", "tokenize": "mbq-vae", "generate": "keyframes", "interpolate": "interp",
+ROLES = {"encode": "cm-vae", "tokenize": "mbq-vae", "generate": "keyframes", "interpolate": "interp",
          "interpolate-mfi": "interp-mfi", "motionaura": "spectral", "inpaint": "spectral-inpaint", "lamd": "dmg"}
 
 
