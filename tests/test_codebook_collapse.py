@@ -158,3 +158,19 @@ def test_two_ddp_ranks_initialise_and_restart_the_same_codes(tmp_path):
     for name in ranks[0]:
         assert torch.equal(ranks[0][name], ranks[1][name]), name
     assert ranks[0]["quantizer.initialised"]
+
+
+def test_fsdp_sharding_is_refused_since_codebook_rewrites_would_miss_the_sharded_weights(tmp_path):
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+
+    from vidtool.errors import UserError
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/rendezvous", rank=0, world_size=1)
+    try:
+        model = MoVQTemporal(TINY)
+        fully_shard(model.encoder)
+        with pytest.raises(UserError, match="--strategy ddp"):
+            model.training_losses(collate([ToyClips(2)[i] for i in range(2)]), step=0, total_steps=1)
+    finally:
+        dist.destroy_process_group()

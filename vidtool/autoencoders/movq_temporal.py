@@ -262,6 +262,7 @@ class MoVQTemporal(nn.Module):
             rec = F.l1_loss(self._decode(latents), video)
             return {"loss": rec, "rec": rec.detach()}
 
+        self._refuse_sharded_codebook_upkeep()
         images = self._sample_frames(video)
         quantized = self._quantize_frames(images)
         rec = F.l1_loss(self._decode_frames(quantized.quantized, 1), images)
@@ -270,6 +271,16 @@ class MoVQTemporal(nn.Module):
         usage = torch.tensor(quantized.indices.unique().numel() / self.codebook_size, device=video.device)
         return {"loss": loss, "rec": rec.detach(), "codebook": codebook.detach(), "commit": commit.detach(),
                 "codebook_usage": usage}
+
+    def _refuse_sharded_codebook_upkeep(self) -> None:
+        from torch.distributed.fsdp import FSDPModule
+
+        upkeep = self.config.codebook_init != "normal" or self.config.dead_code_steps
+        if upkeep and any(isinstance(module, FSDPModule) for module in self.modules()):
+            # The quantizer rewrites the codebook in place during forward, where FSDP holds a gathered
+            # copy of it: the sharded master weights would never see the new codes.
+            raise UserError("codebook_init and dead_code_steps need the whole codebook on every rank; "
+                            "train movq-temporal with --strategy ddp")
 
     def _sample_frames(self, video: torch.Tensor) -> torch.Tensor:
         """Clips [B, 3, T, H, W] -> images [B*k, 3, H, W]: k = image_frames distinct random frames per
