@@ -16,12 +16,12 @@ SETS=(--data "$DATA/shapes/manifest.jsonl" --data "$DATA/photos/manifest.jsonl")
 
 # movq-tiny: 64x64 frames -> 8x8x4 latents, 1024 VQ codes. The bundled weights were trained without
 # the quantizer's remedies for codebook collapse (it uses ~6% of its codes); MOVQ_CODEBOOK=fixed turns
-# them on (k-means initialisation, restarts of codes unused for 50 batches; benchmarks/codebook_usage.py),
+# them on (k-means initialisation, restarts of codes unused for 20 batches; benchmarks/codebook_usage.py),
 # which makes a model in another latent space than the bundled FusionFrames and HARIVO generators'.
 MOVQ_CODEBOOK=${MOVQ_CODEBOOK:-bundled}
 case "$MOVQ_CODEBOOK" in
   bundled) CODEBOOK=() ;;
-  fixed) CODEBOOK=(--set codebook_init=kmeans --set dead_code_steps=50) ;;
+  fixed) CODEBOOK=(--set codebook_init=kmeans --set dead_code_steps=20) ;;
   *) echo "MOVQ_CODEBOOK must be 'bundled' or 'fixed', got '$MOVQ_CODEBOOK'" >&2; exit 2 ;;
 esac
 vidtool --quiet train-vae --family movq-temporal "${SETS[@]}" "${CODEBOOK[@]}" \

@@ -68,7 +68,7 @@ class MoVQTemporalConfig:
     # Against codebook collapse (VectorQuantizer): where the codes start ("normal", or "data" /
     # "kmeans" on the first training batch's encoder outputs) and after how many training batches
     # unused a code is restarted on an encoder output (0 = never). The defaults are what the bundled
-    # movq-tiny was trained with; `codebook_init="kmeans", dead_code_steps=50` is the fixed recipe.
+    # movq-tiny was trained with; `codebook_init="kmeans", dead_code_steps=20` is the fixed recipe.
     codebook_init: str = "normal"
     dead_code_steps: int = 0
 
