@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Reproduces the bundled autoencoders and tokenizers and measures each on 200 held-out clips per
-# data set (seed 1): cm-vae-tiny (the default of `encode`, measured on held-out natural footage), movq-tiny and movq-tiny-video (FusionFrames' MoVQ, image stage and video-stage
-# decoder), mbq-vae-tiny-v1 and mbq-vae-tiny (MotionAura's 3D-MBQ-VAE, LFQ 2^10 and 2^16).
-# Training time on a 2-core CPU: about 30 minutes (cm-vae-tiny), 15 + 55 minutes (movq), 25 minutes (mbq-vae-tiny-v1) and
-# 780 minutes (mbq-vae-tiny). Each model's README.md (vidtool/defaults/NAME/) gives its history.
+# data set (seed 1): cm-vae-tiny (the default of `encode`, also measured on held-out natural
+# footage), movq-tiny and movq-tiny-video (FusionFrames' MoVQ, image stage and video-stage decoder),
+# mbq-vae-tiny-v1 and mbq-vae-tiny (MotionAura's 3D-MBQ-VAE, LFQ 2^10 and 2^16). Training time on a
+# 2-core CPU: about 30 minutes (cm-vae-tiny), 15 + 55 minutes (movq), 25 minutes (mbq-vae-tiny-v1)
+# and 780 minutes (mbq-vae-tiny). Each model's README.md (vidtool/defaults/NAME/) gives its history.
 #   DATA=data RUNS=runs/tiny bash recipes/tiny/train_vae.sh
+#   MOVQ_CODEBOOK=fixed RUNS=runs/fixed bash recipes/tiny/train_vae.sh   # movq with the codebook remedies
 set -euo pipefail
 DATA=${DATA:-data}
 RUNS=${RUNS:-runs/tiny}
@@ -24,8 +26,17 @@ python "$HERE/bundle.py" "$RUNS/cm-vae-footage" cm-vae-tiny --dest "$RUNS/bundle
 python benchmarks/natural_footage.py --model "$RUNS/bundled/cm-vae-tiny" --json "$RUNS/cm-vae-natural.json"
 python benchmarks/reconstruction.py --model "$RUNS/bundled/cm-vae-tiny" --n 200 --json "$RUNS/cm-vae-quality.json"
 
-# movq-tiny: 64x64 frames -> 8x8x4 latents, 1024 VQ codes.
-vidtool --quiet train-vae --family movq-temporal "${SETS[@]}" \
+# movq-tiny: 64x64 frames -> 8x8x4 latents, 1024 VQ codes. The bundled weights were trained without
+# the quantizer's remedies for codebook collapse (it uses ~6% of its codes); MOVQ_CODEBOOK=fixed turns
+# them on (k-means initialisation, restarts of codes unused for 20 batches; benchmarks/codebook_usage.py),
+# which makes a model in another latent space than the bundled FusionFrames and HARIVO generators'.
+MOVQ_CODEBOOK=${MOVQ_CODEBOOK:-bundled}
+case "$MOVQ_CODEBOOK" in
+  bundled) CODEBOOK=() ;;
+  fixed) CODEBOOK=(--set codebook_init=kmeans --set dead_code_steps=20) ;;
+  *) echo "MOVQ_CODEBOOK must be 'bundled' or 'fixed', got '$MOVQ_CODEBOOK'" >&2; exit 2 ;;
+esac
+vidtool --quiet train-vae --family movq-temporal "${SETS[@]}" "${CODEBOOK[@]}" \
   -o "$RUNS/movq-image" --steps 2000 --batch-size 4 --lr 1e-3 --warmup 100 --ema 0.995 --seed 0
 python "$HERE/bundle.py" "$RUNS/movq-image" movq-tiny --dest "$RUNS/bundled" --command "$COMMAND"
 python benchmarks/reconstruction.py --model "$RUNS/bundled/movq-tiny" --n 200 --json "$RUNS/movq-quality.json"

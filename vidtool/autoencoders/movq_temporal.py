@@ -19,7 +19,9 @@ No temporal compression (temporal_factor 1): any clip length decodes. x8 spatial
 Training goes in two stages, each a config of this one class:
 - stage "image": the whole 2D MoVQ trains on frames (clips folded into images; `image_frames` per
   clip): L1 + codebook + commitment_weight * commitment. MoVQ's perceptual and GAN terms need
-  pretrained / extra networks and are left out.
+  pretrained / extra networks and are left out. `codebook_init` and `dead_code_steps` turn on the
+  quantizer's remedies for codebook collapse (k-means initialisation, dead-code restarts); they keep
+  one codebook on every rank under DDP (not under FSDP, whose sharded master copy they would miss).
 - stage "video" (`MoVQTemporal.from_image_model(image_model, temporal=...)`): the encoder, quant_conv
   and codebook are frozen — §4.3 "a pretrained MoVQ-GAN model with a frozen encoder" — and the loss
   is L1 on the decoded clip. finetune "decoder" trains the whole decoder with the new layers (the
@@ -40,8 +42,8 @@ from torch import nn
 from vidtool.autoencoders.outputs import EncoderOutput
 from vidtool.errors import UserError
 from vidtool.nn.movq_blocks import TEMPORAL_KINDS, Decoder, Encoder, is_temporal
-from vidtool.nn.quantizers import QuantizerOutput, VectorQuantizer
 from vidtool.nn.params import parameter_count
+from vidtool.nn.quantizers import CODEBOOK_INITS, QuantizerOutput, VectorQuantizer
 
 
 @dataclass
@@ -63,6 +65,12 @@ class MoVQTemporalConfig:
     commitment_weight: float = 0.25  # beta of VQ-VAE, VQGAN's value
     codebook_weight: float = 1.0
     image_frames: int = 0  # image stage: frames drawn at random from each clip per step; 0 = all
+    # Against codebook collapse (VectorQuantizer): where the codes start ("normal", or "data" /
+    # "kmeans" on the first training batch's encoder outputs) and after how many training batches
+    # unused a code is restarted on an encoder output (0 = never). The defaults are what the bundled
+    # movq-tiny was trained with; `codebook_init="kmeans", dead_code_steps=20` is the fixed recipe.
+    codebook_init: str = "normal"
+    dead_code_steps: int = 0
 
     def __post_init__(self):
         if self.stage not in ("image", "video"):
@@ -86,6 +94,10 @@ class MoVQTemporalConfig:
             raise ValueError(f"every width must be a multiple of norm_groups={self.norm_groups}; got {self.widths}")
         if self.image_frames < 0:
             raise ValueError(f"image_frames is a count of frames per clip (0 = all), got {self.image_frames}")
+        if self.codebook_init not in CODEBOOK_INITS:
+            raise ValueError(f"codebook_init must be one of {CODEBOOK_INITS}, got {self.codebook_init!r}")
+        if self.dead_code_steps < 0:
+            raise ValueError(f"dead_code_steps counts training batches (0 = no restarts), got {self.dead_code_steps}")
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -134,7 +146,8 @@ class MoVQTemporal(nn.Module):
                      latent_channels=c)
         self.encoder = Encoder(**shape)
         self.quant_conv = nn.Conv2d(c, c, 1)
-        self.quantizer = VectorQuantizer(config.codebook_size, c)
+        self.quantizer = VectorQuantizer(config.codebook_size, c, init=config.codebook_init,
+                                         dead_code_steps=config.dead_code_steps)
         self.post_quant_conv = nn.Conv2d(c, c, 1)
         self.decoder = Decoder(**shape, temporal=config.temporal, temporal_attention=config.temporal_attention)
         self._set_trainable()
@@ -259,6 +272,7 @@ class MoVQTemporal(nn.Module):
             rec = F.l1_loss(self._decode(latents), video)
             return {"loss": rec, "rec": rec.detach()}
 
+        self._refuse_sharded_codebook_upkeep()
         images = self._sample_frames(video)
         quantized = self._quantize_frames(images)
         rec = F.l1_loss(self._decode_frames(quantized.quantized, 1), images)
@@ -267,6 +281,16 @@ class MoVQTemporal(nn.Module):
         usage = torch.tensor(quantized.indices.unique().numel() / self.codebook_size, device=video.device)
         return {"loss": loss, "rec": rec.detach(), "codebook": codebook.detach(), "commit": commit.detach(),
                 "codebook_usage": usage}
+
+    def _refuse_sharded_codebook_upkeep(self) -> None:
+        from torch.distributed.fsdp import FSDPModule
+
+        upkeep = self.config.codebook_init != "normal" or self.config.dead_code_steps
+        if upkeep and any(isinstance(module, FSDPModule) for module in self.modules()):
+            # The quantizer rewrites the codebook in place during forward, where FSDP holds a gathered
+            # copy of it: the sharded master weights would never see the new codes.
+            raise UserError("codebook_init and dead_code_steps need the whole codebook on every rank; "
+                            "train movq-temporal with --strategy ddp")
 
     def _sample_frames(self, video: torch.Tensor) -> torch.Tensor:
         """Clips [B, 3, T, H, W] -> images [B*k, 3, H, W]: k = image_frames distinct random frames per

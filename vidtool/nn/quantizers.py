@@ -13,11 +13,11 @@ apart would round to the same value and flip codes.
 
 from __future__ import annotations
 
-
 import math
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
@@ -154,18 +154,43 @@ class LFQ(nn.Module):
         return rearrange(torch.where(bits, 1.0, -1.0), "b ... d -> b d ...").contiguous()
 
 
+CODEBOOK_INITS = ("normal", "data", "kmeans")
+KMEANS_ITERS = 10  # Lloyd iterations of the k-means initialisation (vector-quantize-pytorch's default)
+
+
 class VectorQuantizer(nn.Module):
     """Euclidean nearest-neighbour VQ (van den Oord et al. 2017; MotionAura §3.1, Eq. 1).
 
     Losses: `codebook` = ||sg[z] - e||^2 moves the codes, `commit` = ||z - sg[e]||^2 the encoder
     (the model weights the latter by beta). Codes are plain parameters learned by gradient, no EMA.
+
+    Codebook collapse — most codes never nearest to any encoder output, so they never get a gradient
+    and never move — has two remedies here, both acting only in training mode while the codebook
+    trains (`self.training` and `codebook.requires_grad`), before the batch is quantized:
+    - `init`: "normal" keeps the N(0, 1) codes of construction; "data" puts them on random encoder
+      outputs of the first training batch, "kmeans" on the k-means centroids of that batch
+      (VQ-VAE-2 / Jukebox / SoundStream §3.2: codes start where the data is, at its scale);
+    - `dead_code_steps` N > 0: a code that no vector of the last N training batches was quantized to
+      is moved onto a random encoder output of the current batch (Jukebox §3.2 "random restarts",
+      SoundStream §3.2), where it is the nearest code at once.
+    Under torch.distributed the counts are all-reduced and the new codes are rank 0's, broadcast, so
+    every rank keeps the same codebook. What they track (whether the codes were initialised, batches
+    since each code was last used) are buffers, saved with the weights, so a resumed run continues
+    them. They exist only when a remedy is on: the default quantizer's state is the codebook alone.
     """
 
     keep_fp32 = True
 
-    def __init__(self, codebook_size: int, dim: int):
+    def __init__(self, codebook_size: int, dim: int, *, init: str = "normal", dead_code_steps: int = 0):
         super().__init__()
+        assert init in CODEBOOK_INITS, f"codebook init must be one of {CODEBOOK_INITS}, got {init!r}; try 'kmeans'"
+        assert dead_code_steps >= 0, f"dead_code_steps counts training batches (0 = no restarts), got {dead_code_steps}"
+        self.init, self.dead_code_steps = init, dead_code_steps
         self.codebook = nn.Parameter(torch.randn(codebook_size, dim))
+        if init != "normal":
+            self.register_buffer("initialised", torch.tensor(False))
+        if dead_code_steps:
+            self.register_buffer("steps_unused", torch.zeros(codebook_size, dtype=torch.long))
 
     @property
     def codebook_size(self) -> int:
@@ -177,13 +202,81 @@ class VectorQuantizer(nn.Module):
         assert z.shape[1] == dim, f"VectorQuantizer expects {dim} channels, got {z.shape[1]}"
         channels_last = rearrange(z, "b d ... -> b ... d")
         flat = channels_last.reshape(-1, dim)
-        codebook = self.codebook.float()  # a bf16 copy under FSDP's mixed-precision policy
-        distance = (flat.pow(2).sum(1, keepdim=True) - 2 * flat @ codebook.T + codebook.pow(2).sum(1))
-        indices = distance.argmin(1).reshape(channels_last.shape[:-1])
+        upkeep = self.training and self.codebook.requires_grad
+        if upkeep:
+            self._initialise(flat.detach())
+            self._restart_dead_codes(flat.detach())
+        indices = self._nearest(flat).reshape(channels_last.shape[:-1])
+        if upkeep and self.dead_code_steps:
+            self._count_usage(indices)
         codes = self.indices_to_codes(indices).to(z.dtype)
         losses = {"codebook": F.mse_loss(codes, z.detach()), "commit": F.mse_loss(z, codes.detach())}
         return QuantizerOutput(_straight_through(z, codes), indices, losses)
 
+    def _nearest(self, flat: torch.Tensor) -> torch.Tensor:
+        """Index of the nearest code of each row of `flat` [N, dim]."""
+        codebook = self.codebook.float()  # a bf16 copy under FSDP's mixed-precision policy
+        distance = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ codebook.T + codebook.pow(2).sum(1)
+        return distance.argmin(1)
+
+    @torch.no_grad()
+    def _initialise(self, flat: torch.Tensor) -> None:
+        if self.init == "normal" or self.initialised:
+            return
+        codes = _random_rows(flat, self.codebook_size)
+        if self.init == "kmeans":
+            codes = _kmeans(flat, codes, KMEANS_ITERS)
+        self.codebook.copy_(_from_rank0(codes))
+        self.initialised.fill_(True)
+
+    @torch.no_grad()
+    def _restart_dead_codes(self, flat: torch.Tensor) -> None:
+        if not self.dead_code_steps:
+            return
+        dead = (self.steps_unused >= self.dead_code_steps).nonzero().squeeze(1)
+        if dead.numel():  # the counters are the same on every rank, so every rank takes this branch
+            self.codebook[dead] = _from_rank0(_random_rows(flat, dead.numel()))
+            self.steps_unused[dead] = 0
+
+    @torch.no_grad()
+    def _count_usage(self, indices: torch.Tensor) -> None:
+        counts = torch.bincount(indices.flatten(), minlength=self.codebook_size)
+        if _world_size() > 1:
+            dist.all_reduce(counts)
+        self.steps_unused.add_(1).masked_fill_(counts > 0, 0)
+
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
         """int64 [B, *grid] -> codebook vectors [B, dim, *grid], on the codebook's device."""
         return rearrange(self.codebook[indices.to(self.codebook.device)], "b ... d -> b d ...").contiguous()
+
+
+def _random_rows(flat: torch.Tensor, count: int) -> torch.Tensor:
+    """`count` rows of `flat` drawn at random from torch's generator (which the trainer seeds per
+    batch): distinct rows when there are enough, else with repeats."""
+    if flat.shape[0] >= count:
+        chosen = torch.randperm(flat.shape[0], device=flat.device)[:count]
+    else:
+        chosen = torch.randint(flat.shape[0], (count,), device=flat.device)
+    return flat[chosen].clone()
+
+
+def _kmeans(points: torch.Tensor, centroids: torch.Tensor, iterations: int) -> torch.Tensor:
+    """Lloyd's algorithm from `centroids` [K, dim] on `points` [N, dim]; a centroid that no point is
+    nearest to stays where it is."""
+    for _ in range(iterations):
+        nearest = torch.cdist(points, centroids).argmin(1)
+        sums = torch.zeros_like(centroids).index_add_(0, nearest, points)
+        counts = torch.bincount(nearest, minlength=centroids.shape[0]).unsqueeze(1)
+        centroids = torch.where(counts > 0, sums / counts.clamp_min(1), centroids)
+    return centroids
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _from_rank0(tensor: torch.Tensor) -> torch.Tensor:
+    """Rank 0's `tensor` on every rank (each rank drew its own from its own data), in place."""
+    if _world_size() > 1:
+        dist.broadcast(tensor, src=0)
+    return tensor
