@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from vidtool.data.make import make_dataset
 from vidtool.data.manifest import read_manifest, resolve, write_manifest
 from vidtool.data.photos import IMAGES, PHRASES, render_photo_clip, sample_photo_clip
 from vidtool.data.shapes import (
@@ -166,6 +167,49 @@ def test_photos_pan_moves_the_camera_the_named_way_so_the_picture_slides_opposit
 
 
 # --- manifest ---------------------------------------------------------------------------------
+
+
+# --- scenes -----------------------------------------------------------------------------------
+
+
+def test_scenes_never_show_the_held_out_pictures_and_held_out_scenes_show_only_them():
+    from vidtool.data.scenes import HELD_OUT_IMAGES, sample_scene
+
+    training = {layer.picture for i in range(300) for layer in sample_scene(0, i).layers}
+    assert not training & set(HELD_OUT_IMAGES)
+    assert any(p.startswith("texture:") for p in training) and len(training) > 30
+    held = {layer.picture for i in range(30) for layer in sample_scene(0, i, held_out=True).layers}
+    assert held <= set(HELD_OUT_IMAGES)
+
+
+def test_scene_layers_move_occlude_and_the_lighting_changes():
+    """A foreground layer covers different pixels at the start and the end (it moves in front of the
+    background), and the frame's mean level follows the scene's gain ramp."""
+    from dataclasses import replace
+
+    from vidtool.data.scenes import render_scene, sample_scene
+
+    scene = next(s for s in (sample_scene(0, i) for i in range(50)) if len(s.layers) >= 2)
+    still = replace(scene, gain_end=1.0, tint_end=(1.0, 1.0, 1.0), noise=0.0)
+    alone = replace(still, layers=scene.layers[:1])
+    video = render_scene(still, frames=8, height=48, width=80).astype(np.float32)
+    background = render_scene(alone, frames=8, height=48, width=80).astype(np.float32)
+    covered = np.abs(video - background).sum(-1) > 30  # where a foreground layer hides the background
+    assert video.shape == (8, 48, 80, 3)
+    assert covered[0].any() and covered[-1].any() and (covered[0] != covered[-1]).mean() > 0.02
+    darker = render_scene(replace(still, gain_end=0.5), frames=8, height=48, width=80).astype(np.float32)
+    assert np.allclose(darker[-1].mean() / video[-1].mean(), 0.5, atol=0.03)
+    assert np.allclose(darker[0], video[0], atol=1)
+
+
+def test_make_dataset_scenes_writes_footage_like_clips_and_held_out_only(tmp_path):
+    from vidtool.data.scenes import HELD_OUT_IMAGES
+
+    manifest = make_dataset("scenes", tmp_path / "s", 3, frames=4, size=32)
+    records = read_manifest(manifest)
+    assert len(records) == 3 and all(r["frames"] == 4 and r["height"] == r["width"] == 32 for r in records)
+    held = read_manifest(make_dataset("scenes", tmp_path / "h", 2, frames=4, size=32, only_held_out=True))
+    assert all(set(r["pictures"]) <= set(HELD_OUT_IMAGES) for r in held)
 
 
 def test_manifest_round_trip_keeps_records_and_extra_keys(tmp_path):

@@ -21,7 +21,7 @@ SETS=(--data "$DATA/shapes/manifest.jsonl" --data "$DATA/photos/manifest.jsonl")
 # identity). The photos set is left out: it shows the pictures the natural test footage is made of.
 vidtool --quiet train-vae --family cm-vae --preset tiny-footage \
   --data "$DATA/scenes/manifest.jsonl" --data "$DATA/shapes-1k/manifest.jsonl" -o "$RUNS/cm-vae-footage" \
-  --steps 1500 --stop-at CMVAE_STOP --batch-size 8 --frames 1 --lr 1e-3 --warmup 50 --ema 0.995 --seed 0 --checkpoint-every 150
+  --steps 1500 --stop-at 514 --batch-size 8 --frames 1 --lr 1e-3 --warmup 50 --ema 0.995 --seed 0 --checkpoint-every 150
 python "$HERE/bundle.py" "$RUNS/cm-vae-footage" cm-vae-tiny --dest "$RUNS/bundled" --command "$COMMAND"
 python benchmarks/natural_footage.py --model "$RUNS/bundled/cm-vae-tiny" --json "$RUNS/cm-vae-natural.json"
 python benchmarks/reconstruction.py --model "$RUNS/bundled/cm-vae-tiny" --n 200 --json "$RUNS/cm-vae-quality.json"
