@@ -21,6 +21,7 @@ STAGES: dict[str, str] = {
     "make-dataset": "stages.make_dataset",
     "merge-shards": "stages.merge_shards",
     "recaption": "stages.recaption",
+    "runs": "stages.runs",
     "sample-keyframes": "stages.generate",  # the FusionFrames name of `generate`
     "train-denoiser": "stages.train_denoiser",
     "train-vae": "stages.train_vae",

@@ -15,7 +15,7 @@ import traceback
 import typer
 from typer.core import TyperGroup
 
-from stages import STAGES
+from stages import STAGES, run_config
 from stages.context import settings
 from stages.global_options import DEVICE_HELP, DTYPE_HELP, Device, stage_options
 
@@ -35,14 +35,19 @@ class StageGroup(TyperGroup):
         if name not in self.commands:
             command = typer.main.get_command(importlib.import_module(STAGES[name]).app)
             command.name = name
-            command.params.extend(stage_options(name))
+            command.params.extend([*stage_options(name), run_config.option()])
             self.commands[name] = command
         return self.commands[name]
 
     def resolve_command(self, ctx, args):
         for name in STAGES:  # typo suggestions look at self.commands
             self.get_command(ctx, name)
-        return super().resolve_command(ctx, args)
+        name, command, rest = super().resolve_command(ctx, args)
+        path, rest = run_config.split(rest)
+        if path is not None:  # a child context takes its default_map from its parent's, by name
+            defaults, rest = run_config.apply(command, name, path, rest)
+            ctx.default_map = {**(ctx.default_map or {}), name: defaults}
+        return name, command, rest
 
     def invoke(self, ctx):
         try:

@@ -45,11 +45,19 @@ Examples:
 
   vidtool train-denoiser --family spectral-inpaint --base runs/spectral --data data/shapes/manifest.jsonl --frames 8 -o runs/inpaint
 
-  vidtool train-denoiser --family dmg --vae runs/mcd-vae --data data/shapes/manifest.jsonl --fps 4 -o runs/dmg"""
+  vidtool train-denoiser --family dmg --vae runs/mcd-vae --data data/shapes/manifest.jsonl --fps 4 -o runs/dmg
+
+Watching a run: --log tensorboard (or wandb) and sample videos every N updates into OUT/samples/step-N;
+--config FILE holds any of these options (flags win), OUT/config.resolved.yaml records them:
+
+  vidtool train-denoiser --family keyframes --base runs/t2i --latent-set runs/t2i/latent-set.safetensors --log tensorboard --validate-every 100 --validate-prompts prompts.txt -o runs/keyframes
+
+  vidtool train-denoiser --config runs/keyframes/config.resolved.yaml --steps 4000 --resume"""
 
 
 @app.command("train-denoiser", help=HELP)
 def train_denoiser(
+    ctx: typer.Context,
     family: str = typer.Option(..., help="Generator family: t2i, keyframes, interp, harivo, spectral or spectral-inpaint."),
     data: list[Path] = typer.Option([], help="Clip manifest (JSONL) to encode; repeat to mix data sets."),
     latent_set: Path = typer.Option(None, help="Latent set file: read if it exists, else built from --data "
@@ -96,6 +104,10 @@ def train_denoiser(
     activation_checkpointing: opt.ActivationCheckpointing = False,
     precision: opt.Precision = "auto",
     deterministic: opt.Deterministic = True,
+    log: opt.Log = [],
+    validate_every: opt.ValidateEvery = None,
+    validate_prompts: opt.ValidatePrompts = None,
+    validate_steps: opt.ValidateSteps = None,
 ) -> None:
     import torch
 
@@ -135,6 +147,12 @@ def train_denoiser(
             raise UserError(f"--buckets is for the latent families (t2i, keyframes, interp, harivo); {family}'s "
                             f"{entry.trains_on} set holds clips of one shape")
         shapes = parse_buckets(buckets)
+    if (validate_every is None) != (validate_prompts is None):
+        raise UserError("--validate-every N and --validate-prompts FILE go together: the prompts to sample every N updates")
+    if validate_prompts is not None:
+        from stages.train_samples import read_prompts
+
+        read_prompts(entry, validate_prompts)  # refused now rather than after minutes of encoding
     cache = {"tokens": token_set, "latents": latent_set, "motion": latent_set}[entry.trains_on]
     default_cache = {"tokens": "token-set", "latents": "latent-set", "motion": "motion-set"}[entry.trains_on]
     dataset = training_set(entry, data, cache or out / f"{default_cache}.safetensors",
@@ -148,7 +166,16 @@ def train_denoiser(
         _check_base_data(model, base, dataset)
         if init is not None:
             _warm_start(model, family, init)
-    opt.run_training(model, dataset, None, out, what=family, plan=plan, **opt.trainer_options(locals()))
+    validation = None
+    if validate_every is not None:
+        from stages.train_samples import prepare
+
+        validation = prepare(entry, dataset, validate_prompts, every=validate_every, steps=validate_steps,
+                             text_encoder=text_encoder, autoencoder=tokenizer if entry.trains_on == "tokens" else vae,
+                             seed=seed, device=resolve_device())
+    opt.run_training(model, dataset, None, out, what=family, plan=plan, manifests=data,
+                     training_set=getattr(dataset, "path", None), validation=validation,
+                     ctx=ctx, **opt.trainer_options(locals()))
 
 
 def _pipeline_part(base: Path, name: str) -> Path | None:

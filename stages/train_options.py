@@ -47,11 +47,22 @@ Precision = Annotated[str, typer.Option(help="Compute precision: auto (bf16 on G
                                              "(autocast; also on CPU), fp16 (GPUs, with a gradient scaler) or fp32.")]
 Deterministic = Annotated[bool, typer.Option(help="Deterministic algorithms (reproducible runs; --no-deterministic "
                                                   "lets cuDNN pick faster non-deterministic kernels).")]
+Log = Annotated[list[str], typer.Option(
+    "--log", metavar="tensorboard|wandb",
+    help="Also log losses, LR, gradient norm, throughput, memory and validation samples to TensorBoard (event "
+         "files in OUT/tensorboard) or Weights & Biases (offline, in OUT/wandb, without an API key or network); "
+         "repeat for both. Needs pip install 'vidtool[log]'.")]
+ValidateEvery = Annotated[int, typer.Option(
+    min=1, help="Every N updates render --validate-prompts with the saved (EMA) weights into OUT/samples/step-N "
+                "(an mp4 per prompt and contact-sheet.png), also sent to --log.")]
+ValidatePrompts = Annotated[Path, typer.Option(help="Text file with one validation prompt per line.")]
+ValidateSteps = Annotated[int, typer.Option(min=1, help="Sampling steps of the validation samples (default: the "
+                                                        "family's, as `vidtool generate`).")]
 
 # The options of a training stage that go to the trainer, by the stage's parameter names.
 TRAINER = ("steps", "stop_at", "batch_size", "grad_accum", "lr", "warmup", "schedule", "ema", "seed",
            "checkpoint_every", "workers", "resume", "strategy", "activation_checkpointing", "precision",
-           "deterministic")
+           "deterministic", "log")
 
 
 def trainer_options(values: dict) -> dict:
@@ -74,21 +85,46 @@ def run_training(model, dataset, collate_fn, out: Path, *, what: str, steps: int
                  batch_size: int, grad_accum: int, lr: float, warmup: int, schedule: str, ema: float | None,
                  seed: int, checkpoint_every: int, workers: int | None, resume: bool, strategy: str = "ddp",
                  activation_checkpointing: bool = False, precision: str = "auto", deterministic: bool = True,
-                 plan=None) -> None:
+                 log: list[str] = (), ctx=None, plan=None, manifests: list[Path] = (), training_set: Path | None = None,
+                 validation=None) -> None:
     """Train with the shared loop and print a one-line summary; `plan` batches by bucket
-    (vidtool.data.buckets.BucketPlan)."""
+    (vidtool.data.buckets.BucketPlan). `ctx` is the stage's typer.Context. Rank 0 records the run (run.json with `manifests`' digests,
+    config.resolved.yaml) and feeds `log`'s backends; `validation` (stages.train_samples.Validation)
+    renders samples every `validation.every` updates."""
+    import sys
+
+    from stages import run_config
     from stages.context import console, settings
     from vidtool.train.config import TrainConfig
     from vidtool.train.loop import train
+    from vidtool.train.run_log import RunLog, record_run
+    from vidtool.train.state import STATE_DIR, STATE_NAME
 
     config = TrainConfig(steps=steps, stop_at=stop_at, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
                          warmup_steps=min(warmup, steps), schedule=schedule, ema_decay=ema, seed=seed,
                          checkpoint_every=checkpoint_every, num_workers=workers, resume=resume,
                          device=settings.device, strategy=strategy, activation_checkpointing=activation_checkpointing,
-                         precision=precision, deterministic=deterministic)
+                         precision=precision, deterministic=deterministic,
+                         validate_every=validation.every if validation else None)
     report_buckets(plan)
-    result = train(model, dataset, collate_fn, config, out, progress=not settings.quiet, plan=plan)
-    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 speaks for the run
+    run_log = None
+    # A folder holding another run is refused by train() (without --resume): leave its records alone.
+    taken = not resume and (out / STATE_DIR / STATE_NAME).is_file()
+    if (rank0 := int(os.environ.get("RANK", "0")) == 0) and not taken:
+        record_run(out, manifests=list(manifests), training_set=training_set, command=["vidtool", *sys.argv[1:]])
+        options = run_config.resolved(ctx) if ctx is not None else {}
+        if ctx is not None:
+            run_config.save_resolved(ctx, out / "config.resolved.yaml")
+        run_log = RunLog(out, list(log), name=out.name, config=options) if log else None
+    on_sheet = run_log.image if run_log else None
+    try:
+        result = train(model, dataset, collate_fn, config, out, progress=not settings.quiet, plan=plan,
+                       on_log=run_log.scalars if run_log else None,
+                       validate=validation.callback(out, on_sheet) if validation else None)
+    finally:
+        if run_log is not None:
+            run_log.close()
+    if not rank0:  # under torchrun rank 0 speaks for the run
         return
     terms = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k not in ("step", "samples_seen"))
     console().print(f"trained {what} to step {result.step}: {terms}; model folder {result.out_dir}")

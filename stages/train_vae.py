@@ -40,6 +40,7 @@ them all to one --size square (see --buckets below); --image-every 5 mixes in im
 
 @app.command("train-vae", help=HELP)
 def train_vae(
+    ctx: typer.Context,
     family: str = typer.Option(..., help="Model family: mbq-vae, cm-vae or movq-temporal."),
     data: list[Path] = typer.Option(..., help="Clip manifest (JSONL); repeat to mix data sets."),
     out: opt.Out = ...,
@@ -67,6 +68,7 @@ def train_vae(
     activation_checkpointing: opt.ActivationCheckpointing = False,
     precision: opt.Precision = "auto",
     deterministic: opt.Deterministic = True,
+    log: opt.Log = [],
 ) -> None:
     import torch
 
@@ -95,4 +97,5 @@ def train_vae(
         check_divisible(shapes, model.spatial_factor, model.temporal_factor, f"a {family} model",
                         images=getattr(model, "joint_image_training", False))
         plan = BucketPlan(shapes, assign_buckets(dataset.shapes(), shapes, fps), seed, image_every)
-    opt.run_training(model, dataset, collate_clips, out, what=family, plan=plan, **opt.trainer_options(locals()))
+    opt.run_training(model, dataset, collate_clips, out, what=family, plan=plan, manifests=data,
+                     ctx=ctx, **opt.trainer_options(locals()))

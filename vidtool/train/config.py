@@ -33,6 +33,7 @@ class TrainConfig:
     deterministic: bool = True  # torch.use_deterministic_algorithms during training
     checkpoint_every: int = 500
     log_every: int = 10
+    validate_every: int | None = None  # updates between calls of train()'s `validate` hook; None = never
     seed: int = 0
     num_workers: int | None = None  # DataLoader workers per rank; None = 0 on CPU, the CPUs per rank on GPUs
     resume: bool = False  # continue from out_dir/train_state if it exists
@@ -63,6 +64,8 @@ class TrainConfig:
             (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got {self.device!r}"),
             (self.checkpoint_every >= 1, f"checkpoint_every must be at least 1, got {self.checkpoint_every}"),
             (self.log_every >= 1, f"log_every must be at least 1, got {self.log_every}"),
+            (self.validate_every is None or self.validate_every >= 1,
+             f"validate_every must be at least 1 or None (off), got {self.validate_every}"),
             (self.num_workers is None or self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}"),
             (self.strategy in STRATEGIES, f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"),
             (not (self.strategy == "fsdp" and self.precision == "fp16"),

@@ -74,6 +74,7 @@ def train(
     progress: bool = True,
     on_log: Callable[[dict[str, float]], None] | None = None,
     plan: Any = None,
+    validate: Callable[[nn.Module, int], None] | None = None,
 ) -> TrainResult:
     """Train `model` in place and leave `out_dir` a model folder with its resume state and metrics.
 
@@ -84,6 +85,8 @@ def train(
     finish the current step, write a checkpoint, then raise KeyboardInterrupt or SystemExit(143).
     With `plan` (see the module docstring) batches come from `dataset.read(index, bucket, image)` and
     `config.batch_size` is unused: each bucket has its own.
+    Every `config.validate_every` updates rank 0 calls `validate(model, step)` with the weights a
+    checkpoint would save (the EMA when on), in eval mode and without gradients; the other ranks wait.
     """
     if not callable(getattr(model, "training_losses", None)):
         raise UserError(f"{type(model).__name__} has no training_losses(); this model family cannot be trained")
@@ -94,6 +97,9 @@ def train(
           _StopRequest() as stop):
         # Under torchrun FSDP shards even on one rank (one GPU): the same code path as on many.
         sharded = config.strategy == "fsdp" and dist.is_initialized()
+        if validate is not None and config.validate_every and sharded:
+            raise UserError("validation samples need the whole model on one rank; under --strategy fsdp drop "
+                            "--validate-every (sample a checkpoint with `vidtool generate` instead)")
         compute_dtype = _autocast_dtype(config.precision, world.device, sharded)
         # Under FSDP the model stays where it was built (rank 0's host, the meta device elsewhere)
         # until sharding puts each rank's shards on the device.
@@ -207,6 +213,8 @@ def train(
                     step, seen = step + 1, seen + sum(len(plan.batch(n).indices) for n in done)
                     batches_seen = done.stop
                 report.step_done(step, seen, lr, grad_norm)
+                if validate is not None and config.validate_every and step % config.validate_every == 0:
+                    _validate(validate, model, trainable, ema, step, world)
 
                 stop_signal = world.agree(stop.signal)
                 if step % config.checkpoint_every == 0 or step == last_step or stop_signal:
@@ -216,6 +224,18 @@ def train(
                 if stop_signal:
                     raise SystemExit(128 + stop_signal)
         return TrainResult(out_dir, step, seen, report.last)
+
+
+def _validate(validate: Callable[[nn.Module, int], None], model: nn.Module, trainable: dict[str, nn.Parameter],
+              ema: EMA | None, step: int, world: _World) -> None:
+    """Rank 0 runs `validate` on the weights it would save. Training randomness is reseeded from
+    its coordinates before every item and micro-batch, so what validation draws changes no update."""
+    if world.rank == 0:
+        model.eval()
+        with torch.no_grad(), ema.swapped_into(trainable) if ema else contextlib.nullcontext():
+            validate(model, step)
+        model.train()
+    world.barrier()
 
 
 def _load_resume_state(out_dir: Path, config: TrainConfig, dataset_size: int, data_order: str | None,
@@ -514,6 +534,15 @@ class _StopRequest:
 # --- metrics and progress ---------------------------------------------------------------------
 
 
+def _peak_memory_gib(device: torch.device) -> float:
+    """The most memory the run has held so far: CUDA tensors on a GPU, the process's resident set on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kilobytes on Linux
+
+
 class _Reporter:
     """Rank 0's output: a metrics.jsonl record every `log_every` steps (loss terms averaged since the
     previous record over the micro-batches of all ranks, and the grad norm), the progress bar and
@@ -580,7 +609,8 @@ class _Reporter:
         now = time.perf_counter()
         record = {"step": step, **{k: float(v) / self._micro_batches for k, v in self._sums.items()},
                   "lr": lr, "grad_norm": float(self._grad_norm_sum) / (step - first_step),
-                  "it_per_s": (step - first_step) / max(now - started, 1e-9), "samples_seen": samples_seen}
+                  "it_per_s": (step - first_step) / max(now - started, 1e-9), "samples_seen": samples_seen,
+                  "peak_memory_gib": _peak_memory_gib(self.world.device)}
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
         self._bar.update(self._task, status=f"loss {record['loss']:.4g}  {record['it_per_s']:.2f} it/s")
