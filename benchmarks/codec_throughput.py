@@ -37,7 +37,7 @@ from vidtool.checkpoint import from_pretrained
 from vidtool.video import frames_to_model
 
 DEFAULTS = Path(__file__).resolve().parents[1] / "vidtool" / "defaults"
-MODELS = ("movq-tiny", "movq-tiny-video", "mbq-vae-tiny", "mbq-vae-tiny-v1")
+MODELS = ("cm-vae-tiny", "movq-tiny", "movq-tiny-video", "mbq-vae-tiny", "mbq-vae-tiny-v1")
 SIZES = "64x64,256x256,144x256"
 GOAL = 1.2
 
