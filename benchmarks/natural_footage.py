@@ -71,7 +71,7 @@ def direct(path: Path, model) -> "np.ndarray":  # noqa: F821
 
     clip = read_video(path).frames[None]
     padded, length = fit_length(clip, model.temporal_factor, model.family)
-    tiling = default_tiling(model, None, None)
+    tiling = default_tiling(model, None, None, frame_pixels=clip.shape[2] * clip.shape[3])
     with torch.inference_mode():
         latents = encode_chunked(model, frames_to_model(torch.from_numpy(padded)), tiling).latents
         decoded = frames_from_model(decode_chunked(model, latents, tiling).float()).numpy()

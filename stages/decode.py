@@ -117,7 +117,7 @@ def decode_tensor(ae, kind: str, tensor, *, device: str, chunk: int | None = Non
     with torch.inference_mode():
         latents = latents_for(ae, kind, tensor)
         b, _, t, h, w = latents.shape
-        tiling = planned_tiling(ae, (b, t, h, w), default_tiling(ae, chunk, context, tile), max_memory, device,
+        tiling = planned_tiling(ae, (b, t, h, w), default_tiling(ae, chunk, context, tile, frame_pixels=h * w * ae.spatial_factor**2), max_memory, device,
                                 spatial=True)
         return with_retry(lambda tl: np.concatenate(list(decode_frames(ae, latents, tl, device)), axis=1),
                           tiling, h, w, spatial=True, what="decode")

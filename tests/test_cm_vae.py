@@ -294,3 +294,20 @@ def test_bundled_footage_autoencoder_reconstructs_held_out_natural_footage():
         rec = frames_from_model(model.decode(latents, image=False))[0].numpy()
     assert rec.shape == clip.shape
     assert sum(psnr(a, b) for a, b in zip(clip, rec)) / len(clip) > 27.0
+
+
+def test_a_model_whose_temporal_layers_are_still_zero_codes_frames_alone_and_skips_them_exactly():
+    """No temporal AE and zero temporal convs/attention (a cm-vae trained on images only): chunks need
+    no context and inference skips the temporal layers with the same output; one trained temporal
+    weight makes the frames depend on each other again."""
+    model = CMVAE(small_config(use_temporal_ae=False)).eval()
+    assert model.encodes_frames_alone and model.decodes_frames_alone
+    clip = moving_square(batch=1, frames=4, size=16)
+    with torch.inference_mode():
+        fast = model.decode(model.encode(clip).latents, image=False)
+    with torch.enable_grad():  # training mode's condition: the temporal layers run
+        slow = model.decode(model.encode(clip).latents, image=False).detach()
+    assert torch.allclose(fast, slow, atol=1e-6)
+    next(m for m in model.modules() if isinstance(m, TemporalConv)).conv.bias.data.fill_(0.1)
+    assert not model.encodes_frames_alone
+    assert not CMVAE(small_config()).encodes_frames_alone  # a temporal AE mixes frames

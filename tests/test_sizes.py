@@ -87,7 +87,8 @@ def test_size_resizes_the_short_side_and_keeps_the_aspect(tmp_path):
 
 def test_size_with_a_model_rounds_both_sides_to_its_factor_and_says_so(vidtool, tmp_path):
     video.write_video(tmp_path / "wide.mp4", smooth_clip(4, 90, 160), 8)
-    result = vidtool("encode", tmp_path / "wide.mp4", "--size", "50", "-o", tmp_path / "z.safetensors")
+    result = vidtool("encode", tmp_path / "wide.mp4", "--family", "movq-temporal", "--size", "50",
+                     "-o", tmp_path / "z.safetensors")
     assert result.returncode == 0, result.stderr.decode()
     # 50 × 88.9 → 48 × 88, multiples of movq-tiny's spatial factor 8, announced in one line
     assert "90×160 → 48×88 instead of 50×89" in result.stderr.decode()

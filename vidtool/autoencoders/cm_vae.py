@@ -49,6 +49,8 @@ from vidtool.nn.cm_vae_blocks import (
     Discriminator3D,
     SpatialDecoder,
     SpatialEncoder,
+    TemporalAttention,
+    TemporalConv,
     TemporalDecoder,
     TemporalEncoder,
     spatial_conv,
@@ -197,6 +199,27 @@ class CMVAE(nn.Module):
     def latent_channels(self) -> int:
         return self.config.latent_channels
 
+    @property
+    def encodes_frames_alone(self) -> bool:
+        """Nothing mixes frames: no temporal AE, and every temporal conv and temporal attention still
+        outputs zero (zero-initialised, never trained on video, as cm-vae-tiny). Then chunked coding
+        needs no context frames (vidtool.autoencoders.tiling) and inference skips those layers."""
+        if self.config.use_temporal_ae:
+            return False
+        outputs = [m.conv for m in self.modules() if isinstance(m, TemporalConv)]
+        outputs += [m.to_out for m in self.modules() if isinstance(m, TemporalAttention)]
+        tensors = [t for m in outputs for t in (m.weight, m.bias) if t is not None]
+        return all(not t.is_meta and not torch.count_nonzero(t) for t in tensors)
+
+    @property
+    def decodes_frames_alone(self) -> bool:
+        return self.encodes_frames_alone
+
+    def _temporal(self, frames: int) -> bool:
+        """Whether the temporal layers run on `frames` frames: not for images, and not at inference
+        when they are the identity (the same output, without their cost)."""
+        return frames > 1 and (torch.is_grad_enabled() or not self.encodes_frames_alone)
+
     def parameter_counts(self) -> dict[str, int]:
         temporal = (self.temporal_encoder, self.temporal_decoder) if self.config.use_temporal_ae else ()
         return {
@@ -231,7 +254,7 @@ class CMVAE(nn.Module):
 
     def encode_spatial(self, video, text=None, text_mask=None) -> torch.Tensor:
         """E1: video [B, 3, T, H, W] -> Z1 [B, c, T, H/8, W/8]; temporal layers only when T > 1."""
-        moments = self.encoder(video, video.shape[2] > 1, text, text_mask)
+        moments = self.encoder(video, self._temporal(video.shape[2]), text, text_mask)
         z1 = self.quant_conv(moments) if self.quant_conv is not None else moments[:, : self.latent_channels]
         if self.config.linear_shortcut:
             z1 = z1 + self._per_frame(video, lambda x: self.shortcut_in(F.pixel_unshuffle(x, self.spatial_factor)))
@@ -244,7 +267,7 @@ class CMVAE(nn.Module):
             shortcut = self._per_frame(z1, lambda z: F.pixel_shuffle(self.shortcut_out(z), self.spatial_factor))
         if self.post_quant_conv is not None:
             z1 = self.post_quant_conv(z1)
-        video = self.decoder(z1, z1.shape[2] > 1, text, text_mask)
+        video = self.decoder(z1, self._temporal(z1.shape[2]), text, text_mask)
         return video if shortcut is None else video + shortcut
 
     @staticmethod

@@ -43,11 +43,27 @@ class Tiling:
         assert self.tile is None or self.tile > self.overlap >= 0, "tile must exceed overlap; try tile=16, overlap=4"
 
 
-def default_tiling(model: Any, chunk: int | None = None, context: int | None = None, tile: int | None = None) -> Tiling:
+# Pixels per chunk for a model that codes frames alone: a CPU convolution runs several times faster
+# per frame on 16 frames at once than on 4 (cm-vae-tiny at 176x144: 1.4 s vs 3.3 s for 16 frames),
+# and with no context frames memory is all a longer chunk costs: 2^20 pixels = 16 frames of 256².
+FRAMES_ALONE_PIXELS = 2**20
+
+
+def default_tiling(model: Any, chunk: int | None = None, context: int | None = None, tile: int | None = None,
+                   frame_pixels: int | None = None) -> Tiling:
     """The tiling a stage uses: the model's own windows (`model.window` latent frames, no context)
-    when it declares them, else `Tiling()`; a `chunk` or `context` the user gives wins."""
+    when it declares them; for a model that codes every frame alone both ways, chunks of about
+    FRAMES_ALONE_PIXELS pixels (given the frames' `frame_pixels`, in output pixels) with no
+    context; else `Tiling()`. A `chunk` or `context` the user gives wins."""
     window = getattr(model, "window", None)
-    tiling = Tiling(chunk=window, margin=0) if window else Tiling()
+    alone = getattr(model, "encodes_frames_alone", False) and getattr(model, "decodes_frames_alone", False)
+    if window:
+        tiling = Tiling(chunk=window, margin=0)
+    elif alone and frame_pixels:
+        frames = max(4, FRAMES_ALONE_PIXELS // frame_pixels) // model.temporal_factor
+        tiling = Tiling(chunk=max(1, frames), margin=0)
+    else:
+        tiling = Tiling()
     return replace(tiling, chunk=chunk or tiling.chunk, margin=tiling.margin if context is None else context,
                    tile=tile)
 
