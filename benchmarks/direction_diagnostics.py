@@ -21,6 +21,7 @@ shape the asked way only at chance. Each subcommand is one measurement, on CPU, 
     python benchmarks/direction_diagnostics.py overfit --steps 600
     python benchmarks/direction_diagnostics.py overfit --steps 600 --text onehot
     python benchmarks/direction_diagnostics.py overfit --steps 600 --unfreeze-base
+    python benchmarks/direction_diagnostics.py overfit --steps 0 --init bundled   # the bundled model as is
     python benchmarks/direction_diagnostics.py sketch
 """
 
@@ -38,9 +39,16 @@ DATA = Path("/tmp/vidtool-direction-diagnostics")
 
 
 def shapes_set(n: int, seed: int = 0) -> Path:
+    """A manifest of the first `n` clips of one shapes set (made once, 200 clips or more, so that
+    subcommands run side by side never rewrite each other's manifest)."""
     from vidtool.data.make import make_dataset
+    from vidtool.data.manifest import read_manifest, write_manifest
 
-    return make_dataset("shapes", DATA / f"shapes-{seed}", n, frames=CLIP_FRAMES, size=SIZE, seed=seed)
+    full = make_dataset("shapes", DATA / f"shapes-{seed}", max(n, 200), frames=CLIP_FRAMES, size=SIZE, seed=seed)
+    first = full.parent / f"first-{n}.jsonl"
+    if not first.exists():
+        write_manifest(first, read_manifest(full)[:n])
+    return first
 
 
 def probe_directions(videos: np.ndarray, captions: list[str]) -> tuple[np.ndarray, list]:
@@ -118,10 +126,13 @@ def interp(args) -> None:
     rows = {"real frames 0..12": videos[:, :13], "movq round trip of frames 0..12": round_trip,
             "real keyframes -> interp-tiny -> decode": interpolated}
     print(f"{len(records)} held-in shapes clips; interp-tiny with {args.steps} DDIM steps, skip 3, context guidance")
+    plain = np.array([not r["background"] for r in records])  # the probe's home ground (alignment_ceiling.py)
+    print(f"  ({plain.sum()} of them on the plain dark background)")
     for name, clip in rows.items():
         hit, readings = probe_directions(clip, captions)
         between = _between(readings)
-        print(f"  {name:42s} direction hit {hit.mean():6.1%}   in-betweens between their keyframes {between:6.1%}")
+        print(f"  {name:42s} direction hit {hit.mean():6.1%} (plain background {hit[plain].mean():6.1%})   "
+              f"in-betweens between their keyframes {between:6.1%}")
 
 
 def _between(readings) -> float:
@@ -309,8 +320,9 @@ def overfit(args) -> None:
                   f"{grads.get('frame_positions', 0):.2e}; base {grads.get('base', 0):.2e}")
             print("    merge |W_out|: " + " ".join(f"{k.replace('base-unet-', '')}={v:.3f}" for k, v in merges.items()))
         optimizer.step()
-    print(f"{(time.perf_counter() - started) / args.steps:.2f} s per update")
-    report_gap(f"step {args.steps}")
+    if args.steps:
+        print(f"{(time.perf_counter() - started) / args.steps:.2f} s per update")
+        report_gap(f"step {args.steps}")
 
     vae = from_pretrained(BUNDLED / "movq-tiny").eval()
     model.eval()
