@@ -51,7 +51,7 @@ def frame_psnr(reference, reconstruction) -> float:
     return float(np.mean([psnr(a, b) for a, b in zip(reference, reconstruction)]))
 
 
-def through_cli(path: Path, role: str, model: str | None, work: Path) -> "np.ndarray":  # noqa: F821
+def through_cli(path: Path, role: str, model: str | None, work: Path) -> np.ndarray:  # noqa: F821
     from vidtool.video import read_video
 
     out = work / f"{path.stem}.{role}.mp4"
@@ -62,11 +62,15 @@ def through_cli(path: Path, role: str, model: str | None, work: Path) -> "np.nda
     return read_video(out).frames
 
 
-def direct(path: Path, model) -> "np.ndarray":  # noqa: F821
+def direct(path: Path, model) -> np.ndarray:  # noqa: F821
     import torch
 
     from vidtool.autoencoders.apply import fit_length
-    from vidtool.autoencoders.tiling import decode_chunked, default_tiling, encode_chunked
+    from vidtool.autoencoders.tiling import (
+        decode_chunked,
+        default_tiling,
+        encode_chunked,
+    )
     from vidtool.video import frames_from_model, frames_to_model, read_video
 
     clip = read_video(path).frames[None]

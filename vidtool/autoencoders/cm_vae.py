@@ -127,21 +127,9 @@ def preset(name: str, **overrides) -> CMVAEConfig:
         # The bundled default of `encode` (cm-vae-tiny): x4 spatial, 8 channels, no temporal
         # compression (a 6x smaller latent than the frames), the linear shortcut, (3, 1, 1) temporal
         # convs; sized so a 2-core CPU codes 176x144 footage at several frames a second.
-        config = CMVAEConfig(
-            block_out_channels=(16, 32, 32),
-            layers_per_block=1,
-            norm_num_groups=8,
-            latent_channels=8,
-            linear_shortcut=True,
-            temporal_kernel=(3, 1, 1),
-            use_temporal_ae=False,
-            text_patch_sizes=(4, 2, 1),
-            text_heads=4,
-            text_head_dim=16,
-            gan_start_step=1_000_000,
-            disc_channels=16,
-            disc_layers=2,
-        )
+        config = replace(preset("tiny"), block_out_channels=(16, 32, 32), text_patch_sizes=(4, 2, 1),
+                         latent_channels=8, linear_shortcut=True, temporal_kernel=(3, 1, 1),
+                         use_temporal_ae=False, gan_start_step=1_000_000)
     elif name == "4ch":
         config = CMVAEConfig()
     elif name == "16ch":

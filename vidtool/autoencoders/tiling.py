@@ -19,8 +19,9 @@ uint8 (`video.frames_from_model`) add nothing to bf16's own steps (2^-8 near ±1
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 

@@ -200,7 +200,7 @@ def _render_layer(layer: Layer, t: np.ndarray, px: np.ndarray, py: np.ndarray, s
     return rgb, alpha
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _original(picture: str) -> np.ndarray:
     """uint8 [H, W, 3] at full resolution."""
     if picture.startswith("texture:"):
