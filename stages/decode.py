@@ -16,8 +16,8 @@ generated at (generate --height/--width).
 
 The decoder is found from the input's 'vidtool.model' record (bundled models and folders on
 $VIDTOOL_MODELS are searched); --model names one explicitly and is refused if it is not the one
-that wrote the input. Output: .mp4 (H.264), .gif, .png (contact sheet), .safetensors or - (a
-'video' tensor file). A batch written to media gives NAME-0.mp4, NAME-1.mp4, ...
+that wrote the input. Output, by its extension: .mp4 or .mov (H.264), .webm (VP9), .gif, .png (contact sheet),
+.safetensors or - (a 'video' tensor file). A batch written to media gives NAME-0.mp4, NAME-1.mp4, ...
 
 Examples:
 
@@ -38,7 +38,7 @@ the image it starts from; --content renders the same motion on another image:
 @app.command("decode", help=HELP)
 def decode(
     source: str = typer.Argument("-", help="A 'latents', 'tokens' or 'motion' tensor file, or - for stdin."),
-    out: str = typer.Option("-", "--out", "-o", help="Output .mp4/.gif/.png/.safetensors, or - for stdout."),
+    out: str = typer.Option("-", "--out", "-o", help="Output .mp4/.mov/.webm/.gif/.png/.safetensors, or - for stdout."),
     model: str = typer.Option(None, "--model", "-m", help="Decoder folder (must match the input's model)."),
     chunk: opt.Chunk = None,
     context: opt.Context = None,
@@ -48,6 +48,10 @@ def decode(
     max_memory: str = typer.Option(None, "--max-memory", help="Memory budget (e.g. 6G, 512M, or auto = from the "
                                                               "device): picks --chunk/--tile sizes that fit under it."),
 ) -> None:
+    from stages.context import check_output
+    from vidtool import outputs
+
+    check_output(out, inputs=[source, content], suffixes=outputs.MEDIA + outputs.TENSOR)
     decode_file(source, out, model=model, chunk=chunk, tile=tile, content=content, max_memory=max_memory,
                 context=context)
 
@@ -57,9 +61,9 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int | None, 
     import numpy as np
     import torch
 
-    from stages.autoencode import MEDIA, planned_tiling
+    from stages.autoencode import planned_tiling
     from stages.context import compile_if_asked, resolve_device, resolve_dtype
-    from vidtool import checkpoint, model_store, tensorfile, video
+    from vidtool import checkpoint, model_store, outputs, tensorfile, video
     from vidtool.autoencoders.apply import decode_frames, latents_for
     from vidtool.autoencoders.tiling import default_tiling
     from vidtool.errors import UserError
@@ -96,8 +100,8 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int | None, 
     clip = clip[:, : params.get("frames", clip.shape[1]), : params.get("height", clip.shape[2]),
                 : params.get("width", clip.shape[3])]
     fps = tf.fps or 8.0
-    suffix = Path(out).suffix.lower() if out != "-" else ""
-    if suffix in MEDIA:
+    if outputs.is_media(out):
+        suffix = outputs.suffix(out)
         if clip.shape[0] == 1:
             video.write_video(out, clip[0], fps)
         else:

@@ -87,10 +87,13 @@ def generate(
                                                               "device): prompts are sampled in sub-batches that fit "
                                                               "under it (results do not change)."),
 ) -> None:
+    from stages.context import check_output
     from vidtool.checkpoint import read_config
     from vidtool.errors import UserError
     from vidtool.families import REGISTRY, by_option
     from vidtool.model_store import default_model
+
+    check_output(out, inputs=[prompts, image, embeddings])
 
     for name, value in (("frames", frames), ("steps", steps), ("batch-size", batch_size)):
         if value is not None and value < 1:

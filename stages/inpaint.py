@@ -34,7 +34,7 @@ def inpaint(
     mask: Path = typer.Option(..., help="Region to paint: .npz ('mask' [T, H, W]), 'mask' tensor file, or an image."),
     sketch: Path = typer.Option(..., help="Sketch of the object to paint: an image, or an .npz with 'sketch'."),
     prompt: str = typer.Option(..., help="What to paint, e.g. \"a red square moving left\"."),
-    out: str = typer.Option("-", "--out", "-o", help="Output video (.mp4, .gif, .png sheet) or tensor file, - for stdout."),
+    out: str = typer.Option("-", "--out", "-o", help="Output video (.mp4, .mov, .webm, .gif, .png sheet) or tensor file, - for stdout."),
     model: Path = typer.Option(None, "--model", "-m", help="Inpainting adapter folder (default: the bundled one)."),
     text_encoder: Path = typer.Option(None, help="Local transformers text-encoder folder, or an `embed-text` cache "
                                                  "holding the prompt (default: all-MiniLM-L6-v2)."),
@@ -50,15 +50,16 @@ def inpaint(
 
     import torch
 
-    from stages.context import console, progress_bar, resolve_device, resolve_dtype
+    from stages.context import check_output, console, progress_bar, resolve_device, resolve_dtype
     from stages.media_input import read_video_input
-    from vidtool import checkpoint, model_store, tensorfile, video
+    from vidtool import checkpoint, model_store, outputs, tensorfile, video
     from vidtool.data.tokens import read_mask, read_sketch
     from vidtool.errors import UserError
     from vidtool.pipelines.motionaura import InpaintRequest, inpaint as run
     from vidtool.text_cache import text_encoder_or_cache
 
     started = time.monotonic()
+    check_output(out, inputs=[source, mask, sketch], suffixes=outputs.MEDIA + outputs.TENSOR)
     if not prompt.strip():
         raise UserError("the prompt is empty; say what to paint, e.g. \"a red square moving left\"")
     if not sketch.is_file():
@@ -83,7 +84,7 @@ def inpaint(
         result = run(adapter, tokenizer, request, encoder, steps=steps, cfg=cfg, temperature=temperature, seed=seed,
                      device=device, progress=done).frames
     fps = clip.fps or base.fps
-    if out != "-" and Path(out).suffix.lower() in {".mp4", ".gif", ".png"}:
+    if outputs.is_media(out):
         video.write_video(out, result, fps)
     else:
         tf = tensorfile.TensorFile(kind="video", tensors={"video": torch.from_numpy(result)[None]}, fps=fps,

@@ -55,6 +55,9 @@ def interpolate(
     times: int = typer.Option(1, min=1, max=3, help="Passes: 1 gives 4T-3 frames, 2 gives 16T-15."),
     scheduler: str = typer.Option("ddim", help="Sampler: ddim, ddpm, dpm++, unipc or euler."),
 ) -> None:
+    from stages.context import check_output
+
+    check_output(out, inputs=[source])
     import torch
 
     from stages.context import compile_if_asked, progress_bar, resolve_device, resolve_dtype
