@@ -111,7 +111,9 @@ def _run(args: list[str], debug: bool) -> None:
     except typer.Exit as e:
         status = e.exit_code
     except typer.TyperException as e:  # usage errors: bad option, missing argument, unknown stage
-        e.show()
+        # One line, like every other user error: click's own report spans a usage line, a hint and a box.
+        where = e.ctx.command_path if getattr(e, "ctx", None) is not None else "vidtool"
+        print(f"vidtool: error: {' '.join(e.format_message().split())} (see `{where} --help`)", file=sys.stderr)
         sys.exit(e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         print("vidtool: interrupted", file=sys.stderr)

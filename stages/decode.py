@@ -80,6 +80,8 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int | None, 
                             "decode with the model that encoded it")
     else:
         folder = model_store.find_by_tag(tf.model, hint=tf.extra.get("model_path"))
+    _check_decoder(folder, tf.kind, source)
+    frames, height, width = (tf.size_param(key) for key in ("frames", "height", "width"))
     device = resolve_device()
     ae = checkpoint.from_pretrained(folder, device=device, dtype=resolve_dtype(device))
     compile_if_asked(ae, "decode", device)
@@ -96,9 +98,7 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int | None, 
             clip = with_retry(lambda tl: np.concatenate(list(decode_frames(ae, latents, tl, device)), axis=1),
                               tiling, h, w, spatial=True, what="decode")
     # encode pads a clip up to the model's factors and records its own length and size: trim back to them.
-    params = tf.params
-    clip = clip[:, : params.get("frames", clip.shape[1]), : params.get("height", clip.shape[2]),
-                : params.get("width", clip.shape[3])]
+    clip = clip[:, :frames, :height, :width]
     fps = tf.fps or 8.0
     if outputs.is_media(out):
         suffix = outputs.suffix(out)
@@ -114,6 +114,23 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int | None, 
     if prompts is not None:
         decoded.set_prompts(prompts)
     tensorfile.save(decoded, out)
+
+
+def _check_decoder(folder: Path, kind: str, source: str) -> None:
+    """The model a tensor file names must be an autoencoder of the kind it holds: a tag edited to name
+    a generator, or motion sent to a latent decoder, is refused before the model is loaded."""
+    from vidtool import checkpoint
+    from vidtool.errors import UserError
+    from vidtool.families import REGISTRY
+
+    family = checkpoint.read_config(folder)["family"]
+    entry = REGISTRY.get(family)
+    if entry is None or entry.trains_on is not None:
+        raise UserError(f"{source} names {family} ({folder}) as its decoder, but that is not an autoencoder; "
+                        "pass --model with the autoencoder that wrote it")
+    if (kind == "motion") != (family == "mcd-vae"):
+        raise UserError(f"{source} holds {kind}, which the {family} model {folder} cannot decode; "
+                        f"{'LaMD motion needs an mcd-vae' if kind == 'motion' else 'an mcd-vae decodes only motion'}")
 
 
 def _render_motion(tf, vae, content: str | None):

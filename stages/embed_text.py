@@ -80,12 +80,8 @@ def embed_text(
 
 
 def _read(source: Path) -> list[str]:
-    from vidtool.errors import UserError
+    from vidtool.data.manifest import read_manifest, read_prompt_lines
 
     if source.suffix == ".jsonl":
-        from vidtool.data.manifest import read_manifest
-
         return [r["caption"] for r in read_manifest(source) if r.get("caption")]
-    if not source.is_file():
-        raise UserError(f"no such prompts file: {source}")
-    return [line.strip() for line in source.read_text().splitlines() if line.strip()]
+    return read_prompt_lines(source)

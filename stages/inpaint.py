@@ -41,10 +41,10 @@ def inpaint(
     size: opt.Size = None,
     crop: opt.Crop = None,
     frames: int = typer.Option(None, min=1, help="Use at most this many frames (default: all)."),
-    steps: int = typer.Option(None, min=1, help="Masked-diffusion steps (default: the model's, 10)."),
-    cfg: float = typer.Option(None, min=0, help="Classifier-free guidance on the prompt (default: the model's)."),
-    temperature: float = typer.Option(None, min=0, help="Token sampling temperature (default: the model's, 0 = argmax)."),
-    seed: int = typer.Option(0, help="Seed of the token draws."),
+    steps: int = typer.Option(None, min=1, max=1000, help="Masked-diffusion steps (default: the model's, 10)."),
+    cfg: float = typer.Option(None, min=0, max=100, help="Classifier-free guidance on the prompt (default: the model's)."),
+    temperature: float = typer.Option(None, min=0, max=100, help="Token sampling temperature (default: the model's, 0 = argmax)."),
+    seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Seed of the token draws (at most 64 bits, torch's generators)."),
 ) -> None:
     import time
 

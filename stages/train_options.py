@@ -34,7 +34,7 @@ ImageEvery = Annotated[int, typer.Option(
                 "Video VAE §3.4): every Nth batch is its clips' frames as single images (T=1, temporal parts "
                 "skipped); the paper's 8:2 video-to-image mix is 5.")]
 Fps = Annotated[float, typer.Option(min=0.1, help="Resample clips to this rate (default: their own).")]
-Seed = Annotated[int, typer.Option(help="Seed of data order, initialisation and noise.")]
+Seed = Annotated[int, typer.Option(min=0, max=2**63 - 1, help="Seed of data order, initialisation and noise.")]
 CheckpointEvery = Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")]
 Workers = Annotated[int, typer.Option(min=0, help="DataLoader worker processes per rank (default: 0 on CPU, where "
                                                    "loading shares the cores; the CPUs per rank on GPUs, persistent).")]

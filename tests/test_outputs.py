@@ -12,9 +12,9 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT
 from stage_runner import run_stage
+
 from vidtool import tensorfile
 from vidtool.atomic import atomic_write_bytes, sweep
 from vidtool.tensorfile import TensorFile
@@ -92,7 +92,8 @@ def test_a_write_that_the_file_system_refuses_is_one_line(tmp_path, capsys):
 
 
 def test_temp_files_of_a_dead_writer_are_swept_by_the_next_write_and_a_live_ones_kept(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True, capture_output=True,
+                          text=True)
     dead_pid = int(dead.stdout)
     stale = [tmp_path / f".out.mp4.vidtool-{dead_pid}-abc.tmp", tmp_path / f".out.mp4.vidtool-{dead_pid}-abc.rgb"]
     live = tmp_path / f".out.mp4.vidtool-{os.getppid()}-abc.tmp"  # pytest's parent: alive

@@ -39,8 +39,49 @@ def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
     unknown = set(values) - set(fields)
     if unknown:
         raise UserError(f"config has keys {sorted(unknown)} that {config_cls.__name__} does not know")
+    for name, value in values.items():
+        _check_value(config_cls.__name__, name, value, fields[name].default)
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return config_cls(**kwargs)
+    try:
+        return config_cls(**kwargs)
+    except (TypeError, ValueError, AssertionError) as e:  # the config's own checks (__post_init__)
+        raise UserError(f"bad {config_cls.__name__} in config.json: {str(e).splitlines()[0] if str(e) else e!r}") from e
+
+
+def _check_value(owner: str, name: str, value: Any, default: Any) -> None:
+    """A config.json value has its field's type (from the field's default) and, if a number, is finite
+    and not negative where the default is a count; a string channel count or a negative width would
+    otherwise fail deep inside a layer's constructor."""
+    import math
+
+    def numbers(v):
+        if isinstance(v, (list, tuple)):
+            for item in v:
+                yield from numbers(item)
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            yield v
+
+    if default is dataclasses.MISSING or default is None or value is None:
+        expected = None
+    elif isinstance(default, bool):
+        expected = bool
+    elif isinstance(default, int):
+        expected = int
+    elif isinstance(default, float):
+        expected = (int, float)
+    elif isinstance(default, str):
+        expected = str
+    elif isinstance(default, tuple):
+        expected = list
+    else:
+        expected = None
+    if expected is not None and (not isinstance(value, expected) or (expected is not bool and isinstance(value, bool))):
+        said = {bool: "true or false", int: "a whole number", str: "a string", list: "a list"}.get(expected, "a number")
+        raise UserError(f"config.json: {owner}.{name} is {str(value)[:40]!r}; it must be {said}")
+    if any(not math.isfinite(v) for v in numbers(value)):
+        raise UserError(f"config.json: {owner}.{name} holds a NaN or infinite number")
+    if isinstance(default, int) and not isinstance(default, bool) and default >= 0 and value < 0:
+        raise UserError(f"config.json: {owner}.{name} is {value}; it must not be negative")
 
 
 def save_pretrained(model: Any, folder: str | Path, extra: dict[str, Any] | None = None,
@@ -77,11 +118,15 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"{folder} is not a model folder (no {CONFIG_NAME}); pass the folder a train stage wrote")
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise UserError(f"{path} is not valid JSON ({e.msg} at line {e.lineno})") from e
-    if "family" not in doc or "config" not in doc:
+    except (ValueError, RecursionError) as e:  # not UTF-8, absurd nesting
+        raise UserError(f"{path} is not a vidtool config ({type(e).__name__})") from e
+    if not isinstance(doc, dict) or "family" not in doc or "config" not in doc:
         raise UserError(f"{path} lacks 'family' or 'config'; it was not written by vidtool")
+    if not isinstance(doc["family"], str) or not isinstance(doc["config"], dict):
+        raise UserError(f"{path}: 'family' must be a string and 'config' an object")
     return doc
 
 
@@ -96,7 +141,7 @@ def from_pretrained(folder: str | Path, device: str = "cpu", dtype: Any = None) 
     folder = Path(folder)
     doc = read_config(folder)
     cls = model_class(doc["family"])
-    model = cls(config_from_dict(cls, doc["config"]))
+    model = build(cls, config_from_dict(cls, doc["config"]), folder)
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
         raise UserError(f"{folder} has no {WEIGHTS_NAME}")
@@ -115,6 +160,16 @@ def from_pretrained(folder: str | Path, device: str = "cpu", dtype: Any = None) 
     return model.to(device).eval()
 
 
+def build(cls: type, config: Any, folder: Path) -> Any:
+    """`cls(config)`; a config whose values pass their types but not the layers (a zero width, a
+    channel count no group size divides) is the folder's fault, said in one line."""
+    try:
+        return cls(config)
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError, AssertionError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"{folder}/{CONFIG_NAME} does not build a {cls.family} model: {reason[:200]}") from e
+
+
 def spatial_factor(folder: str | Path) -> int:
     """Pixels per latent cell of the autoencoder in `folder`, from its config alone: the model is
     built on the meta device, so no weights are read or allocated."""
@@ -123,7 +178,7 @@ def spatial_factor(folder: str | Path) -> int:
     doc = read_config(folder)
     cls = model_class(doc["family"])
     with torch.device("meta"):
-        return cls(config_from_dict(cls, doc["config"])).spatial_factor
+        return build(cls, config_from_dict(cls, doc["config"]), Path(folder)).spatial_factor
 
 
 def digest(folder: str | Path) -> str:
