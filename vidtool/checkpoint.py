@@ -61,7 +61,7 @@ def _check_value(owner: str, name: str, value: Any, default: Any) -> None:
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
             yield v
 
-    if default is dataclasses.MISSING or default is None or value is None:
+    if default is dataclasses.MISSING or default is None:  # no default to learn the type from
         expected = None
     elif isinstance(default, bool):
         expected = bool
@@ -165,7 +165,8 @@ def build(cls: type, config: Any, folder: Path) -> Any:
     channel count no group size divides) is the folder's fault, said in one line."""
     try:
         return cls(config)
-    except (TypeError, ValueError, RuntimeError, ZeroDivisionError, AssertionError) as e:
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError, AssertionError, IndexError, KeyError, OverflowError,
+            MemoryError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(f"{folder}/{CONFIG_NAME} does not build a {cls.family} model: {reason[:200]}") from e
 
