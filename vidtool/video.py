@@ -12,6 +12,7 @@ import contextlib
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -416,35 +417,58 @@ def write_mp4s(
             .overwrite_output()
         )
         try:
-            done = subprocess.run(command.compile(), check=False, capture_output=True, stdin=subprocess.DEVNULL,
-                                  preexec_fn=die_with_parent())
+            with _stop_signals_held():
+                process = subprocess.Popen(command.compile(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                           stderr=subprocess.PIPE, preexec_fn=die_with_parent())  # noqa: PLW1509 (two libc calls)
         except FileNotFoundError as error:
             raise UserError("ffmpeg is not on PATH; install it (apt-get install ffmpeg)") from error
-        if done.returncode != 0:
+        with process:
+            try:
+                _, stderr = process.communicate()
+            except BaseException:  # SIGTERM's SystemExit, Ctrl-C: ffmpeg goes first, then the temp files
+                process.kill()
+                raise
+        if process.returncode != 0:
             # with -loglevel error the first line is the cause; later ones are consequences
-            lines = done.stderr.decode(errors="replace").strip().splitlines() or ["no message"]
+            lines = stderr.decode(errors="replace").strip().splitlines() or ["no message"]
             first = items[0][0]
             which = first if len(items) == 1 else f"{len(items)} clips ({first} first)"
             raise UserError(f"ffmpeg could not write {which}: {lines[0]}")
 
 
-def die_with_parent() -> Callable[[], None] | None:
-    """A `preexec_fn` that has Linux send SIGKILL to the child when this process dies (even by
-    `kill -9`), so an orphaned ffmpeg does not go on writing; None elsewhere. libc is looked up
-    here, in the parent: the child between fork and exec must only make the one call."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-    import signal
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
 
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+@contextlib.contextmanager
+def _stop_signals_held():
+    """Hold SIGTERM/SIGHUP/SIGINT while ffmpeg is forked: their handlers raise, and an exception raised
+    inside the interpreter's fork callbacks is printed and dropped. They arrive right after."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def die_with_parent() -> Callable[[], None]:
+    """A `preexec_fn` that unblocks the signals `_stop_signals_held` held (the child inherits the mask)
+    and, on Linux, has the kernel send the child SIGKILL when this process dies (even by `kill -9`),
+    so an orphaned ffmpeg does not go on writing. libc is looked up here, in the parent: the child
+    between fork and exec makes only these calls."""
+    prctl = None
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
     parent = os.getpid()
     set_death_signal = 1  # PR_SET_PDEATHSIG, <linux/prctl.h>
 
     def preexec() -> None:
-        prctl(set_death_signal, signal.SIGKILL)
-        if os.getppid() != parent:  # the parent died before the call: nothing would kill us now
-            os._exit(1)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+        if prctl is not None:
+            prctl(set_death_signal, signal.SIGKILL)
+            if os.getppid() != parent:  # the parent died before the call: nothing would kill us now
+                os._exit(1)
 
     return preexec
 
