@@ -76,14 +76,16 @@ def npz_array(path: Path, key: str, *, rank: int, what: str) -> np.ndarray:
     """Array `key` of an .npz file: numbers or booleans of the given rank with no empty axis. Never
     unpickles (allow_pickle=False: an object array in a downloaded file could run code)."""
     import zipfile
+    import zlib
 
     try:
         with np.load(path, allow_pickle=False) as data:
             if key not in data:
                 raise UserError(f"{path} holds no '{key}' array; it needs {what}")
             array = data[key]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # not an npz, truncated, object arrays
-        raise UserError(f"cannot read {path} as an .npz with '{key}' {what}: {str(e).splitlines()[0][:120]}") from e
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # not an npz, truncated, objects
+        reason = (str(e).splitlines() or [type(e).__name__])[0][:120]
+        raise UserError(f"cannot read {path} as an .npz with '{key}' {what}: {reason}") from e
     if array.dtype.kind not in "biuf" or array.ndim != rank or 0 in array.shape:
         raise UserError(f"{path}: '{key}' is {array.dtype} {list(array.shape)}; it must hold {what} of numbers")
     if array.dtype.kind == "f" and not np.isfinite(array).all():
