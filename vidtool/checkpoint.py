@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import importlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,11 @@ from vidtool.families import REGISTRY
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+
+# What a config's own checks and a model's constructor raise on values no trained model has (a zero
+# group size, an empty list of widths); for a config.json that is the folder's fault, not a bug.
+_BAD_CONFIG = (TypeError, ValueError, RuntimeError, ZeroDivisionError, AssertionError, IndexError, KeyError,
+               OverflowError, MemoryError)
 
 # family -> "module:Class", from the one registry (vidtool/families.py).
 FAMILIES: dict[str, str] = {name: entry.model for name, entry in REGISTRY.items()}
@@ -44,7 +50,7 @@ def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     try:
         return config_cls(**kwargs)
-    except (TypeError, ValueError, AssertionError) as e:  # the config's own checks (__post_init__)
+    except _BAD_CONFIG as e:  # the config's own checks (__post_init__)
         raise UserError(f"bad {config_cls.__name__} in config.json: {str(e).splitlines()[0] if str(e) else e!r}") from e
 
 
@@ -141,10 +147,13 @@ def from_pretrained(folder: str | Path, device: str = "cpu", dtype: Any = None) 
     folder = Path(folder)
     doc = read_config(folder)
     cls = model_class(doc["family"])
-    model = build(cls, config_from_dict(cls, doc["config"]), folder)
+    config = config_from_dict(cls, doc["config"])
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
         raise UserError(f"{folder} has no {WEIGHTS_NAME}")
+    if torch.get_default_device().type != "meta":
+        _check_shapes(cls, config, folder, weights)
+    model = build(cls, config, folder)
     if doc.get("codes_of"):
         model.codes_of = list(doc["codes_of"])
     if torch.get_default_device().type == "meta":
@@ -160,13 +169,38 @@ def from_pretrained(folder: str | Path, device: str = "cpu", dtype: Any = None) 
     return model.to(device).eval()
 
 
+def _check_shapes(cls: type, config: Any, folder: Path, weights: Path) -> None:
+    """The config's parameter shapes, from a model built on the meta device (no memory), against the
+    weights file's header: an edited config naming a far larger model is refused before it is
+    allocated, instead of exhausting the machine's memory."""
+    import torch
+
+    from vidtool.tensorfile import read_header_file
+
+    try:
+        with torch.device("meta"):
+            sizes = {k: v.numel() for k, v in cls(config).state_dict().items()}
+    except Exception:  # noqa: BLE001 - a model that reads values while built (.item()) cannot be built on
+        return  # meta; the real build below checks its config
+    header, _ = read_header_file(weights)
+    stored = {k: math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    for name, count in stored.items():
+        if name in sizes and sizes[name] != count:
+            raise UserError(f"{folder}: {CONFIG_NAME} makes {name[:60]} of {sizes[name]:,} values, but {WEIGHTS_NAME} "
+                            f"holds {count:,}; the config does not belong to these weights")
+    # Tied weights are stored once, so the model may count more names; but not more values than all
+    # stored tensors twice over (a config edited to a larger model adds layers the file lacks).
+    if sum(sizes.values()) > 2 * sum(stored.values()):
+        raise UserError(f"{folder}: {CONFIG_NAME} makes a model of {sum(sizes.values()):,} values, but {WEIGHTS_NAME} "
+                        f"holds {sum(stored.values()):,}; the config does not belong to these weights")
+
+
 def build(cls: type, config: Any, folder: Path) -> Any:
     """`cls(config)`; a config whose values pass their types but not the layers (a zero width, a
     channel count no group size divides) is the folder's fault, said in one line."""
     try:
         return cls(config)
-    except (TypeError, ValueError, RuntimeError, ZeroDivisionError, AssertionError, IndexError, KeyError, OverflowError,
-            MemoryError) as e:
+    except _BAD_CONFIG as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(f"{folder}/{CONFIG_NAME} does not build a {cls.family} model: {reason[:200]}") from e
 

@@ -75,6 +75,7 @@ def sketch_image(strokes: np.ndarray, size: int = SKETCH_SIZE) -> np.ndarray:
 def npz_array(path: Path, key: str, *, rank: int, what: str) -> np.ndarray:
     """Array `key` of an .npz file: numbers or booleans of the given rank with no empty axis. Never
     unpickles (allow_pickle=False: an object array in a downloaded file could run code)."""
+    import struct
     import zipfile
     import zlib
 
@@ -83,7 +84,9 @@ def npz_array(path: Path, key: str, *, rank: int, what: str) -> np.ndarray:
             if key not in data:
                 raise UserError(f"{path} holds no '{key}' array; it needs {what}")
             array = data[key]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # not an npz, truncated, objects
+    # Not an npz, truncated, object arrays, a mangled zip directory (zipfile raises all of these).
+    except (OSError, ValueError, EOFError, KeyError, NotImplementedError, struct.error, zipfile.BadZipFile,
+            zlib.error) as e:
         reason = (str(e).splitlines() or [type(e).__name__])[0][:120]
         raise UserError(f"cannot read {path} as an .npz with '{key}' {what}: {reason}") from e
     if array.dtype.kind not in "biuf" or array.ndim != rank or 0 in array.shape:
