@@ -7,9 +7,12 @@ closed pipe causes) — quietly, like other Unix filters.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
 import traceback
 
 import typer
@@ -99,16 +102,23 @@ def root(
 
 
 def main(argv: list[str] | None = None) -> None:
-    from vidtool.errors import UserError
-
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    with _stop_signals_exit():
+        _run(args, debug)
+
+
+def _run(args: list[str], debug: bool) -> None:
+    from vidtool.errors import UserError
+
     try:
         status = typer.main.get_command(app).main(args=args, prog_name="vidtool", standalone_mode=False)
     except typer.Exit as e:
         status = e.exit_code
     except typer.TyperException as e:  # usage errors: bad option, missing argument, unknown stage
-        e.show()
+        # One line, like every other user error: click's own report spans a usage line, a hint and a box.
+        where = e.ctx.command_path if getattr(e, "ctx", None) is not None else "vidtool"
+        print(f"vidtool: error: {' '.join(e.format_message().split())} (see `{where} --help`)", file=sys.stderr)
         sys.exit(e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         print("vidtool: interrupted", file=sys.stderr)
@@ -124,6 +134,28 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     if isinstance(status, int) and status:
         sys.exit(status)
+
+
+@contextlib.contextmanager
+def _stop_signals_exit():
+    """SIGTERM and SIGHUP end the process as SystemExit(128 + signal), so `finally` blocks run and a
+    stage's temp files go with it (their default action would kill the process on the spot). The
+    trainer installs its own handlers while it runs (checkpoint first, vidtool.train.loop)."""
+
+    def stop(signum, frame):
+        print(f"vidtool: {signal.strsignal(signum).lower()}", file=sys.stderr)
+        sys.exit(128 + signum)
+
+    stops = (signal.SIGTERM, signal.SIGHUP)
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = {signum: signal.signal(signum, stop) for signum in stops}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 if __name__ == "__main__":

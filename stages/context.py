@@ -30,6 +30,15 @@ def console():
     return Console(stderr=True, quiet=settings.quiet)
 
 
+def check_output(out, *, inputs=(), suffixes=None) -> None:
+    """`vidtool.outputs.check_output` for a stage's `-o`, saying on stderr when it creates the folder;
+    `suffixes` default to a tensor file's."""
+    from vidtool import outputs
+
+    outputs.check_output(out, inputs=inputs, suffixes=suffixes or outputs.TENSOR,
+                         say=lambda message: console().print(message, soft_wrap=True))
+
+
 def resolve_device() -> str:
     """`auto` means CUDA when a GPU is visible, else CPU. On CUDA, float32 matmuls use TF32."""
     from vidtool.errors import UserError

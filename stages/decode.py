@@ -16,8 +16,8 @@ generated at (generate --height/--width).
 
 The decoder is found from the input's 'vidtool.model' record (bundled models and folders on
 $VIDTOOL_MODELS are searched); --model names one explicitly and is refused if it is not the one
-that wrote the input. Output: .mp4 (H.264), .gif, .png (contact sheet), .safetensors or - (a
-'video' tensor file). A batch written to media gives NAME-0.mp4, NAME-1.mp4, ...
+that wrote the input. Output, by its extension: .mp4 or .mov (H.264), .webm (VP9), .gif, .png (contact sheet),
+.safetensors or - (a 'video' tensor file). A batch written to media gives NAME-0.mp4, NAME-1.mp4, ...
 
 Examples:
 
@@ -38,7 +38,7 @@ the image it starts from; --content renders the same motion on another image:
 @app.command("decode", help=HELP)
 def decode(
     source: str = typer.Argument("-", help="A 'latents', 'tokens' or 'motion' tensor file, or - for stdin."),
-    out: str = typer.Option("-", "--out", "-o", help="Output .mp4/.gif/.png/.safetensors, or - for stdout."),
+    out: str = typer.Option("-", "--out", "-o", help="Output .mp4/.mov/.webm/.gif/.png/.safetensors, or - for stdout."),
     model: str = typer.Option(None, "--model", "-m", help="Decoder folder (must match the input's model)."),
     chunk: opt.Chunk = None,
     context: opt.Context = None,
@@ -48,6 +48,10 @@ def decode(
     max_memory: str = typer.Option(None, "--max-memory", help="Memory budget (e.g. 6G, 512M, or auto = from the "
                                                               "device): picks --chunk/--tile sizes that fit under it."),
 ) -> None:
+    from stages.context import check_output
+    from vidtool import outputs
+
+    check_output(out, inputs=[source, content], suffixes=outputs.MEDIA + outputs.TENSOR)
     decode_file(source, out, model=model, chunk=chunk, tile=tile, content=content, max_memory=max_memory,
                 context=context)
 
@@ -56,9 +60,8 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int | None, 
                 content: str | None = None, max_memory: str | None = None, context: int | None = None) -> None:
     import torch
 
-    from stages.autoencode import MEDIA
     from stages.context import compile_if_asked, resolve_device, resolve_dtype
-    from vidtool import checkpoint, model_store, tensorfile, video
+    from vidtool import checkpoint, model_store, outputs, tensorfile, video
     from vidtool.errors import UserError
 
     tf = tensorfile.load(source, kinds=["latents", "keyframes", "tokens", "motion"])
@@ -73,6 +76,8 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int | None, 
                             "decode with the model that encoded it")
     else:
         folder = model_store.find_by_tag(tf.model, hint=tf.extra.get("model_path"))
+    _check_decoder(folder, tf.kind, source)
+    frames, height, width = (tf.size_param(key) for key in ("frames", "height", "width"))
     device = resolve_device()
     ae = checkpoint.from_pretrained(folder, device=device, dtype=resolve_dtype(device))
     compile_if_asked(ae, "decode", device)
@@ -82,12 +87,10 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int | None, 
         clip = decode_tensor(ae, tf.kind, tf.main, device=device, chunk=chunk, context=context, tile=tile,
                              max_memory=max_memory)
     # encode pads a clip up to the model's factors and records its own length and size: trim back to them.
-    params = tf.params
-    clip = clip[:, : params.get("frames", clip.shape[1]), : params.get("height", clip.shape[2]),
-                : params.get("width", clip.shape[3])]
+    clip = clip[:, :frames, :height, :width]
     fps = tf.fps or 8.0
-    suffix = Path(out).suffix.lower() if out != "-" else ""
-    if suffix in MEDIA:
+    if outputs.is_media(out):
+        suffix = outputs.suffix(out)
         if clip.shape[0] == 1:
             video.write_video(out, clip[0], fps)
         else:
@@ -117,10 +120,27 @@ def decode_tensor(ae, kind: str, tensor, *, device: str, chunk: int | None = Non
     with torch.inference_mode():
         latents = latents_for(ae, kind, tensor)
         b, _, t, h, w = latents.shape
-        tiling = planned_tiling(ae, (b, t, h, w), default_tiling(ae, chunk, context, tile, frame_pixels=h * w * ae.spatial_factor**2), max_memory, device,
-                                spatial=True)
+        start = default_tiling(ae, chunk, context, tile, frame_pixels=h * w * ae.spatial_factor**2)
+        tiling = planned_tiling(ae, (b, t, h, w), start, max_memory, device, spatial=True)
         return with_retry(lambda tl: np.concatenate(list(decode_frames(ae, latents, tl, device)), axis=1),
                           tiling, h, w, spatial=True, what="decode")
+
+
+def _check_decoder(folder: Path, kind: str, source: str) -> None:
+    """The model a tensor file names must be an autoencoder of the kind it holds: a tag edited to name
+    a generator, or motion sent to a latent decoder, is refused before the model is loaded."""
+    from vidtool import checkpoint
+    from vidtool.errors import UserError
+    from vidtool.families import REGISTRY
+
+    family = checkpoint.read_config(folder)["family"]
+    entry = REGISTRY.get(family)
+    if entry is None or entry.trains_on is not None:
+        raise UserError(f"{source} names {family} ({folder}) as its decoder, but that is not an autoencoder; "
+                        "pass --model with the autoencoder that wrote it")
+    if (kind == "motion") != (family == "mcd-vae"):
+        raise UserError(f"{source} holds {kind}, which the {family} model {folder} cannot decode; "
+                        f"{'LaMD motion needs an mcd-vae' if kind == 'motion' else 'an mcd-vae decodes only motion'}")
 
 
 def _render_motion(tf, vae, content: str | None):

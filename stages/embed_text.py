@@ -42,7 +42,7 @@ def embed_text(
     import hashlib
     import json
 
-    from stages.context import console, progress_bar, resolve_device
+    from stages.context import check_output, console, progress_bar, resolve_device
     from vidtool.data.shards import resolve_shard
     from vidtool.errors import UserError
     from vidtool.tensorfile import load, save
@@ -54,6 +54,8 @@ def embed_text(
         raise UserError(f"no prompts in {', '.join(map(str, sources))}: write one per line (or captions in a manifest)")
     prompts = unique_prompts(given)
     part = resolve_shard(shard)
+    if part is None:
+        check_output(out, inputs=sources)
     digest = hashlib.sha256(json.dumps(prompts).encode()).hexdigest()[:16]
     settings = {"text_encoder": str(text_encoder) if text_encoder else None, "max_length": max_length, "prompts": digest}
     if part is not None:
@@ -72,19 +74,14 @@ def embed_text(
     with progress_bar("embedding prompts", total=len(prompts)) as done:
         tf = embed(prompts, encoder, batch_size=batch_size, progress=done)
     tf.extra["settings"] = json.dumps(settings, sort_keys=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
     save(tf, out)
     n, length, dim = tf.main.shape
     console().print(f"[green]embeddings[/] {n} prompts × {length} tokens × {dim} ({encoder.name}) → {out}")
 
 
 def _read(source: Path) -> list[str]:
-    from vidtool.errors import UserError
+    from vidtool.data.manifest import read_manifest, read_prompt_lines
 
     if source.suffix == ".jsonl":
-        from vidtool.data.manifest import read_manifest
-
         return [r["caption"] for r in read_manifest(source) if r.get("caption")]
-    if not source.is_file():
-        raise UserError(f"no such prompts file: {source}")
-    return [line.strip() for line in source.read_text().splitlines() if line.strip()]
+    return read_prompt_lines(source)

@@ -67,6 +67,10 @@ def encoder_command(role: str, model_help: str):
         if family is not None:
             model = _model_of_family(family, model)
         check_manifest_options(source, out, manifest, out_dir, shard)
+        if manifest is None:
+            from stages.context import check_output
+
+            check_output(out, inputs=[source])
         if manifest is not None:
             encode_manifest(manifest, out_dir, shard_option=shard, retry_errors=retry_errors, model=model, fps=fps,
                             size=size, crop=crop, frames=frames, chunk=chunk, role=role,

@@ -76,7 +76,7 @@ def evaluate(
     model: Optional[str] = typer.Option(None, "--model", help="Tokenizer folder whose config gives the codebook size."),
     batch: int = typer.Option(8, "--batch", min=1, help="Videos per batch for the feature networks."),
 ) -> None:
-    from stages.context import console, progress_bar, resolve_device, resolve_dtype
+    from stages.context import check_output, console, progress_bar, resolve_device, resolve_dtype
     from vidtool.data.shards import parse_shard, shard_from_env
     from vidtool.errors import UserError
     from vidtool.metrics import evaluation, rows as row_files
@@ -86,6 +86,7 @@ def evaluate(
     if merge:
         if generated or shard or ref or metric:
             raise UserError("--merge combines finished shards as they were run; give it no set, --ref, --metric or --shard")
+        check_output(out, suffixes=(".json",))
         rows, setup = row_files.merge_shards([str(p) for p in merge])
         _finish(build_report(rows, setup), out, plot)
         return
@@ -96,6 +97,8 @@ def evaluate(
     shard_at = parse_shard(shard) if shard else (0, 1)
     if shard and (out == "-" or Path(out).suffix == ".json"):
         raise UserError("with --shard, -o names a folder for the shard file (e.g. -o parts/); merge with --merge parts/")
+    if not shard:
+        check_output(out, inputs=[generated, ref], suffixes=(".json",))
     config = evaluation.EvaluateConfig(
         metrics=tuple(metric), i3d=i3d, fvd_variant=fvd_variant, fvd_videos=fvd_videos, videomae=videomae, c3d=c3d,
         isv_videos=isv_videos, isv_splits=isv_splits, clip=clip, clip_x100=clip_x100, lpips_backbone=lpips_backbone,

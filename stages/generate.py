@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 
 app = typer.Typer(add_completion=False)
+# Item i of a batch is sampled with seed + i, and torch's generators take at most 64 bits.
+SEED_MAX = 2**63 - 1
 
 HELP = """Generate from text prompts with a text-to-video generator.
 
@@ -62,24 +64,24 @@ def generate(
     text_encoder: Path = typer.Option(None, help="Local transformers text-encoder folder (default all-MiniLM-L6-v2)."),
     embeddings: Path = typer.Option(None, help="Text-embedding cache from `vidtool embed-text` (file or shard folder): "
                                                "no text encoder is loaded."),
-    seed: int = typer.Option(0, help="Seed of item 0; item i uses seed + i."),
-    frames: int = typer.Option(None, help="Frames to generate (keyframes for fusionframes; default: the model's "
+    seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Seed of item 0; item i uses seed + i."),
+    frames: int = typer.Option(None, min=1, max=256, help="Frames to generate (keyframes for fusionframes; default: the model's "
                                           "training length, 4 keyframes / 16 frames for the bundled ones)."),
-    steps: int = typer.Option(None, help="Sampling steps (default: 25; motionaura 10; for lamd K = 200 of 1000)."),
+    steps: int = typer.Option(None, min=1, max=1000, help="Sampling steps (default: 25; motionaura 10; for lamd K = 200 of 1000)."),
     scheduler: str = typer.Option(None, help="Sampler of fusionframes, harivo and lamd: ddim, ddpm, dpm++, unipc or "
                                              "euler (default: ddim; ddpm for lamd)."),
-    cfg: float = typer.Option(None, help="Classifier-free guidance scale, 1 = none (default: 5 for fusionframes, "
+    cfg: float = typer.Option(None, min=0, max=100, help="Classifier-free guidance scale, 1 = none (default: 5 for fusionframes, "
                                          "HARIVO's App. D schedule for harivo)."),
-    alpha: float = typer.Option(None, min=0, help="HARIVO mitigating-gradient strength (Algorithm 1; default 40, 0 = off)."),
-    temperature: float = typer.Option(None, min=0, help="motionaura: sampling temperature of the token draws "
+    alpha: float = typer.Option(None, min=0, max=1000, help="HARIVO mitigating-gradient strength (Algorithm 1; default 40, 0 = off)."),
+    temperature: float = typer.Option(None, min=0, max=100, help="motionaura: sampling temperature of the token draws "
                                                         "(default the model's, 0 = most likely token)."),
     fps: float = typer.Option(None, min=0.1, max=240, help="Frame rate: motionaura is conditioned on it (default: the "
                                                            "training clips'); the other families take only their own."),
-    height: int = typer.Option(None, min=1, help="Frame height in pixels, a multiple of the autoencoder's spatial "
+    height: int = typer.Option(None, min=1, max=4096, help="Frame height in pixels, a multiple of the autoencoder's spatial "
                                                  "factor (default: the training size)."),
-    width: int = typer.Option(None, min=1, help="Frame width in pixels, a multiple of the autoencoder's spatial "
+    width: int = typer.Option(None, min=1, max=4096, help="Frame width in pixels, a multiple of the autoencoder's spatial "
                                                 "factor (default: the training size)."),
-    batch_size: int = typer.Option(8, help="Prompts sampled together (memory vs speed; results do not change)."),
+    batch_size: int = typer.Option(8, min=1, max=1024, help="Prompts sampled together (memory vs speed; results do not change)."),
     image: Path = typer.Option(None, help="lamd: the first frame to animate (png/jpg)."),
     text: str = typer.Option(None, help="lamd: text describing the motion (or give it as the prompt argument)."),
     label: int = typer.Option(None, min=0, help="lamd: class label, for a dmg trained with labels."),
@@ -87,14 +89,14 @@ def generate(
                                                               "device): prompts are sampled in sub-batches that fit "
                                                               "under it (results do not change)."),
 ) -> None:
+    from stages.context import check_output
     from vidtool.checkpoint import read_config
     from vidtool.errors import UserError
     from vidtool.families import REGISTRY, by_option
     from vidtool.model_store import default_model
 
-    for name, value in (("frames", frames), ("steps", steps), ("batch-size", batch_size)):
-        if value is not None and value < 1:
-            raise UserError(f"--{name} must be at least 1, got {value}")
+    check_output(out, inputs=[prompts, image, embeddings])
+
     if scheduler is not None:
         from vidtool.diffusion.schedulers import SAMPLERS
 
@@ -149,9 +151,9 @@ def _read_prompts(prompt: str | None, prompts: Path | None) -> list[str]:
         if not prompt.strip():
             raise UserError("the prompt is empty; describe the video, e.g. \"a red circle moving right\"")
         return [prompt.strip()]
-    if not prompts.is_file():
-        raise UserError(f"no such prompts file: {prompts}")
-    items = [line.strip() for line in prompts.read_text().splitlines() if line.strip()]
+    from vidtool.data.manifest import read_prompt_lines
+
+    items = read_prompt_lines(prompts)
     if not items:
         raise UserError(f"{prompts} holds no prompts; write one prompt per line")
     return items

@@ -37,13 +37,26 @@ def _print_table(report: dict) -> None:
 
     out = Console()
     title = f"{report['path']}  ({report['what']}, {report.get('kind') or report.get('family')})"
-    tensors = Table(title=title, show_lines=False)
+    tensors = Table(title=shown(title), show_lines=False)
     for column in ("tensor", "dtype", "shape"):
         tensors.add_column(column)
     for name, t in report["tensors"].items():
-        tensors.add_row(name, t["dtype"], "×".join(map(str, t["shape"])))
+        tensors.add_row(shown(name), shown(t["dtype"]), "×".join(map(str, t["shape"])))
     out.print(tensors)
     meta = Table(show_header=False, box=None)
     for key, value in report["metadata"].items():
-        meta.add_row(f"[bold]{key}[/]", value if isinstance(value, str) else json.dumps(value))
+        meta.add_row(f"[bold]{shown(key)}[/]", shown(value if isinstance(value, str) else json.dumps(value)))
     out.print(meta)
+
+
+def shown(text: str) -> str:
+    """Text from a file, safe to print on a terminal: control and format characters (ESC and OSC
+    sequences that retitle or recolour the terminal, bidi overrides that reorder what is read) are
+    written as escapes, and rich's [markup] is printed as it is."""
+    import unicodedata
+
+    from rich.markup import escape
+
+    unsafe = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+    return escape("".join(ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) in unsafe else ch
+                          for ch in str(text)))

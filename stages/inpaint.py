@@ -34,31 +34,32 @@ def inpaint(
     mask: Path = typer.Option(..., help="Region to paint: .npz ('mask' [T, H, W]), 'mask' tensor file, or an image."),
     sketch: Path = typer.Option(..., help="Sketch of the object to paint: an image, or an .npz with 'sketch'."),
     prompt: str = typer.Option(..., help="What to paint, e.g. \"a red square moving left\"."),
-    out: str = typer.Option("-", "--out", "-o", help="Output video (.mp4, .gif, .png sheet) or tensor file, - for stdout."),
+    out: str = typer.Option("-", "--out", "-o", help="Output video (.mp4, .mov, .webm, .gif, .png sheet) or tensor file, - for stdout."),
     model: Path = typer.Option(None, "--model", "-m", help="Inpainting adapter folder (default: the bundled one)."),
     text_encoder: Path = typer.Option(None, help="Local transformers text-encoder folder, or an `embed-text` cache "
                                                  "holding the prompt (default: all-MiniLM-L6-v2)."),
     size: opt.Size = None,
     crop: opt.Crop = None,
     frames: int = typer.Option(None, min=1, help="Use at most this many frames (default: all)."),
-    steps: int = typer.Option(None, min=1, help="Masked-diffusion steps (default: the model's, 10)."),
-    cfg: float = typer.Option(None, min=0, help="Classifier-free guidance on the prompt (default: the model's)."),
-    temperature: float = typer.Option(None, min=0, help="Token sampling temperature (default: the model's, 0 = argmax)."),
-    seed: int = typer.Option(0, help="Seed of the token draws."),
+    steps: int = typer.Option(None, min=1, max=1000, help="Masked-diffusion steps (default: the model's, 10)."),
+    cfg: float = typer.Option(None, min=0, max=100, help="Classifier-free guidance on the prompt (default: the model's)."),
+    temperature: float = typer.Option(None, min=0, max=100, help="Token sampling temperature (default: the model's, 0 = argmax)."),
+    seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Seed of the token draws (at most 64 bits, torch's generators)."),
 ) -> None:
     import time
 
     import torch
 
-    from stages.context import console, progress_bar, resolve_device, resolve_dtype
+    from stages.context import check_output, console, progress_bar, resolve_device, resolve_dtype
     from stages.media_input import read_video_input
-    from vidtool import checkpoint, model_store, tensorfile, video
+    from vidtool import checkpoint, model_store, outputs, tensorfile, video
     from vidtool.data.tokens import read_mask, read_sketch
     from vidtool.errors import UserError
     from vidtool.pipelines.motionaura import InpaintRequest, inpaint as run
     from vidtool.text_cache import text_encoder_or_cache
 
     started = time.monotonic()
+    check_output(out, inputs=[source, mask, sketch], suffixes=outputs.MEDIA + outputs.TENSOR)
     if not prompt.strip():
         raise UserError("the prompt is empty; say what to paint, e.g. \"a red square moving left\"")
     if not sketch.is_file():
@@ -83,7 +84,7 @@ def inpaint(
         result = run(adapter, tokenizer, request, encoder, steps=steps, cfg=cfg, temperature=temperature, seed=seed,
                      device=device, progress=done).frames
     fps = clip.fps or base.fps
-    if out != "-" and Path(out).suffix.lower() in {".mp4", ".gif", ".png"}:
+    if outputs.is_media(out):
         video.write_video(out, result, fps)
     else:
         tf = tensorfile.TensorFile(kind="video", tensors={"video": torch.from_numpy(result)[None]}, fps=fps,

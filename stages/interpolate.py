@@ -50,11 +50,14 @@ def interpolate(
     skip: int = typer.Option(3, min=1, max=12, help="Skip-frame s of the first pass (§5: 3)."),
     tp: int = typer.Option(0, min=0, max=250, help="Perturbation level of the keyframes (§5: 0)."),
     guidance: float = typer.Option(0.25, min=0.0, max=10.0, help="Context guidance weight w (Eq. 5)."),
-    seed: int = typer.Option(0, help="Random seed."),
+    seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Random seed (at most 64 bits, torch's generators)."),
     method: Method = typer.Option(Method.fusionframes, help="fusionframes, or mfi (the masked baseline)."),
     times: int = typer.Option(1, min=1, max=3, help="Passes: 1 gives 4T-3 frames, 2 gives 16T-15."),
     scheduler: str = typer.Option("ddim", help="Sampler: ddim, ddpm, dpm++, unipc or euler."),
 ) -> None:
+    from stages.context import check_output
+
+    check_output(out, inputs=[source])
     import torch
 
     from stages.context import compile_if_asked, progress_bar, resolve_device, resolve_dtype
@@ -97,7 +100,7 @@ def interpolate(
     params = {"frames": int(latents.shape[2]), "steps": steps, "skip": skips, "tp": tp, "guidance": guidance,
               "method": method.value, "times": times, "input_params": tf.params}
     # The frame size the input was encoded or generated at, which decode trims the padding back to.
-    params.update({k: tf.params[k] for k in ("height", "width") if k in tf.params})
+    params.update({k: tf.size_param(k) for k in ("height", "width") if k in tf.params})
     if scheduler != "ddim":
         params["sampler"] = scheduler
     if "generator" in tf.extra:  # the keyframe generator; `generator` now names the interpolator

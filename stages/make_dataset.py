@@ -51,7 +51,7 @@ def make_dataset(
     frames: int = typer.Option(16, min=1, help="Frames per clip."),
     size: int = typer.Option(64, min=16, max=1024, help="Square frame size in pixels."),
     fps: int = typer.Option(8, min=1, max=120, help="Frames per second recorded in the clips."),
-    seed: int = typer.Option(0, help="Generator seed; clip i is a function of (seed, i)."),
+    seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Generator seed; clip i is a function of (seed, i)."),
     held_out_only: bool = typer.Option(False, "--held-out-only", help="shapes: only the held-out combinations; scenes: only the held-out pictures (for evaluation)."),
     fmt: Format = typer.Option(Format.mp4, "--format", help="mp4 (H.264), gif, or png (lossless frame folders)."),
 ) -> None:

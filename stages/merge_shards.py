@@ -35,15 +35,13 @@ def merge_shards(
 ) -> None:
     from pathlib import Path
 
-    from stages.context import console
+    from stages.context import check_output, console
     from vidtool.data import shards
-    from vidtool.errors import UserError
 
     if out is None:
         first = Path(sources[0])
         out = str((first if first.is_dir() else first.parent) / "manifest.jsonl")
-    if not out.endswith(".jsonl"):
-        raise UserError(f"-o names the merged manifest and must end in .jsonl, got {out}")
+    check_output(out, suffixes=(".jsonl",))
     report = shards.merge(sources, out)
     failed = f", {report.errors} failed items in {report.files.errors}" if report.errors else ""
     console().print(f"merged {report.shards} {report.stage} shards: {report.records} records{failed} → {report.files.manifest}")

@@ -52,7 +52,7 @@ def recaption(
 ) -> None:
     from pathlib import Path
 
-    from stages.context import resolve_device
+    from stages.context import check_output, resolve_device
     from stages.data_run import run_data_stage
     from vidtool.data import shards
     from vidtool.data.manifest import read_manifest, resolve
@@ -68,6 +68,8 @@ def recaption(
         if not prompt:
             raise UserError(f"--prompt-file {prompt_file} is empty")
     shard_at = shards.resolve_shard(shard)
+    if shard_at is None:
+        check_output(out, inputs=[manifest, prompt_file], suffixes=(".jsonl",))
     files = shards.output_files(out, "recaption", shard_at, folder=False)
     items = shards.keyed(read_manifest(manifest))
     captioner = Captioner(model, mode=mode, prompt=prompt, max_new_tokens=max_new_tokens, frames=frames,

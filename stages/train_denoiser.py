@@ -100,6 +100,7 @@ def train_denoiser(
     checkpoint_every: opt.CheckpointEvery = 250,
     workers: opt.Workers = None,
     resume: opt.Resume = False,
+    resume_or_start: opt.ResumeOrStart = False,
     strategy: opt.Strategy = "ddp",
     activation_checkpointing: opt.ActivationCheckpointing = False,
     precision: opt.Precision = "auto",

@@ -34,11 +34,14 @@ ImageEvery = Annotated[int, typer.Option(
                 "Video VAE §3.4): every Nth batch is its clips' frames as single images (T=1, temporal parts "
                 "skipped); the paper's 8:2 video-to-image mix is 5.")]
 Fps = Annotated[float, typer.Option(min=0.1, help="Resample clips to this rate (default: their own).")]
-Seed = Annotated[int, typer.Option(help="Seed of data order, initialisation and noise.")]
+Seed = Annotated[int, typer.Option(min=0, max=2**63 - 1, help="Seed of data order, initialisation and noise.")]
 CheckpointEvery = Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")]
 Workers = Annotated[int, typer.Option(min=0, help="DataLoader worker processes per rank (default: 0 on CPU, where "
                                                    "loading shares the cores; the CPUs per rank on GPUs, persistent).")]
-Resume = Annotated[bool, typer.Option(help="Continue from OUT's saved training state.")]
+Resume = Annotated[bool, typer.Option(help="Continue from OUT's saved training state (an error if it has none).")]
+ResumeOrStart = Annotated[bool, typer.Option("--resume-or-start", help="Continue from OUT's saved training state "
+                                                                       "if it has one, else start (job arrays, "
+                                                                       "preemptible queues).")]
 Strategy = Annotated[str, typer.Option(help="Under torchrun: ddp (a replica per rank) or fsdp (FSDP2: parameters, "
                                             "gradients and optimizer state sharded over ranks; for large presets).")]
 ActivationCheckpointing = Annotated[bool, typer.Option(help="Recompute each block's activations in the backward pass "
@@ -61,8 +64,8 @@ ValidateSteps = Annotated[int, typer.Option(min=1, help="Sampling steps of the v
 
 # The options of a training stage that go to the trainer, by the stage's parameter names.
 TRAINER = ("steps", "stop_at", "batch_size", "grad_accum", "lr", "warmup", "schedule", "ema", "seed",
-           "checkpoint_every", "workers", "resume", "strategy", "activation_checkpointing", "precision",
-           "deterministic", "log")
+           "checkpoint_every", "workers", "resume", "resume_or_start", "strategy", "activation_checkpointing",
+           "precision", "deterministic", "log")
 
 
 def trainer_options(values: dict) -> dict:
@@ -83,7 +86,8 @@ def report_buckets(plan) -> None:
 
 def run_training(model, dataset, collate_fn, out: Path, *, what: str, steps: int, stop_at: int | None,
                  batch_size: int, grad_accum: int, lr: float, warmup: int, schedule: str, ema: float | None,
-                 seed: int, checkpoint_every: int, workers: int | None, resume: bool, strategy: str = "ddp",
+                 seed: int, checkpoint_every: int, workers: int | None, resume: bool, resume_or_start: bool = False,
+                 strategy: str = "ddp",
                  activation_checkpointing: bool = False, precision: str = "auto", deterministic: bool = True,
                  log: list[str] = (), ctx=None, plan=None, manifests: list[Path] = (), training_set: Path | None = None,
                  validation=None) -> None:
@@ -95,10 +99,19 @@ def run_training(model, dataset, collate_fn, out: Path, *, what: str, steps: int
 
     from stages import run_config
     from stages.context import console, settings
+    from vidtool.errors import UserError
     from vidtool.train.config import TrainConfig
     from vidtool.train.loop import train
     from vidtool.train.run_log import RunLog, record_run
     from vidtool.train.state import STATE_DIR, STATE_NAME
+
+    saved = (Path(out) / STATE_DIR / STATE_NAME).is_file()
+    if resume and resume_or_start:
+        raise UserError("--resume and --resume-or-start say the same twice; keep one")
+    if resume and not saved:
+        raise UserError(f"--resume: {out} holds no saved training state to continue; drop --resume to start, "
+                        "or pass --resume-or-start to do whichever applies")
+    resume = resume or (resume_or_start and saved)
 
     config = TrainConfig(steps=steps, stop_at=stop_at, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
                          warmup_steps=min(warmup, steps), schedule=schedule, ema_decay=ema, seed=seed,

@@ -64,8 +64,8 @@ def test_lamd_inpainting_and_round_trips_run_on_the_gpu(vidtool, tmp_path):
     masks = next((tmp_path / "d" / "clips").glob("*.masks.npz"))
     Image.new("RGB", (64, 64), (200, 40, 40)).save(tmp_path / "first.png")
     runs = [
-        ["generate", "--family", "lamd", "--image", tmp_path / "first.png", "--text", PROMPT, "-o", tmp_path / "m.st"],
-        ["decode", tmp_path / "m.st", "-o", tmp_path / "lamd.mp4"],
+        ["generate", "--family", "lamd", "--image", tmp_path / "first.png", "--text", PROMPT, "-o", tmp_path / "m.safetensors"],
+        ["decode", tmp_path / "m.safetensors", "-o", tmp_path / "lamd.mp4"],
         ["tokenize", clip, "-o", tmp_path / "t.safetensors"],
         ["decode", tmp_path / "t.safetensors", "-o", tmp_path / "tokens.mp4"],
         ["encode", clip, "-o", tmp_path / "z.safetensors"],

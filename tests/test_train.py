@@ -340,3 +340,19 @@ def test_bf16_autocast_trains_on_the_cpu_with_fp32_master_weights(tmp_path):
     assert {t.dtype for t in load_file(tmp_path / "bf16" / "model.safetensors").values()} == {torch.float32}
     moments = load_state(tmp_path / "bf16" / "train_state").optimizer["state"]
     assert all(v.dtype == torch.float32 for m in moments.values() for k, v in m.items() if k != "step")
+
+
+@pytest.mark.slow  # ~17 s: two short training runs through the stage
+def test_resume_without_saved_state_is_an_error_unless_resume_or_start(tmp_path):
+    """`--resume` on a folder with no run would silently start from scratch; it is refused, and
+    `--resume-or-start` (a job array's first task, a preemptible queue) starts, then continues."""
+    from stage_runner import run_stage
+
+    assert run_stage("make-dataset", "shapes", "-n", "2", "--frames", "4", "--size", "32", "-o", tmp_path / "data") == 0
+    data = tmp_path / "data" / "manifest.jsonl"
+    args = ["train-vae", "--family", "movq-temporal", "--data", data, "--steps", "2", "--batch-size", "1",
+            "--frames", "4", "--size", "32", "--checkpoint-every", "1", "-o", tmp_path / "run"]
+    assert run_stage(*args, "--resume") == 2 and not (tmp_path / "run").exists()
+    assert run_stage(*args, "--resume-or-start", "--stop-at", "1") == 0
+    assert run_stage(*args, "--resume-or-start") == 0
+    assert json.loads((tmp_path / "run" / "train_state" / "state.json").read_text())["step"] == 2

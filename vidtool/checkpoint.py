@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import importlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,11 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 # diffusers component classes read from their own folders -> the vidtool family that wraps each.
 DIFFUSERS_FAMILIES = {"AutoencoderKL": "sd-vae"}
+
+# What a config's own checks and a model's constructor raise on values no trained model has (a zero
+# group size, an empty list of widths); for a config.json that is the folder's fault, not a bug.
+_BAD_CONFIG = (TypeError, ValueError, RuntimeError, ZeroDivisionError, AssertionError, IndexError, KeyError,
+               OverflowError, MemoryError)
 
 # family -> "module:Class", from the one registry (vidtool/families.py).
 FAMILIES: dict[str, str] = {name: entry.model for name, entry in REGISTRY.items()}
@@ -43,8 +49,49 @@ def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
     unknown = set(values) - set(fields)
     if unknown:
         raise UserError(f"config has keys {sorted(unknown)} that {config_cls.__name__} does not know")
+    for name, value in values.items():
+        _check_value(config_cls.__name__, name, value, fields[name].default)
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return config_cls(**kwargs)
+    try:
+        return config_cls(**kwargs)
+    except _BAD_CONFIG as e:  # the config's own checks (__post_init__)
+        raise UserError(f"bad {config_cls.__name__} in config.json: {str(e).splitlines()[0] if str(e) else e!r}") from e
+
+
+def _check_value(owner: str, name: str, value: Any, default: Any) -> None:
+    """A config.json value has its field's type (from the field's default) and, if a number, is finite
+    and not negative where the default is a count; a string channel count or a negative width would
+    otherwise fail deep inside a layer's constructor."""
+    import math
+
+    def numbers(v):
+        if isinstance(v, (list, tuple)):
+            for item in v:
+                yield from numbers(item)
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            yield v
+
+    if default is dataclasses.MISSING or default is None:  # no default to learn the type from
+        expected = None
+    elif isinstance(default, bool):
+        expected = bool
+    elif isinstance(default, int):
+        expected = int
+    elif isinstance(default, float):
+        expected = (int, float)
+    elif isinstance(default, str):
+        expected = str
+    elif isinstance(default, tuple):
+        expected = list
+    else:
+        expected = None
+    if expected is not None and (not isinstance(value, expected) or (expected is not bool and isinstance(value, bool))):
+        said = {bool: "true or false", int: "a whole number", str: "a string", list: "a list"}.get(expected, "a number")
+        raise UserError(f"config.json: {owner}.{name} is {str(value)[:40]!r}; it must be {said}")
+    if any(not math.isfinite(v) for v in numbers(value)):
+        raise UserError(f"config.json: {owner}.{name} holds a NaN or infinite number")
+    if isinstance(default, int) and not isinstance(default, bool) and default >= 0 and value < 0:
+        raise UserError(f"config.json: {owner}.{name} is {value}; it must not be negative")
 
 
 def save_pretrained(model: Any, folder: str | Path, extra: dict[str, Any] | None = None,
@@ -86,9 +133,13 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"{folder} is not a model folder (no {CONFIG_NAME}); pass the folder a train stage wrote")
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise UserError(f"{path} is not valid JSON ({e.msg} at line {e.lineno})") from e
+    except (ValueError, RecursionError) as e:  # not UTF-8, absurd nesting
+        raise UserError(f"{path} is not a vidtool config ({type(e).__name__})") from e
+    if not isinstance(doc, dict):
+        raise UserError(f"{path} is not a vidtool config (a JSON object with 'family' and 'config')")
     if doc.get("_class_name") in DIFFUSERS_FAMILIES:
         from vidtool.autoencoders.sd_vae import diffusers_config
 
@@ -97,6 +148,8 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     if "family" not in doc or "config" not in doc:
         raise UserError(f"{folder} is {describe(folder)}, not a vidtool model or a diffusers "
                         f"{' or '.join(DIFFUSERS_FAMILIES)} folder")
+    if not isinstance(doc["family"], str) or not isinstance(doc["config"], dict):
+        raise UserError(f"{path}: 'family' must be a string and 'config' an object")
     return doc
 
 
@@ -135,7 +188,10 @@ def from_pretrained(folder: str | Path, device: str = "cpu", dtype: Any = None) 
         if dtype is not None:
             cast(model, dtype)
         return model.to(device).eval()
-    model = cls(config_from_dict(cls, doc["config"]))
+    config = config_from_dict(cls, doc["config"])
+    if torch.get_default_device().type != "meta":
+        _check_shapes(cls, config, folder, weights)
+    model = build(cls, config, folder)
     if doc.get("codes_of"):
         model.codes_of = list(doc["codes_of"])
     if torch.get_default_device().type == "meta":
@@ -151,6 +207,42 @@ def from_pretrained(folder: str | Path, device: str = "cpu", dtype: Any = None) 
     return model.to(device).eval()
 
 
+def _check_shapes(cls: type, config: Any, folder: Path, weights: Path) -> None:
+    """The config's parameter shapes, from a model built on the meta device (no memory), against the
+    weights file's header: an edited config naming a far larger model is refused before it is
+    allocated, instead of exhausting the machine's memory."""
+    import torch
+
+    from vidtool.tensorfile import read_header_file
+
+    try:
+        with torch.device("meta"):
+            sizes = {k: v.numel() for k, v in cls(config).state_dict().items()}
+    except Exception:  # noqa: BLE001 - a model that reads values while built (.item()) cannot be built on
+        return  # meta; the real build below checks its config
+    header, _ = read_header_file(weights)
+    stored = {k: math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    for name, count in stored.items():
+        if name in sizes and sizes[name] != count:
+            raise UserError(f"{folder}: {CONFIG_NAME} makes {name[:60]} of {sizes[name]:,} values, but {WEIGHTS_NAME} "
+                            f"holds {count:,}; the config does not belong to these weights")
+    # Tied weights are stored once, so the model may count more names; but not more values than all
+    # stored tensors twice over (a config edited to a larger model adds layers the file lacks).
+    if sum(sizes.values()) > 2 * sum(stored.values()):
+        raise UserError(f"{folder}: {CONFIG_NAME} makes a model of {sum(sizes.values()):,} values, but {WEIGHTS_NAME} "
+                        f"holds {sum(stored.values()):,}; the config does not belong to these weights")
+
+
+def build(cls: type, config: Any, folder: Path) -> Any:
+    """`cls(config)`; a config whose values pass their types but not the layers (a zero width, a
+    channel count no group size divides) is the folder's fault, said in one line."""
+    try:
+        return cls(config)
+    except _BAD_CONFIG as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"{folder}/{CONFIG_NAME} does not build a {cls.family} model: {reason[:200]}") from e
+
+
 def spatial_factor(folder: str | Path) -> int:
     """Pixels per latent cell of the autoencoder in `folder`, from its config alone: the model is
     built on the meta device, so no weights are read or allocated."""
@@ -159,7 +251,7 @@ def spatial_factor(folder: str | Path) -> int:
     doc = read_config(folder)
     cls = model_class(doc["family"])
     with torch.device("meta"):
-        return cls(config_from_dict(cls, doc["config"])).spatial_factor
+        return build(cls, config_from_dict(cls, doc["config"]), Path(folder)).spatial_factor
 
 
 def digest(folder: str | Path) -> str:

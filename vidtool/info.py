@@ -29,7 +29,7 @@ def describe(path: str) -> dict[str, Any]:
     metadata: dict[str, Any] = {}
     for key, value in sorted(meta.items()):
         short = key.removeprefix(tensorfile.PREFIX)
-        metadata[short] = json.loads(value) if short in ("params", "parents") else value
+        metadata[short] = _json_or_text(value) if short in ("params", "parents") else value
     return {
         "path": path,
         "what": "tensor file",
@@ -38,6 +38,15 @@ def describe(path: str) -> dict[str, Any]:
         "tensors": _tensors(header),
         "metadata": metadata,
     }
+
+
+def _json_or_text(value: str):
+    """params/parents as the JSON they should be; a value that is not (edited, or absurdly nested)
+    is shown as the text it is, since `info` describes files, broken ones included."""
+    try:
+        return json.loads(value)
+    except (ValueError, RecursionError):
+        return value
 
 
 def _describe_model(folder: Path) -> dict[str, Any]:

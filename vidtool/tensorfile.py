@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import struct
 import sys
@@ -30,6 +31,8 @@ MAX_HEADER_BYTES = 64 << 20
 
 FLOAT = ("F16", "BF16", "F32", "F64")
 INT = ("I64", "I32", "I16", "U8")
+# The seeds torch's generators take: a signed or unsigned 64-bit integer.
+SEED_RANGE = (-(2**63), 2**64 - 1)
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,17 @@ class TensorFile:
     @property
     def main(self) -> "torch.Tensor":
         return self.tensors[KINDS[self.kind].main]
+
+    def size_param(self, key: str) -> int | None:
+        """`params[key]` (frames, height, width: what decode trims back to) as a positive int, or None
+        when absent; anything else is a file that was edited or not written by vidtool."""
+        value = self.params.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1 << 20:
+            raise UserError(f"'{PREFIX}params' has {key} = {_shown(value)}; it must be a positive whole number "
+                            "(the file was edited or not written by vidtool)")
+        return value
 
     def prompts(self) -> list[str] | None:
         """One prompt per batch item: `vidtool.prompts` (a JSON list, written for batches) if present,
@@ -169,11 +183,13 @@ def load(src: str | os.PathLike | None, *, kinds: Iterable[str] | None = None) -
         tensors = load_bytes(data)
     except Exception as e:  # safetensors' own errors are several types; all mean a broken file
         raise UserError(f"{name}: not a readable safetensors file ({str(e).splitlines()[0]})") from e
-    try:
-        fps = float(meta[PREFIX + "fps"]) if PREFIX + "fps" in meta else None
-        seed = int(meta[PREFIX + "seed"]) if PREFIX + "seed" in meta else None
-    except ValueError as e:
-        raise UserError(f"{name}: bad '{PREFIX}fps' or '{PREFIX}seed' ({e})") from e
+    _check_values(tensors, name)
+    fps = _number(meta, "fps", name, float)
+    seed = _number(meta, "seed", name, int)
+    if fps is not None and not (math.isfinite(fps) and 0 < fps <= 1000):
+        raise UserError(f"{name}: '{PREFIX}fps' is {fps:g}; a frame rate must be above 0 and at most 1000")
+    if seed is not None and not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise UserError(f"{name}: '{PREFIX}seed' does not fit in 64 bits")
     return TensorFile(
         kind=kind,
         tensors=tensors,
@@ -190,6 +206,34 @@ def load(src: str | os.PathLike | None, *, kinds: Iterable[str] | None = None) -
 
 
 _KNOWN = {"kind", "version", "model", "fps", "prompt", "seed", "params", "parents"}
+
+
+def _number(meta: dict[str, str], key: str, name: str, kind: type) -> Any:
+    raw = meta.get(PREFIX + key)
+    if raw is None:
+        return None
+    try:
+        if len(raw) > 64:  # int() of a huge digit string is slow, and no rate or seed is that long
+            raise ValueError
+        return kind(raw)
+    except ValueError:
+        raise UserError(f"{name}: '{PREFIX}{key}' is {_shown(raw)}, not a number") from None
+
+
+def _check_values(tensors: dict[str, torch.Tensor], name: str) -> None:
+    """Float tensors hold finite numbers: NaN or infinite latents decode to a black or garbage video
+    that would look like success."""
+    import torch
+
+    for key, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise UserError(f"{name}: tensor '{key[:40]}' holds NaN or infinite values; rerun the stage that wrote it")
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    """A value from a file, made safe and short for a one-line message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def bytes_digest(data: bytes) -> str:
@@ -258,6 +302,12 @@ def check(kind: str, shapes: dict[str, tuple[str, list[int]]], name: str) -> Non
             raise UserError(f"{name}: '{spec.main}' has shape {shape}; a '{kind}' file needs rank {' or '.join(map(str, spec.ranks))}")
         if spec.last_dim is not None and shape[-1] != spec.last_dim:
             raise UserError(f"{name}: '{spec.main}' has shape {shape}; its last dimension must be {spec.last_dim} (RGB)")
+        if 0 in shape:
+            raise UserError(f"{name}: '{spec.main}' has shape {shape}; no axis may be empty")
+        if kind == "motion" and "content" in shapes:  # LaMD: the uint8 [B, H, W, 3] image the motion starts from
+            dtype, content = shapes["content"]
+            if dtype != "U8" or len(content) != 4 or content[-1] != 3 or 0 in content:
+                raise UserError(f"{name}: 'content' is {dtype} {content}; a motion file's content image is U8 [B, H, W, 3]")
         batch = {k: s[0] for k, (_, s) in shapes.items() if len(s) > 0}
         if any(len(s) == 0 for _, s in shapes.values()) or len(set(batch.values())) > 1:
             raise UserError(f"{name}: every tensor needs the same leading batch dimension; got {batch}")

@@ -11,18 +11,19 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import sys
 import re
-import tempfile
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from einops import rearrange
 from PIL import Image, ImageSequence
 
-from vidtool.atomic import atomic_path
+from vidtool.atomic import atomic_path, temp_beside
 from vidtool.errors import UserError
 
 DECORD_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".avi")
@@ -311,14 +312,25 @@ def centre_crop(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return frames[:, top:top + out_h, left:left + out_w]
 
 
-def write_video(path, frames, fps: float, *, crf: int = 12, preset: str = "medium") -> None:
-    """Write uint8 [T, H, W, 3] frames by extension: .mp4 (H.264), .gif, or .png (contact sheet).
+# Containers ffmpeg writes, by extension: (muxer, encoder, extra encoder options). H.264 in mp4/mov
+# plays in browsers and players; VP9 is webm's codec ("b:v" 0 makes its crf a constant-quality target).
+FFMPEG_FORMATS = {
+    ".mp4": ("mp4", "libx264", {"movflags": "+faststart"}),
+    ".mov": ("mov", "libx264", {"movflags": "+faststart"}),
+    ".webm": ("webm", "libvpx-vp9", {"b:v": 0, "row-mt": 1}),
+}
+WRITE_SUFFIXES = (*FFMPEG_FORMATS, ".gif", ".png")
 
-    The mp4 is yuv420p with the index up front, so browsers play it. yuv420p needs even sides: an
-    odd height or width gains one repeated last row or column. At the default crf 12 a smooth clip
-    reads back at about 42 dB PSNR; even lossless H.264 stops near 44 dB, because yuv420p halves
-    the colour resolution and the RGB conversion on reading rounds, so a lower crf buys little.
-    `write_mp4s` writes many mp4s in one ffmpeg run. Identical consecutive GIF frames are merged
+
+def write_video(path, frames, fps: float, *, crf: int = 12, preset: str = "medium") -> None:
+    """Write uint8 [T, H, W, 3] frames by extension: .mp4 or .mov (H.264), .webm (VP9), .gif, or .png
+    (contact sheet).
+
+    The H.264 files are yuv420p with the index up front, so browsers play them. yuv420p needs even
+    sides: an odd height or width gains one repeated last row or column. At the default crf 12 a
+    smooth clip reads back at about 42 dB PSNR; even lossless H.264 stops near 44 dB, because yuv420p
+    halves the colour resolution and the RGB conversion on reading rounds, so a lower crf buys little.
+    `write_mp4s` writes many files in one ffmpeg run. Identical consecutive GIF frames are merged
     into one longer frame (Pillow does this), so read a GIF back with `fps` to recover T.
     """
     path = Path(path)
@@ -326,7 +338,7 @@ def write_video(path, frames, fps: float, *, crf: int = 12, preset: str = "mediu
     if not fps > 0:
         raise UserError(f"fps must be positive, got {fps}")
     suffix = path.suffix.lower()
-    if suffix == ".mp4":
+    if suffix in FFMPEG_FORMATS:
         write_mp4s([(path, frames)], fps, crf=crf, preset=preset)
     elif suffix == ".gif":
         _write_gif(path, frames, fps)
@@ -334,15 +346,15 @@ def write_video(path, frames, fps: float, *, crf: int = 12, preset: str = "mediu
         write_contact_sheet(path, frames)
     else:
         raise UserError(
-            f"cannot write {path}: unknown extension '{path.suffix}'; use .mp4, .gif or .png"
+            f"cannot write {path}: unknown extension '{path.suffix}'; use {', '.join(WRITE_SUFFIXES)}"
         )
 
 
 def _check_frames(frames) -> np.ndarray:
     frames = np.asarray(frames)
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or 0 in frames.shape:
         raise ValueError(
-            f"expected uint8 frames [T, H, W, 3] with T > 0, got {frames.dtype} {frames.shape}"
+            f"expected uint8 frames [T, H, W, 3] with T, H, W > 0, got {frames.dtype} {frames.shape}"
         )
     return frames
 
@@ -354,12 +366,15 @@ def write_mp4s(
     crf: int = 12,
     preset: str = "medium",
 ) -> None:
-    """Write each (path, uint8 [T, H, W, 3] frames) item as an H.264 mp4, all in one ffmpeg run.
+    """Write each (path, uint8 [T, H, W, 3] frames) item as a video file (.mp4, .mov or .webm, by
+    its extension), all in one ffmpeg run.
 
     Starting ffmpeg takes 0.1-0.2 s (it links some 200 libraries), far longer than encoding a
     16-frame 64x64 clip, so many clips are written in one call: each gets its own input and
-    encoder, so every file is a standalone mp4 as `write_video` describes (it writes .mp4 through
-    here, one item at a time). Each file is written atomically; if ffmpeg fails, none is.
+    encoder, so every file is a standalone video as `write_video` describes (it writes through
+    here, one item at a time). Each file is written atomically; if ffmpeg fails, none is. The raw
+    frames wait beside their output under a temp name (`vidtool.atomic`), and ffmpeg is killed
+    with this process, so a killed write leaves nothing that the next one does not sweep.
     """
     import ffmpeg
 
@@ -370,29 +385,31 @@ def write_mp4s(
     # Dozens of encoders in one batch already use every core; one clip alone lets libx264 pick its
     # thread count (0 = by core count, ffmpeg's default), so a long video is not held to one core.
     threads = 1 if len(items) > 1 else 0
-    with (
-        tempfile.TemporaryDirectory(prefix="vidtool-raw-") as raw_dir,
-        contextlib.ExitStack() as temps,
-    ):
+    with contextlib.ExitStack() as temps:
         outputs = []
-        for k, (path, frames) in enumerate(items):
+        for path, frames in items:
+            path = Path(path)
             frames = _check_frames(frames)
-            # libx264 cannot encode yuv420p (half-resolution colour) at an odd size: repeat the edge
+            if path.suffix.lower() not in FFMPEG_FORMATS:
+                raise UserError(f"cannot write {path} with ffmpeg; use {', '.join(FFMPEG_FORMATS)}")
+            muxer, codec, extra = FFMPEG_FORMATS[path.suffix.lower()]
+            # yuv420p (half-resolution colour) needs even sides: repeat the edge
             odd = ((0, 0), (0, frames.shape[1] % 2), (0, frames.shape[2] % 2), (0, 0))
             frames = np.pad(frames, odd, mode="edge")
             _, h, w, _ = frames.shape
-            raw = Path(raw_dir) / f"{k}.rgb"
+            tmp = temps.enter_context(atomic_path(path))
+            raw = temps.enter_context(temp_beside(path, suffix=".rgb"))
             raw.write_bytes(frames.tobytes())
             clip = ffmpeg.input(
                 str(raw), format="rawvideo", pix_fmt="rgb24", s=f"{w}x{h}", framerate=fps
             )
-            tmp = temps.enter_context(atomic_path(path))
             # `.video` has ffmpeg-python map every output to its own input: it leaves the first
             # one unmapped otherwise, and ffmpeg would fill it with the largest input. The temp
             # file ends in .tmp, so the container is named rather than guessed.
+            speed = {"preset": preset} if codec == "libx264" else {}
             outputs.append(clip.video.output(
-                str(tmp), format="mp4", vcodec="libx264", pix_fmt="yuv420p", crf=crf,
-                preset=preset, movflags="+faststart", threads=threads,
+                str(tmp), format=muxer, vcodec=codec, pix_fmt="yuv420p", crf=crf,
+                threads=threads, **speed, **extra,
             ))
         command = (
             ffmpeg.merge_outputs(*outputs)
@@ -400,15 +417,60 @@ def write_mp4s(
             .overwrite_output()
         )
         try:
-            command.run(capture_stdout=True, capture_stderr=True)
+            with _stop_signals_held():
+                process = subprocess.Popen(command.compile(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                           stderr=subprocess.PIPE, preexec_fn=die_with_parent())  # noqa: PLW1509 (two libc calls)
         except FileNotFoundError as error:
             raise UserError("ffmpeg is not on PATH; install it (apt-get install ffmpeg)") from error
-        except ffmpeg.Error as error:
+        with process:
+            try:
+                _, stderr = process.communicate()
+            except BaseException:  # SIGTERM's SystemExit, Ctrl-C: ffmpeg goes first, then the temp files
+                process.kill()
+                raise
+        if process.returncode != 0:
             # with -loglevel error the first line is the cause; later ones are consequences
-            lines = error.stderr.decode(errors="replace").strip().splitlines() or ["no message"]
+            lines = stderr.decode(errors="replace").strip().splitlines() or ["no message"]
             first = items[0][0]
             which = first if len(items) == 1 else f"{len(items)} clips ({first} first)"
-            raise UserError(f"ffmpeg could not write {which}: {lines[0]}") from error
+            raise UserError(f"ffmpeg could not write {which}: {lines[0]}")
+
+
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
+
+
+@contextlib.contextmanager
+def _stop_signals_held():
+    """Hold SIGTERM/SIGHUP/SIGINT while ffmpeg is forked: their handlers raise, and an exception raised
+    inside the interpreter's fork callbacks is printed and dropped. They arrive right after."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def die_with_parent() -> Callable[[], None]:
+    """A `preexec_fn` that unblocks the signals `_stop_signals_held` held (the child inherits the mask)
+    and, on Linux, has the kernel send the child SIGKILL when this process dies (even by `kill -9`),
+    so an orphaned ffmpeg does not go on writing. libc is looked up here, in the parent: the child
+    between fork and exec makes only these calls."""
+    prctl = None
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+    set_death_signal = 1  # PR_SET_PDEATHSIG, <linux/prctl.h>
+
+    def preexec() -> None:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+        if prctl is not None:
+            prctl(set_death_signal, signal.SIGKILL)
+            if os.getppid() != parent:  # the parent died before the call: nothing would kill us now
+                os._exit(1)
+
+    return preexec
 
 
 def _write_gif(path: Path, frames: np.ndarray, fps: float) -> None:

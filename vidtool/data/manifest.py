@@ -12,6 +12,7 @@ probes the file of a record that lacks any of them, so older manifests keep work
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -48,9 +49,12 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
             raise UserError(f'{path}:{number}: "caption" must be a string')
         for key in SHAPE_KEYS:
             value = record.get(key)
-            if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
+            if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+                                          and math.isfinite(value)):
                 raise UserError(f'{path}:{number}: "{key}" must be a positive number, got {value!r}')
         for key in PATH_KEYS:
+            if key in record and not isinstance(record[key], str):
+                raise UserError(f'{path}:{number}: "{key}" must be a path string, got {type(record[key]).__name__}')
             if key in record:
                 try:
                     _check_inside(record[key])
@@ -58,6 +62,22 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
                     raise UserError(f"{path}:{number}: {e}") from None
         records.append(record)
     return records
+
+
+def read_prompt_lines(path: str | os.PathLike) -> list[str]:
+    """The prompts of a text file, one per line (UTF-8; blank lines skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no such prompts file: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text (byte {e.start}); save the prompts file as UTF-8") from None
+    except OSError as e:
+        raise UserError(f"cannot read prompts file {path}: {e.strerror}") from None
+    if "\0" in text:
+        raise UserError(f"{path} holds NUL bytes; a prompts file is plain text, one prompt per line")
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def write_manifest(path: str | os.PathLike, records: list[dict]) -> None:

@@ -73,14 +73,35 @@ def sketch_image(strokes: np.ndarray, size: int = SKETCH_SIZE) -> np.ndarray:
     return (resized > 0.1).to(torch.uint8).numpy()
 
 
+def npz_array(path: Path, key: str, *, rank: int, what: str) -> np.ndarray:
+    """Array `key` of an .npz file: numbers or booleans of the given rank with no empty axis. Never
+    unpickles (allow_pickle=False: an object array in a downloaded file could run code)."""
+    import struct
+    import zipfile
+    import zlib
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if key not in data:
+                raise UserError(f"{path} holds no '{key}' array; it needs {what}")
+            array = data[key]
+    # Not an npz, truncated, object arrays, a mangled zip directory (zipfile raises all of these).
+    except (OSError, ValueError, EOFError, KeyError, NotImplementedError, struct.error, zipfile.BadZipFile,
+            zlib.error) as e:
+        reason = (str(e).splitlines() or [type(e).__name__])[0][:120]
+        raise UserError(f"cannot read {path} as an .npz with '{key}' {what}: {reason}") from e
+    if array.dtype.kind not in "biuf" or array.ndim != rank or 0 in array.shape:
+        raise UserError(f"{path}: '{key}' is {array.dtype} {list(array.shape)}; it must hold {what} of numbers")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise UserError(f"{path}: '{key}' holds NaN or infinite values")
+    return array
+
+
 def read_sketch(path: Path) -> np.ndarray:
     """A sketch file → stroke image [H, W]: an `.npz` with a per-frame 'sketch' (its first frame), or an
     image whose strokes differ from its border colour (dark on white or light on black)."""
     if path.suffix == ".npz":
-        with np.load(path) as data:
-            if "sketch" not in data:
-                raise UserError(f"{path} holds no 'sketch' array")
-            return data["sketch"][0]
+        return npz_array(path, "sketch", rank=3, what="per-frame sketches [T, H, W]")[0]
     from PIL import Image
 
     try:
@@ -93,11 +114,7 @@ def read_sketch(path: Path) -> np.ndarray:
 
 def read_masks(path: Path, frames: int, size: tuple[int, int]) -> np.ndarray:
     """A mask file → bool [frames, H, W]: an `.npz` with 'mask' [T, H, W]; first frames kept, last one held."""
-    try:
-        with np.load(path) as data:
-            masks = data["mask"] > 0
-    except (OSError, KeyError, ValueError) as e:
-        raise UserError(f"cannot read masks from {path} (an .npz with a 'mask' array [T, H, W]): {e}") from e
+    masks = npz_array(path, "mask", rank=3, what="masks [T, H, W]") > 0
     if masks.shape[1:] != size:
         masks = _fit(masks, size)
     if len(masks) < frames:
@@ -220,9 +237,7 @@ def read_mask(path: Path, frames: int, size: tuple[int, int]) -> np.ndarray:
     if not path.is_file():
         raise UserError(f"no such mask file: {path}")
     if suffix == ".npz":
-        with np.load(path) as data:
-            native = data["mask"].shape[1:] if "mask" in data else size
-        masks = read_masks(path, frames, tuple(native))
+        masks = read_masks(path, frames, npz_array(path, "mask", rank=3, what="masks [T, H, W]").shape[1:])
     elif suffix == ".safetensors":
         from vidtool import tensorfile
 
