@@ -51,7 +51,7 @@ def frame_psnr(reference, reconstruction) -> float:
     return float(np.mean([psnr(a, b) for a, b in zip(reference, reconstruction)]))
 
 
-def through_cli(path: Path, role: str, model: str | None, work: Path) -> np.ndarray:  # noqa: F821
+def through_cli(path: Path, role: str, model: str | None, work: Path):
     from vidtool.video import read_video
 
     out = work / f"{path.stem}.{role}.mp4"
@@ -62,24 +62,18 @@ def through_cli(path: Path, role: str, model: str | None, work: Path) -> np.ndar
     return read_video(out).frames
 
 
-def direct(path: Path, model) -> np.ndarray:  # noqa: F821
-    import torch
-
-    from vidtool.autoencoders.apply import fit_length
-    from vidtool.autoencoders.tiling import (
-        decode_chunked,
-        default_tiling,
-        encode_chunked,
+def direct(path: Path, model):
+    """The model's round trip in memory, with the tiling `encode`/`decode` use at this frame size."""
+    from reconstruction import (
+        reconstruct,  # benchmarks/reconstruction.py, beside this script
     )
-    from vidtool.video import frames_from_model, frames_to_model, read_video
+
+    from vidtool.autoencoders.tiling import default_tiling
+    from vidtool.video import read_video
 
     clip = read_video(path).frames[None]
-    padded, length = fit_length(clip, model.temporal_factor, model.family)
     tiling = default_tiling(model, None, None, frame_pixels=clip.shape[2] * clip.shape[3])
-    with torch.inference_mode():
-        latents = encode_chunked(model, frames_to_model(torch.from_numpy(padded)), tiling).latents
-        decoded = frames_from_model(decode_chunked(model, latents, tiling).float()).numpy()
-    return decoded[0, :length]
+    return reconstruct(model, clip, "cpu", tiling)[0]
 
 
 def main() -> None:

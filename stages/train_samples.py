@@ -4,9 +4,9 @@ training set's latent or token space, so that one run's samples compare across s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 
 SAMPLES_DIR = "samples"
 
@@ -63,6 +63,7 @@ class Validation:
 
 def read_prompts(entry, prompts_file: Path) -> list[str]:
     """The validation prompts, refused (before any encoding) for a family with no text-to-video pipeline."""
+    from vidtool.data.manifest import read_prompt_lines
     from vidtool.errors import UserError
     from vidtool.families import REGISTRY
 
@@ -70,9 +71,7 @@ def read_prompts(entry, prompts_file: Path) -> list[str]:
         with_one = ", ".join(f.name for f in REGISTRY.values() if f.pipeline)
         raise UserError(f"--validate-every samples videos from prompts, which {entry.name} does not do alone; "
                         f"it works for {with_one}")
-    if not prompts_file.is_file():
-        raise UserError(f"no such prompts file: {prompts_file}")
-    prompts = [line.strip() for line in prompts_file.read_text().splitlines() if line.strip()]
+    prompts = read_prompt_lines(prompts_file)
     if not prompts:
         raise UserError(f"{prompts_file} holds no prompts; write one prompt per line")
     return prompts

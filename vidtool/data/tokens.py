@@ -85,7 +85,8 @@ def npz_array(path: Path, key: str, *, rank: int, what: str) -> np.ndarray:
             if key not in data:
                 raise UserError(f"{path} holds no '{key}' array; it needs {what}")
             array = data[key]
-    # Not an npz, truncated, object arrays, a mangled zip directory (zipfile raises all of these).
+    # Not an npz, truncated, object arrays, a mangled zip directory (zipfile raises all of these; a
+    # member whose header names an unknown compression method is zipfile's NotImplementedError).
     except (OSError, ValueError, EOFError, KeyError, NotImplementedError, struct.error, zipfile.BadZipFile,
             zlib.error) as e:
         reason = (str(e).splitlines() or [type(e).__name__])[0][:120]
