@@ -72,8 +72,8 @@ def test_sample_keyframes_is_the_generate_stage(vidtool):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["", "--model", "{keyframes}"], "prompt is empty"),
-    (["a red circle", "--frames", "0", "--model", "{keyframes}"], "--frames must be at least 1"),
-    (["a red circle", "--steps", "0", "--model", "{keyframes}"], "--steps must be at least 1"),
+    (["a red circle", "--frames", "0", "--model", "{keyframes}"], "Invalid value for '--frames': Input should be greater than or equal to 1"),
+    (["a red circle", "--steps", "0", "--model", "{keyframes}"], "Invalid value for '--steps': Input should be greater than or equal to 1"),
     (["a red circle", "--family", "sora", "--model", "{keyframes}"], "unknown --family 'sora'"),
     (["a red circle", "--model", "{t2i}"], "is a t2i model, not a text-to-video generator"),
     (["a red circle", "--family", "harivo", "--model", "{keyframes}"], "needs a harivo model"),

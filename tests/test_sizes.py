@@ -157,6 +157,6 @@ def test_lamd_refuses_another_size_naming_its_own(vidtool, tmp_path):
     (["--family", "harivo", "--fps", "4"], "samples at 8 fps"),
 ], ids=["height-off-the-factor", "width-off-the-factor", "frames-off-the-temporal-factor", "harivo-too-long",
         "harivo-fps"])
-def test_generate_refuses_what_a_model_cannot_make_naming_its_limit(capfd, args, message):
-    assert run_stage("generate", "a red circle moving right", *args, "-o", "/dev/null") == 2
+def test_generate_refuses_what_a_model_cannot_make_naming_its_limit(capfd, tmp_path, args, message):
+    assert run_stage("generate", "a red circle moving right", *args, "-o", tmp_path / "never.safetensors") == 2
     assert message in capfd.readouterr().err
