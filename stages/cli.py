@@ -7,12 +7,9 @@ closed pipe causes) — quietly, like other Unix filters.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
-import signal
 import sys
-import threading
 import traceback
 
 import typer
@@ -104,7 +101,9 @@ def root(
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
-    with _stop_signals_exit():
+    from vidtool.atomic import stop_signals_exit
+
+    with stop_signals_exit():
         _run(args, debug)
 
 
@@ -134,28 +133,6 @@ def _run(args: list[str], debug: bool) -> None:
         sys.exit(2)
     if isinstance(status, int) and status:
         sys.exit(status)
-
-
-@contextlib.contextmanager
-def _stop_signals_exit():
-    """SIGTERM and SIGHUP end the process as SystemExit(128 + signal), so `finally` blocks run and a
-    stage's temp files go with it (their default action would kill the process on the spot). The
-    trainer installs its own handlers while it runs (checkpoint first, vidtool.train.loop)."""
-
-    def stop(signum, frame):
-        print(f"vidtool: {signal.strsignal(signum).lower()}", file=sys.stderr)
-        sys.exit(128 + signum)
-
-    stops = (signal.SIGTERM, signal.SIGHUP)
-    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
-        yield
-        return
-    previous = {signum: signal.signal(signum, stop) for signum in stops}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int | None, 
                             "decode with the model that encoded it")
     else:
         folder = model_store.find_by_tag(tf.model, hint=tf.extra.get("model_path"))
-    _check_decoder(folder, tf.kind, source)
+    model_store.check_decoder(folder, tf.kind, source)
     frames, height, width = (tf.size_param(key) for key in ("frames", "height", "width"))
     device = resolve_device()
     ae = checkpoint.from_pretrained(folder, device=device, dtype=resolve_dtype(device))
@@ -124,23 +124,6 @@ def decode_tensor(ae, kind: str, tensor, *, device: str, chunk: int | None = Non
         tiling = planned_tiling(ae, (b, t, h, w), start, max_memory, device, spatial=True)
         return with_retry(lambda tl: np.concatenate(list(decode_frames(ae, latents, tl, device)), axis=1),
                           tiling, h, w, spatial=True, what="decode")
-
-
-def _check_decoder(folder: Path, kind: str, source: str) -> None:
-    """The model a tensor file names must be an autoencoder of the kind it holds: a tag edited to name
-    a generator, or motion sent to a latent decoder, is refused before the model is loaded."""
-    from vidtool import checkpoint
-    from vidtool.errors import UserError
-    from vidtool.families import REGISTRY
-
-    family = checkpoint.read_config(folder)["family"]
-    entry = REGISTRY.get(family)
-    if entry is None or entry.trains_on is not None:
-        raise UserError(f"{source} names {family} ({folder}) as its decoder, but that is not an autoencoder; "
-                        "pass --model with the autoencoder that wrote it")
-    if (kind == "motion") != (family == "mcd-vae"):
-        raise UserError(f"{source} holds {kind}, which the {family} model {folder} cannot decode; "
-                        f"{'LaMD motion needs an mcd-vae' if kind == 'motion' else 'an mcd-vae decodes only motion'}")
 
 
 def _render_motion(tf, vae, content: str | None):

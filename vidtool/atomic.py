@@ -12,7 +12,10 @@ import contextlib
 import errno
 import os
 import re
+import signal
+import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -127,3 +130,25 @@ def _fsync_dir(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+@contextlib.contextmanager
+def stop_signals_exit():
+    """SIGTERM and SIGHUP end the process as SystemExit(128 + signal), so `finally` blocks run and a
+    stage's temp files go with it (their default action would kill the process on the spot). The
+    trainer installs its own handlers while it runs (checkpoint first, vidtool.train.loop)."""
+
+    def stop(signum, frame):
+        print(f"vidtool: {signal.strsignal(signum).lower()}", file=sys.stderr)
+        sys.exit(128 + signum)
+
+    stops = (signal.SIGTERM, signal.SIGHUP)
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = {signum: signal.signal(signum, stop) for signum in stops}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

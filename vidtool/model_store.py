@@ -76,3 +76,19 @@ def find_by_tag(tag: str, hint: str | None = None) -> Path:
         return fine_tuned
     raise UserError(f"no model matching {tag} on the search path; pass --model DIR with the checkpoint that wrote the input "
                     "(or add its parent folder to $VIDTOOL_MODELS)")
+
+
+def check_decoder(folder: Path, kind: str, source: str) -> None:
+    """The model a tensor file names must be an autoencoder of the kind it holds: a tag edited to name
+    a generator, or motion sent to a latent decoder, is refused before the model is loaded."""
+    from vidtool.errors import UserError
+    from vidtool.families import REGISTRY
+
+    family = read_config(folder)["family"]
+    entry = REGISTRY.get(family)
+    if entry is None or entry.trains_on is not None:
+        raise UserError(f"{source} names {family} ({folder}) as its decoder, but that is not an autoencoder; "
+                        "pass --model with the autoencoder that wrote it")
+    if (kind == "motion") != (family == "mcd-vae"):
+        raise UserError(f"{source} holds {kind}, which the {family} model {folder} cannot decode; "
+                        f"{'LaMD motion needs an mcd-vae' if kind == 'motion' else 'an mcd-vae decodes only motion'}")
