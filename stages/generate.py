@@ -128,7 +128,9 @@ def generate(
         raise UserError("--temperature belongs to --family motionaura")
     if scheduler is not None and found.name == "spectral":
         raise UserError("--scheduler belongs to the Gaussian families; motionaura unmasks tokens by confidence")
-    items = _read_prompts(prompt, prompts)
+    from vidtool.data.manifest import prompts_of
+
+    items = prompts_of(prompt, prompts)
     if steps is None:  # the family's default: Table 12's 10 masked-diffusion steps, else 25
         steps = read_config(folder)["config"].get("sample_steps", 25)
     # Options left unset fall back to the family's own defaults in its pipeline.
@@ -141,19 +143,3 @@ def generate(
     sample(items, folder, out, text_encoder=text_encoder, seed=seed, steps=steps, options=options,
            batch_size=batch_size, embeddings=embeddings, max_memory=max_memory)
 
-
-def _read_prompts(prompt: str | None, prompts: Path | None) -> list[str]:
-    from vidtool.errors import UserError
-
-    if (prompt is None) == (prompts is None):
-        raise UserError("give one prompt as an argument or --prompts FILE (one prompt per line), not both or neither")
-    if prompt is not None:
-        if not prompt.strip():
-            raise UserError("the prompt is empty; describe the video, e.g. \"a red circle moving right\"")
-        return [prompt.strip()]
-    from vidtool.data.manifest import read_prompt_lines
-
-    items = read_prompt_lines(prompts)
-    if not items:
-        raise UserError(f"{prompts} holds no prompts; write one prompt per line")
-    return items

@@ -68,7 +68,9 @@ def split(args: list[str]) -> tuple[str | None, list[str]]:
 
 def apply(command, stage: str, path: str, args: list[str]) -> tuple[dict[str, Any], list[str]]:
     """(the stage's default_map, its arguments with the file's --set entries in front)."""
-    values = read(Path(path))
+    from vidtool.options_file import read_options_file
+
+    values = read_options_file(Path(path))
     by_name: dict[str, Any] = {}
     for param in command.params:
         if not param.expose_value:
@@ -93,31 +95,6 @@ def apply(command, stage: str, path: str, args: list[str]) -> tuple[dict[str, An
         else:
             defaults[param.name] = value
     return defaults, [part for entry in sets for part in ("--set", entry)] + args
-
-
-def read(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise UserError(f"no such config file: {path}")
-    text = path.read_text()
-    if path.suffix.lower() == ".json":
-        try:
-            values = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path} is not valid JSON: {e}") from e
-    else:
-        try:
-            import yaml
-        except ImportError as e:
-            raise UserError(f"{path} is YAML, which needs PyYAML (pip install pyyaml); or write it as .json") from e
-        try:
-            values = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise UserError(f"{path} is not valid YAML: {' '.join(str(e).split())}") from e
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise UserError(f"{path} must hold a mapping of option names to values, not a {type(values).__name__}")
-    return values
 
 
 def _set_entries(path: str, value: Any) -> list[str]:

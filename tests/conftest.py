@@ -29,14 +29,16 @@ def vidtool():
 @pytest.fixture(autouse=True)
 def _restore_stage_settings():
     """Stages called in process set the global options (`--quiet`, `--device`, ...) in
-    stages.context.settings; the tests after them must see the defaults again."""
+    stages.context.settings; every test must start from the defaults. They are reset rather than
+    snapshotted: a module-scoped fixture that runs a stage sets them before a function's snapshot."""
     import dataclasses
 
-    from stages.context import settings
+    from stages.context import Settings, settings
 
-    before = dataclasses.asdict(settings)
+    for key, value in dataclasses.asdict(Settings()).items():
+        setattr(settings, key, value)
     yield
-    for key, value in before.items():
+    for key, value in dataclasses.asdict(Settings()).items():
         setattr(settings, key, value)
 
 

@@ -123,3 +123,19 @@ def _check_inside(record_path: str | os.PathLike) -> None:
             f"relative path {str(record_path)!r} escapes the manifest's folder with '..'; "
             "move the file inside it or give an absolute path"
         )
+
+
+def prompts_of(prompt: str | None, prompts: Path | None) -> list[str]:
+    """A generating stage's prompts: the one given as an argument, or --prompts FILE's lines."""
+    from vidtool.errors import UserError
+
+    if (prompt is None) == (prompts is None):
+        raise UserError("give one prompt as an argument or --prompts FILE (one prompt per line), not both or neither")
+    if prompt is not None:
+        if not prompt.strip():
+            raise UserError("the prompt is empty; describe the video, e.g. \"a red circle moving right\"")
+        return [prompt.strip()]
+    items = read_prompt_lines(prompts)
+    if not items:
+        raise UserError(f"{prompts} holds no prompts; write one prompt per line")
+    return items
