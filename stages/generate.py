@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from stages.addon_options import Base, Lora, LoraScale, addon_options
+
 app = typer.Typer(add_completion=False)
 # Item i of a batch is sampled with seed + i, and torch's generators take at most 64 bits.
 SEED_MAX = 2**63 - 1
@@ -41,9 +43,10 @@ Examples:
 
   vidtool generate --prompts prompts.txt --max-memory 6G --dtype bf16 --compile -o keyframes.safetensors
 
-  vidtool generate "a blue square moving up" --family harivo --scheduler dpm++ --steps 10 | vidtool decode -o out.mp4
-
   vidtool generate "a red circle moving right" --family motionaura | vidtool decode -o out.mp4
+
+  vidtool generate "a blue square moving up" --family harivo --scheduler dpm++ --steps 10 | vidtool decode -o out.mp4
+  vidtool generate "a red circle moving right" --family harivo --lora style.safetensors --lora-scale 0.8 | vidtool decode -o out.mp4
 
 --family lamd animates an image (LaMD): it samples a motion latent for --image with optional --text
 or --label, written as a 'motion' file that `vidtool decode` renders. Its DMG has a learned table of
@@ -88,6 +91,7 @@ def generate(
     max_memory: str = typer.Option(None, "--max-memory", help="Memory budget (e.g. 6G, 512M, or auto = from the "
                                                               "device): prompts are sampled in sub-batches that fit "
                                                               "under it (results do not change)."),
+    lora: Lora = None, lora_scale: LoraScale = None, base: Base = None,
 ) -> None:
     from stages.context import check_output
     from vidtool.checkpoint import read_config
@@ -95,7 +99,7 @@ def generate(
     from vidtool.families import REGISTRY, by_option
     from vidtool.model_store import default_model
 
-    check_output(out, inputs=[prompts, image, embeddings])
+    check_output(out, inputs=[prompts, image, embeddings, *(lora or [])])
 
     if scheduler is not None:
         from vidtool.diffusion.schedulers import SAMPLERS
@@ -114,6 +118,7 @@ def generate(
                         f"--model with a {' or '.join(f.name for f in REGISTRY.values() if f.generate)} folder")
     if wanted is not None and wanted is not found:
         raise UserError(f"--family {family} needs a {wanted.name} model, but {folder} is a {found.name} model")
+    addons = addon_options(lora, lora_scale, base, found.name)  # the frozen T2I U-Net's LoRA and DreamBooth base
     if found.name == "dmg":  # LaMD image-to-video through latent motion
         from stages.generate_motion import generate_motion
 
@@ -134,8 +139,8 @@ def generate(
     if steps is None:  # the family's default: Table 12's 10 masked-diffusion steps, else 25
         steps = read_config(folder)["config"].get("sample_steps", 25)
     # Options left unset fall back to the family's own defaults in its pipeline.
-    options = {k: v for k, v in (("frames", frames), ("cfg", cfg), ("alpha", alpha), ("temperature", temperature),
-                                 ("fps", fps), ("height", height), ("width", width)) if v is not None}
+    options = addons | {k: v for k, v in (("frames", frames), ("cfg", cfg), ("alpha", alpha), ("temperature",
+                        temperature), ("fps", fps), ("height", height), ("width", width)) if v is not None}
     if found.name != "spectral":
         options["scheduler"] = scheduler or "ddim"
     from stages.sample_prompts import sample

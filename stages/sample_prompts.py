@@ -18,6 +18,7 @@ def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | Non
     from vidtool import checkpoint, tensorfile
     from vidtool.errors import UserError
     from vidtool.families import REGISTRY, pipeline
+    from vidtool.frozen_base import ADDONS, adapt
     from vidtool.memory import release, retry_in_halves
     from vidtool.text_cache import matching_encoder
 
@@ -26,12 +27,14 @@ def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | Non
     dtype = resolve_dtype(device)
     # The generator waits on the host while the text encoder runs: the two never share the device.
     generator = checkpoint.from_pretrained(folder, device="cpu", dtype=dtype)
+    for note in adapt(generator, options):  # --base, --lora: the frozen T2I U-Net changed in place
+        console().print(note)
     entry = REGISTRY[generator.family]
     kind, run_pipeline = entry.writes, pipeline(entry)
     # The text side: a video family's frozen T2I base, or the token model's own config.
     base = generator.config if kind == "tokens" else generator.base.config
     space = base.tokenizer if kind == "tokens" else base.vae  # the autoencoder whose latents (or ids) it makes
-    sampling = {k: v for k, v in options.items() if k not in ("height", "width")}
+    sampling = {k: v for k, v in options.items() if k not in ("height", "width", *ADDONS)}
     if "height" in options or "width" in options:
         trained = (base.token_height, base.token_width) if kind == "tokens" else (base.sample_size, base.sample_size)
         sampling["size"] = latent_grid(options.get("height"), options.get("width"), trained, space,

@@ -1,0 +1,92 @@
+"""Generate-time changes to the frozen text-to-image U-Net of HARIVO and FusionFrames' keyframe
+model, with the trained temporal parts kept as they are (HARIVO §1, §4.3: "seamless integration
+with off-the-shelf models like ... DreamBooth", LoRA, no retraining):
+
+- `--base DIR`: a DreamBooth-fine-tuned U-Net of the same architecture (a diffusers pipeline root,
+  its `unet/`, or a vidtool t2i folder) takes the frozen base's place, weight for weight;
+- `--lora FILE --lora-scale S`: LoRA updates merged into the base (vidtool.lora), after the swap.
+
+FusionFrames' interpolation model has no frozen base (App. 9: the whole copied U-Net is trained),
+so these belong to `generate` only. The options (stages.addon_options) travel in the pipeline's
+options dict, JSON values that the output's params record, and are applied here to the loaded
+generator before it moves to the device."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from torch import nn
+
+from vidtool.errors import UserError
+
+ADDONS = ("lora", "lora_scale", "base")
+
+
+def adapt(generator, options: dict) -> list[str]:
+    """Apply the add-ons named in `options` to `generator`'s frozen U-Net; returns what was done, for
+    the console. Every file is read and checked before the base is changed at all."""
+    if not any(k in options for k in ADDONS):
+        return []
+    unet = frozen_unet(generator)
+    from vidtool import lora as lora_files
+
+    replacement = _replacement(generator, Path(options["base"])) if "base" in options else None
+    loras = [lora_files.read(p, unet) for p in options.get("lora", [])]
+    notes = []
+    if replacement is not None:
+        unet.load_state_dict(replacement)
+        notes.append(f"frozen base ← {options['base']}")
+    for lora, scale in zip(loras, options.get("lora_scale", [])):
+        lora_files.merge(unet, lora, scale)
+        left_out = f" ({lora.skipped} text-encoder layers left out)" if lora.skipped else ""
+        notes.append(f"LoRA {lora.path.name}: {len(lora.layers)} layers merged at scale {scale:g}{left_out}")
+    return notes
+
+
+def frozen_unet(generator) -> nn.Module:
+    from vidtool.generators.t2i import T2IModel
+
+    base = getattr(generator, "base", None)
+    if not isinstance(base, T2IModel):
+        raise UserError(f"--lora and --base change a frozen text-to-image U-Net (--family fusionframes or harivo); "
+                        f"a {generator.family} model has none")
+    return base.unet
+
+
+def _architecture(unet: nn.Module) -> dict:
+    """A diffusers U-Net config without its bookkeeping (`_name_or_path`, ...) and sample_size (a hint)."""
+    config = json.loads(json.dumps(dict(unet.config), default=list))
+    return {k: v for k, v in config.items() if not k.startswith("_") and k != "sample_size"}
+
+
+def _replacement(generator, folder: Path) -> dict:
+    """The state dict of the U-Net in `folder`, checked to be the frozen base's architecture."""
+    from vidtool import checkpoint
+    from vidtool.generators.t2i import T2IModel
+    from vidtool.standard_folders import component, describe, diffusers_class
+
+    ours = frozen_unet(generator)
+    unet_folder = component(folder, "unet", "--base")
+    if diffusers_class(unet_folder) == "UNet2DConditionModel":
+        theirs = T2IModel.from_unet_folder(unet_folder).unet
+    elif describe(unet_folder) == "a vidtool t2i model":
+        model = checkpoint.from_pretrained(unet_folder)
+        if model.config.vae != generator.base.config.vae:
+            raise UserError(f"--base {folder} works in the latent space of {model.config.vae}, the model's base in "
+                            f"{generator.base.config.vae}; pass a fine-tune of the model's own base")
+        theirs = model.unet
+    else:
+        raise UserError(f"--base {folder} is {describe(unet_folder)}; pass a diffusers UNet2DConditionModel folder "
+                        "(or pipeline root) or a vidtool t2i folder fine-tuned from the model's base")
+    want, have = _architecture(ours), _architecture(theirs)
+    differ = [k for k in sorted(want.keys() | have.keys()) if want.get(k) != have.get(k)]
+    if differ:
+        k = differ[0]
+        raise UserError(f"--base {folder} is another architecture than the model's frozen base ({k}: "
+                        f"{have.get(k)!r}, the model's {want.get(k)!r}); pass a fine-tune of the same base")
+    state = theirs.state_dict()
+    ours_shapes = {k: v.shape for k, v in ours.state_dict().items()}
+    if {k: v.shape for k, v in state.items()} != ours_shapes:
+        raise UserError(f"--base {folder}: its U-Net weights do not match the model's frozen base key for key")
+    return state
