@@ -9,16 +9,16 @@ from typing import Annotated
 
 import typer
 
-FROZEN_BASE_FAMILIES = {"keyframes": "fusionframes", "harivo": "harivo"}
+FROZEN_BASE_FAMILIES = ("fusionframes", "harivo")  # generate --family values
 
 Lora = Annotated[list[Path], typer.Option(
-    "--lora", help="fusionframes, harivo: a LoRA of the frozen text-to-image U-Net, a .safetensors file in the "
+    "--lora", metavar="FILE", help="fusionframes, harivo: a LoRA of the frozen text-to-image U-Net, a .safetensors file in the "
                    "diffusers/peft or the kohya layout, merged into the base before sampling; repeatable.")]
 LoraScale = Annotated[list[float], typer.Option(
-    "--lora-scale", min=-100, max=100, help="Strength of the --lora files: one for all or one per file (default 1; "
+    "--lora-scale", metavar="S", min=-100, max=100, help="Strength of the --lora files: one for all or one per file (default 1; "
                                             "0 samples exactly as without the LoRA).")]
 Base = Annotated[Path, typer.Option(
-    "--base", help="fusionframes, harivo: a DreamBooth fine-tune of the model's frozen text-to-image U-Net (a "
+    "--base", metavar="DIR", help="fusionframes, harivo: a DreamBooth fine-tune of the model's frozen text-to-image U-Net (a "
                    "diffusers pipeline or unet/ folder, or a t2i folder) sampled in its place, with the trained "
                    "temporal layers.")]
 
@@ -33,7 +33,7 @@ def addon_options(lora: list[Path] | None, lora_scale: list[float] | None, base:
         return {}
     if family not in FROZEN_BASE_FAMILIES:
         raise UserError(f"--lora, --lora-scale and --base change the frozen text-to-image U-Net of --family "
-                        f"{' or '.join(FROZEN_BASE_FAMILIES.values())}; a {family} model has none")
+                        f"{' or '.join(FROZEN_BASE_FAMILIES)}; a {family} model has none")
     if scales and not lora:
         raise UserError("--lora-scale scales a --lora FILE; pass --lora too")
     if len(scales) > 1 and len(scales) != len(lora):

@@ -118,7 +118,7 @@ def generate(
                         f"--model with a {' or '.join(f.name for f in REGISTRY.values() if f.generate)} folder")
     if wanted is not None and wanted is not found:
         raise UserError(f"--family {family} needs a {wanted.name} model, but {folder} is a {found.name} model")
-    addons = addon_options(lora, lora_scale, base, found.name)  # the frozen T2I U-Net's LoRA and DreamBooth base
+    addons = addon_options(lora, lora_scale, base, found.generate)  # the frozen T2I U-Net's LoRA and DreamBooth base
     if found.name == "dmg":  # LaMD image-to-video through latent motion
         from stages.generate_motion import generate_motion
 

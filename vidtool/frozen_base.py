@@ -56,8 +56,8 @@ def frozen_unet(generator) -> nn.Module:
 
 def _architecture(unet: nn.Module) -> dict:
     """A diffusers U-Net config without its bookkeeping (`_name_or_path`, ...) and sample_size (a hint)."""
-    config = json.loads(json.dumps(dict(unet.config), default=list))
-    return {k: v for k, v in config.items() if not k.startswith("_") and k != "sample_size"}
+    config = {k: v for k, v in dict(unet.config).items() if not k.startswith("_") and k != "sample_size"}
+    return json.loads(json.dumps(config, default=str))  # tuples and lists alike
 
 
 def _replacement(generator, folder: Path) -> dict:

@@ -120,7 +120,7 @@ def _layers(path: Path, tensors: dict, metadata: dict, unet_config) -> tuple[dic
                             f"({str(e).strip().splitlines()[-1][:200]})") from e
         for key, value in (network_alphas or {}).items():
             if key.startswith("unet."):
-                name = key.removesuffix(".alpha")
+                name = key.removeprefix("unet.").removesuffix(".alpha")
                 alphas[_module_of(name if name.endswith(".down.weight") else name + ".lora.down.weight")] = value
     elif not any(k.startswith(("unet.", *TEXT_ENCODER_PREFIXES)) for k in tensors):
         tensors = {f"unet.{k}": v for k, v in tensors.items()}  # unet.save_attn_procs: no prefix
