@@ -240,3 +240,29 @@ def test_two_loras_each_at_its_scale_and_a_vidtool_t2i_folder_as_base(tmp_path):
     torch.testing.assert_close(model.base.unet.get_submodule(Q).weight, want, rtol=0, atol=1e-6)
     untouched = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_v.weight"
     assert torch.equal(model.base.unet.state_dict()[untouched], tuned[untouched])
+
+
+def test_a_kohya_lora_of_a_stable_diffusion_unet_applies_to_harivo_trained_on_it(tmp_path):
+    """The SD path end to end: HARIVO trained on a (tiny) SD pipeline folder, generated with a kohya
+    LoRA made for that pipeline's unet/, decoded by the pipeline's VAE."""
+    from diffusers import UNet2DConditionModel
+    from stage_runner import run_stage
+    from test_bring_your_own_weights import tiny_sd_pipeline
+
+    from vidtool.data.make import make_dataset
+    from vidtool.video import read_video
+
+    torch.set_num_threads(1)
+    sd = tiny_sd_pipeline(tmp_path / "sd")
+    make_dataset("shapes", tmp_path / "data", 2, seed=0)
+    assert run_stage("train-denoiser", "--family", "harivo", "--base", sd, "--data", tmp_path / "data" / "manifest.jsonl",
+                     "--steps", "1", "--size", "32", "--batch-size", "2", "-o", tmp_path / "harivo") == 0
+    unet = UNet2DConditionModel.from_pretrained(sd / "unet")
+    path = save_kohya(tmp_path / "sd-lora.safetensors", random_lora(unet, [Q, "up_blocks.1.attentions.0.proj_in"]),
+                      RANK, text_encoder=True)
+    args = ("--model", tmp_path / "harivo", "--frames", "3", "--steps", "1")
+    plain = generate(tmp_path, "plain", "harivo", *args)
+    with_lora = generate(tmp_path, "lora", "harivo", *args, "--lora", path)
+    assert (with_lora - plain).abs().mean() > 0.01 * plain.abs().mean()
+    assert run_stage("decode", tmp_path / "lora.safetensors", "-o", tmp_path / "out.mp4") == 0
+    assert read_video(tmp_path / "out.mp4").frames.shape == (3, 32, 32, 3)
