@@ -393,6 +393,8 @@ BAD_INPUTS = {
     "--cfg nan": ["generate", "a red circle", "--cfg", "nan", "-o", "{w}/out.safetensors"],
     "--cfg inf": ["generate", "a red circle", "--cfg", "inf", "-o", "{w}/out.safetensors"],
     "--steps a billion": ["generate", "a red circle", "--steps", "1000000000", "-o", "{w}/out.safetensors"],
+    "harivo --frames 2 with MG guidance": ["generate", "a red circle", "--family", "harivo", "--frames", "2", "--steps", "1",
+                                            "-o", "{w}/out.safetensors"],
     "--frames 0": ["generate", "a red circle", "--frames", "0", "-o", "{w}/out.safetensors"],
     "--batch-size 0": ["generate", "a red circle", "--batch-size", "0", "-o", "{w}/out.safetensors"],
     "--guidance nan": ["interpolate", "{w}/z.safetensors", "--guidance", "nan", "-o", "{w}/out.safetensors"],
