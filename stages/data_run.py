@@ -31,6 +31,8 @@ def print_summary(title: str, report, seconds: float) -> None:
     from stages.context import console, format_seconds
 
     table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2))
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")  # paths are shown whole, folded onto more lines, not cut short
     rate = f" ({report.processed / seconds:.2f} items/s)" if report.processed and seconds > 0 else ""
     rows = [("items", report.items), ("done before (journal)", report.resumed),
             ("done now", f"{report.processed} in {format_seconds(seconds)}{rate}"),
