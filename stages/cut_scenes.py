@@ -18,7 +18,7 @@ the detector's own (adaptive 3.0, content 27.0); --min-frames is the shortest
 shot (no cut closer than that to the previous one).
 
 Every shot is re-encoded frame-exactly (H.264, --crf, no audio) to
-OUT/shots/<video>/NNNN.mp4, and OUT/manifest.jsonl gets one record per shot:
+OUT/clips/<video>/NNNN.mp4, and OUT/manifest.jsonl gets one record per shot:
 path, source (the video), shot, start_frame, end_frame (exclusive, at the
 source's own frame numbering), start/end seconds, frames, fps, height, width,
 plus the source record's other fields (a caption, a label). Videos that cannot
@@ -70,7 +70,7 @@ def cut_scenes(
         base = shards.rebase(item.record, source_manifest, out_folder)
         try:
             return shards.Outcome(records=cut_video(resolve(source_manifest, item.record["path"]), base,
-                                                    out_folder / "shots" / item.key, out_folder, options))
+                                                    out_folder / "clips" / item.key, out_folder, options))
         except UserError as error:
             return shards.failure(base, str(error))
 

@@ -198,3 +198,53 @@ def test_hash_index_finds_the_same_nearest_hash_as_comparing_all():
             best = min(bin(query ^ k).count("1") for k in kept)
             found = index.nearest(query)
             assert (found[0] if found else None) == (best if best <= distance else None)
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory):
+    """A tiny random CLIP with a character-level tokenizer, saved as a local transformers folder."""
+    import torch
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+    folder = tmp_path_factory.mktemp("clip")
+    letters = "abcdefghijklmnopqrstuvwxyz,."
+    vocab = {c: i for i, c in enumerate(letters)}
+    vocab.update({c + "</w>": len(letters) + i for i, c in enumerate(letters)})
+    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    end = vocab["<|endoftext|>"]
+    config = CLIPConfig(
+        text_config=dict(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=37, max_position_embeddings=77, bos_token_id=vocab["<|startoftext|>"],
+                         eos_token_id=end, pad_token_id=end),
+        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=37),
+        projection_dim=16)
+    torch.manual_seed(0)
+    CLIPModel(config).save_pretrained(folder)
+    CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt")).save_pretrained(folder)
+    return folder
+
+
+def test_aesthetic_is_clips_probability_on_the_positive_prompts(clip_dir, curated, stage):
+    import torch
+    from transformers import AutoTokenizer, CLIPModel
+
+    from vidtool.curation.aesthetic import NEGATIVE, POSITIVE, AestheticScorer
+    from vidtool.metrics.clipsim import preprocess_frames
+
+    frames = read_video(curated["videos"]["good"]).frames[:3]
+    # CLIPModel's own forward: logits_per_image = exp(logit_scale) * cosine(image, text).
+    model = CLIPModel.from_pretrained(clip_dir).eval()
+    tokens = AutoTokenizer.from_pretrained(clip_dir)(list(POSITIVE + NEGATIVE), padding=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"],
+                       pixel_values=preprocess_frames(frames, 32)).logits_per_image.double()
+    expected = torch.softmax(logits, -1)[:, : len(POSITIVE)].sum(-1).mean().item()
+    assert AestheticScorer(str(clip_dir))(frames) == pytest.approx(expected, abs=1e-5)
+
+    out = curated["root"] / "aesthetic.jsonl"
+    assert stage("score", curated["shots"], "-o", out, "--clip-model", clip_dir) == 0
+    values = [r["aesthetic"] for r in read_manifest(out)]
+    assert all(0 < v < 1 for v in values) and "aesthetic" not in read_manifest(curated["scored"])[0]

@@ -24,7 +24,7 @@ class AestheticScorer:
         self.clip = CLIPScorer(folder, device=device)
         texts = self.clip.text_embeddings(list(POSITIVE + NEGATIVE))
         self.texts = torch.nn.functional.normalize(texts.double(), dim=-1)
-        self.scale = float(self.clip.model.logit_scale.exp())
+        self.scale = float(self.clip.model.logit_scale.detach().exp())
         self.digest = self.clip.digest
 
     def __call__(self, frames: np.ndarray) -> float:
