@@ -104,6 +104,24 @@ def test_a_killed_score_shard_reruns_only_the_missing_clips(curated, stage, monk
     assert json.loads((out / f"{stem}.stats.json").read_text())["processed"] == 3
 
 
+def test_a_killed_cut_scenes_run_cuts_only_the_videos_it_had_not_finished(curated, stage, monkeypatch):
+    out = curated["root"] / "cut-resume"
+    assert stage("cut-scenes", curated["root"] / "videos", "-o", out) == 0
+    complete = (out / "manifest.jsonl").read_text()
+    journal = out / ".manifest.journal.jsonl"
+    header, *entries = journal.read_text().splitlines()
+    journal.write_text("\n".join([header, *entries[:3]]) + "\n")  # killed after three of the seven videos
+    (out / "manifest.stats.json").unlink()
+
+    import vidtool.curation.shots as shots
+
+    cut, real = [], shots.cut_video
+    monkeypatch.setattr(shots, "cut_video", lambda source, *a, **k: cut.append(source.name) or real(source, *a, **k))
+    assert stage("cut-scenes", curated["root"] / "videos", "-o", out) == 0
+    assert sorted(cut) == sorted(json.loads(e)["key"] + ".mp4" for e in entries[3:])
+    assert (out / "manifest.jsonl").read_text() == complete
+
+
 def test_sharded_cut_scenes_merged_equals_one_run(curated, stage):
     out = curated["root"] / "cut-parts"
     for index in range(2):
@@ -149,6 +167,7 @@ def test_data_stages_show_rate_failures_and_a_summary_table(curated, tmp_path, c
     (["filter", "{scored}", "--where", "motion ** 99 > 1", "-o", "{out}"], "is not allowed"),
     (["filter", "{scored}", "--where", "motion.real > 1", "-o", "{out}"], "is not allowed"),
     (["filter", "{scored}", "--where", "motion >", "-o", "{out}"], "not a valid expression"),
+    (["filter", "{scored}", "--where", "-" * 500 + "motion > 0", "-o", "{out}"], "nests more than 100 levels"),
     (["filter", "{scored}", "--where", "motoin > 0.5", "-o", "{out}"], "unknown column(s) motoin"),
     (["filter", "{scored}", "--where", "phash > 1", "-o", "{out}"], "holds str values"),
     (["filter", "{missing}", "--where", "motion > 1", "-o", "{out}"], "manifest not found"),

@@ -20,6 +20,10 @@ from typing import Callable
 
 from vidtool.errors import UserError
 
+# Conditions are a line on a command line; the limits keep evaluation (one Python call per node) far
+# from the interpreter's recursion limit.
+MAX_LENGTH = 2000
+MAX_DEPTH = 100
 _ARITHMETIC = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
                ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod}
 _COMPARE = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
@@ -52,10 +56,16 @@ class Where:
         self.text = text.strip()
         if not self.text:
             raise UserError("--where is empty; give a condition such as 'motion > 0.5'")
+        if len(self.text) > MAX_LENGTH:
+            raise UserError(f"--where is {len(self.text)} characters long; keep a condition under {MAX_LENGTH}")
         try:
             tree = ast.parse(self.text, mode="eval")
         except SyntaxError as e:
             raise UserError(f"--where {text!r} is not a valid expression ({e.msg})") from None
+        except (RecursionError, MemoryError, ValueError) as e:  # nesting past the parser's limits; NUL bytes
+            raise UserError(f"--where {text!r} cannot be parsed ({type(e).__name__}); write a plainer condition") from None
+        if _depth(tree.body) > MAX_DEPTH:
+            raise UserError(f"--where {text!r} nests more than {MAX_DEPTH} levels deep; write a plainer condition")
         body = tree.body
         parts = body.values if isinstance(body, ast.BoolOp) and isinstance(body.op, ast.And) else [body]
         self.clauses = [Clause(ast.get_source_segment(self.text, part) or ast.unparse(part),
@@ -90,6 +100,16 @@ class Where:
 
 def _show(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _depth(node: ast.AST) -> int:
+    """How deep the tree under `node` goes (iteratively: the tree may be deeper than the stack allows)."""
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 def _names(node: ast.AST) -> set[str]:
