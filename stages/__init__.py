@@ -9,10 +9,12 @@ list every stage without loading torch.
 STAGES: dict[str, str] = {
     "convert": "stages.convert",
     "curate-sketch-dataset": "stages.curate_sketch_dataset",
+    "cut-scenes": "stages.cut_scenes",
     "decode": "stages.decode",
     "embed-text": "stages.embed_text",
     "encode": "stages.encode",
     "evaluate": "stages.evaluate",
+    "filter": "stages.filter",
     "generate": "stages.generate",
     "index": "stages.index",
     "info": "stages.info",
@@ -22,6 +24,7 @@ STAGES: dict[str, str] = {
     "merge-shards": "stages.merge_shards",
     "recaption": "stages.recaption",
     "runs": "stages.runs",
+    "score": "stages.score",
     "sample-keyframes": "stages.generate",  # the FusionFrames name of `generate`
     "train-denoiser": "stages.train_denoiser",
     "train-vae": "stages.train_vae",

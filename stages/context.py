@@ -75,12 +75,44 @@ def compile_if_asked(model, name: str, device: str) -> None:
 
 
 @contextlib.contextmanager
-def progress_bar(description: str, total: int | None) -> Iterator:
-    """A rich progress bar on stderr (hidden with --quiet); yields `done(count)` to report progress."""
+def progress_bar(description: str, total: int | None, *, errors: bool = False, unit: str = "items",
+                 log_every: float = 30.0) -> Iterator:
+    """A rich progress bar on stderr (hidden with --quiet); yields `done(count, failed=None)` to report
+    progress. With `errors` it also shows the rate in `unit`/s and the failures so far. When stderr is
+    not a terminal (a cluster job's log), a plain line says the same at most every `log_every` seconds."""
+    import time
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn(), console=console(), transient=False, disable=settings.quiet or not sys.stderr.isatty())
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+    if errors:
+        columns += [TextColumn("{task.fields[rate]}"), TextColumn("[red]{task.fields[failed]}")]
+    columns += [TimeElapsedColumn(), TimeRemainingColumn()]
+    terminal = sys.stderr.isatty()
+    bar = Progress(*columns, console=console(), transient=False, disable=settings.quiet or not terminal)
+    began, last_line, first = time.perf_counter(), [time.perf_counter()], [None]
+
     with bar:
-        task = bar.add_task(description, total=total)
-        yield lambda count: bar.update(task, completed=count)
+        task = bar.add_task(description, total=total, rate="", failed="")
+
+        def done(count: int, failed: int | None = None) -> None:
+            now = time.perf_counter()
+            first[0] = count if first[0] is None else first[0]  # items found done before this run
+            rate = (count - first[0]) / max(now - began, 1e-9)
+            shown = {"rate": f"{rate:.2f} {unit}/s" if count > first[0] else "",
+                     "failed": f"{failed} failed" if failed else ""}
+            bar.update(task, completed=count, **shown)
+            finished = total is not None and count >= total
+            if not terminal and not settings.quiet and errors and (now - last_line[0] >= log_every or finished):
+                last_line[0] = now
+                left = f", ETA {format_seconds((total - count) / rate)}" if total and rate > 0 and not finished else ""
+                console().print(f"{description}: {count}/{total if total is not None else '?'} {unit}, "
+                                f"{rate:.2f} {unit}/s{left}, {failed or 0} failed", soft_wrap=True)
+
+        yield done
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"

@@ -10,8 +10,9 @@ app = typer.Typer(add_completion=False)
 
 HELP = """Join the shards of one sharded data-stage run into a single manifest.
 
-The data stages (index, recaption, curate-sketch-dataset, encode/tokenize --manifest) run with --shard
-I/N, or as a SLURM job array, and each shard writes STAGE-shard-I-of-N.jsonl with .stats.json
+The data stages (index, recaption, curate-sketch-dataset, cut-scenes, score,
+encode/tokenize --manifest) run with --shard I/N, or as a SLURM job array, and
+each shard writes STAGE-shard-I-of-N.jsonl with .stats.json
 (and .errors.jsonl) beside it. merge-shards checks that every shard of the run is there and that
 all ran with the same settings on the same input, then writes the records in input order —
 the same manifest one unsharded run writes — plus OUT.errors.jsonl and OUT.stats.json. Paths in

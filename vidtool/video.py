@@ -112,6 +112,18 @@ def sample_frames(path, count: int, *, fps: float | None = None) -> Video:
     return Video(frames=source.load(indices), fps=float(source.fps))
 
 
+def read_frames(path, pick: Callable[[int], np.ndarray], *, fps: float | None = None) -> Video:
+    """The frames `pick(frame count)` names (indices into the clip's own frames, in any order, repeats
+    allowed), decoding only those: `vidtool score` reads a few frame pairs of a long clip this way.
+    A folder plays at `fps` (default 8)."""
+    path = Path(path)
+    source = _open(path, fps)
+    if len(source.times) == 0:
+        raise UserError(f"no frames in {path}")
+    indices = np.clip(np.asarray(pick(len(source.times)), dtype=np.int64), 0, len(source.times) - 1)
+    return Video(frames=source.load(indices), fps=float(source.fps))
+
+
 def _open(path: Path, fps: float | None):
     """The frame source for a file or frame folder (a folder plays at `fps`, default 8)."""
     if not path.exists():

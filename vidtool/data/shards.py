@@ -221,8 +221,10 @@ class RunReport:
 
 def run_stage(*, stage: str, items: Sequence[Item], shard: Shard | None, files: OutputFiles, settings: dict,
               process: Callable[[list[Item]], list[Outcome]], batch: int = 1, retry_errors: bool = False,
-              progress: Callable[[int], None] | None = None, log: Callable[[str], None] | None = None) -> RunReport:
+              progress: Callable[[int, int], None] | None = None, log: Callable[[str], None] | None = None) -> RunReport:
     """Run `process` over this shard's items that are not done yet, `batch` at a time, then write outputs.
+
+    `progress(items done, items failed)` is called as batches finish, counting those found in the journal.
 
     `settings` holds everything the outputs depend on (model digests, prompts, options) as JSON
     values; with the input's digest it decides whether a journal or a finished shard can be reused.
@@ -252,8 +254,9 @@ def run_stage(*, stage: str, items: Sequence[Item], shard: Shard | None, files: 
     with open(files.journal, "a", encoding="utf-8") as journal:
         if fresh:
             _append(journal, [header])
+        failed = sum(1 for outcome in done.values() if outcome.errors)
         if progress:
-            progress(resumed)
+            progress(resumed, failed)
         began = time.perf_counter()
         for start in range(0, len(pending), batch):
             chunk = pending[start : start + batch]
@@ -262,8 +265,9 @@ def run_stage(*, stage: str, items: Sequence[Item], shard: Shard | None, files: 
                 raise RuntimeError(f"{stage}: process returned {len(outcomes)} outcomes for {len(chunk)} items")
             _append(journal, [{"key": item.key, "records": o.records, "errors": o.errors} for item, o in zip(chunk, outcomes)])
             done.update({item.key: o for item, o in zip(chunk, outcomes)})
+            failed += sum(1 for o in outcomes if o.errors)
             if progress:
-                progress(resumed + start + len(chunk))
+                progress(resumed + start + len(chunk), failed)
 
     records = [r for item in mine for r in done[item.key].records]
     errors = [e for item in mine for e in done[item.key].errors]
