@@ -12,7 +12,8 @@ shape the asked way only at chance. Each subcommand is one measurement, on CPU, 
               the recipe trains it) overfit on 8 clips, two per direction: logs the zero-initialised
               output projections ("merges") and per-block gradient norms, then samples each clip's
               caption and probes the direction; `--text onehot` adds a one-hot direction token to
-              the MiniLM tokens, `--unfreeze-base` trains the U-Net too
+              the MiniLM tokens, `--unfreeze-base` trains the U-Net too, `--unfreeze-cross-attention`
+              only the base's text cross-attention (attn2: what the frozen base reads of the prompt)
     sketch    the bundled sketch-inpainting adapter's training loss on a few batches, with the
               sketch as given and zeroed (same noise): does the sketch reach the model
 
@@ -21,6 +22,7 @@ shape the asked way only at chance. Each subcommand is one measurement, on CPU, 
     python benchmarks/direction_diagnostics.py overfit --steps 600
     python benchmarks/direction_diagnostics.py overfit --steps 600 --text onehot
     python benchmarks/direction_diagnostics.py overfit --steps 600 --unfreeze-base
+    python benchmarks/direction_diagnostics.py overfit --steps 1500 --unfreeze-cross-attention
     python benchmarks/direction_diagnostics.py overfit --steps 0 --init bundled   # the bundled model as is
     python benchmarks/direction_diagnostics.py sketch
 """
@@ -284,10 +286,14 @@ def overfit(args) -> None:
     if args.init == "bundled":
         model.load_state_dict(from_pretrained(BUNDLED / "keyframes-tiny").state_dict())
     model.base.requires_grad_(args.unfreeze_base)
+    if args.unfreeze_cross_attention:
+        for name, p in model.base.named_parameters():
+            p.requires_grad_(args.unfreeze_base or ".attn2." in name)
     trainable = [p for p in model.parameters() if p.requires_grad]
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     print(f"{len(records)} clips: " + "; ".join(r["caption"] for r in records))
-    print(f"text {args.text}, base {'unfrozen' if args.unfreeze_base else 'frozen'}, init {args.init}: "
+    state = "unfrozen" if args.unfreeze_base else "frozen but its cross-attention" if args.unfreeze_cross_attention else "frozen"
+    print(f"text {args.text}, base {state}, init {args.init}: "
           f"{sum(p.numel() for p in trainable):,} trainable parameters, {frozen:,} frozen; AdamW lr {args.lr}, "
           f"{args.steps} full-batch updates")
 
@@ -393,6 +399,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--text", choices=("minilm", "onehot"), default="minilm")
     p.add_argument("--unfreeze-base", action="store_true")
+    p.add_argument("--unfreeze-cross-attention", action="store_true")
     p.add_argument("--init", choices=("fresh", "bundled"), default="fresh",
                    help="temporal blocks zero-initialised as the recipe starts them, or the bundled keyframes-tiny")
     p.add_argument("--seeds", type=int, default=2)

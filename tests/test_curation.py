@@ -221,29 +221,9 @@ def test_hash_index_finds_the_same_nearest_hash_as_comparing_all():
 
 @pytest.fixture(scope="module")
 def clip_dir(tmp_path_factory):
-    """A tiny random CLIP with a character-level tokenizer, saved as a local transformers folder."""
-    import torch
-    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+    from tiny_clip import save_tiny_clip
 
-    folder = tmp_path_factory.mktemp("clip")
-    letters = "abcdefghijklmnopqrstuvwxyz,."
-    vocab = {c: i for i, c in enumerate(letters)}
-    vocab.update({c + "</w>": len(letters) + i for i, c in enumerate(letters)})
-    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    end = vocab["<|endoftext|>"]
-    config = CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=37, max_position_embeddings=77, bos_token_id=vocab["<|startoftext|>"],
-                         eos_token_id=end, pad_token_id=end),
-        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           intermediate_size=37),
-        projection_dim=16)
-    torch.manual_seed(0)
-    CLIPModel(config).save_pretrained(folder)
-    CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt")).save_pretrained(folder)
-    return folder
+    return save_tiny_clip(tmp_path_factory.mktemp("clip"), letters="abcdefghijklmnopqrstuvwxyz,.")
 
 
 def test_aesthetic_is_clips_probability_on_the_positive_prompts(clip_dir, curated, stage):

@@ -15,29 +15,9 @@ IMAGE_SIZE = 32
 
 @pytest.fixture(scope="module")
 def clip_dir(tmp_path_factory):
-    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+    from tiny_clip import save_tiny_clip
 
-    folder = tmp_path_factory.mktemp("clip")
-    # A character-level BPE vocabulary (no merges) is a valid CLIP tokenizer for lower-case prompts.
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    vocab = {c: i for i, c in enumerate(letters)}
-    vocab.update({c + "</w>": len(letters) + i for i, c in enumerate(letters)})
-    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
-    end = vocab["<|endoftext|>"]
-    config = CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=37, max_position_embeddings=77, bos_token_id=vocab["<|startoftext|>"],
-                         eos_token_id=end, pad_token_id=end),
-        vision_config=dict(image_size=IMAGE_SIZE, patch_size=8, hidden_size=32, num_hidden_layers=1,
-                           num_attention_heads=2, intermediate_size=37),
-        projection_dim=16)
-    torch.manual_seed(0)
-    CLIPModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_clip(tmp_path_factory.mktemp("clip"), image_size=IMAGE_SIZE)
 
 
 def test_preprocessing_resizes_the_short_side_crops_the_centre_and_normalises():
