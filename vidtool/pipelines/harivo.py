@@ -42,8 +42,8 @@ def generate(model, text: torch.Tensor, text_mask: torch.Tensor, null_text: torc
         raise UserError(f"this HARIVO model makes at most {config.frames} frames (its frame-wise token generator was "
                         f"trained for F = {config.frames}); pass --frames {config.frames} or fewer")
     if alpha != 0 and frames < 3:
-        raise UserError(f"HARIVO's mitigating-gradient sampling needs at least 3 frames (Algorithm 1 divides by "
-                        f"log(F - 1)); pass --frames 3 or more, or --alpha 0 for plain guidance")
+        raise UserError("HARIVO's mitigating-gradient sampling needs at least 3 frames (Algorithm 1 divides by "
+                        "log(F - 1)); pass --frames 3 or more, or --alpha 0 for plain guidance")
     device = next(model.parameters()).device
     base = config.base
     h, w = size or (base.sample_size, base.sample_size)
