@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -59,9 +60,11 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         doc = torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as e:
-        reason = next((line.strip() for line in str(e).splitlines() if "Unsupported" in line or "GLOBAL" in line), "")
-        raise UserError(f"{path} is a pickle that needs code execution to load ({reason or 'not plain tensors'}); "
-                        "refused: only plain tensor checkpoints are read (torch.load weights_only=True)") from None
+        found = re.search(r"GLOBAL (\S+)", str(e))
+        reason = f"it calls {found[1]}" if found else "not plain tensors"
+        raise UserError(f"{path} is a pickle that needs code execution to load ({reason}); "
+                        "refused: only plain tensor checkpoints are read (torch.load weights_only=True); "
+                        "use a .safetensors release of it") from None
     except (RuntimeError, EOFError, ValueError, OSError) as e:
         raise UserError(f"{path} is not a readable torch checkpoint ({str(e).splitlines()[0] if str(e) else e!r})") from None
     return _tensors(doc, path)
