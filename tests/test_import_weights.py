@@ -78,7 +78,9 @@ def sd_single_file(unet, vae, text_encoder) -> dict[str, torch.Tensor]:
     for k, v in vae.state_dict().items():
         name, value = ldm_vae_key(k, v, levels)
         tensors[f"first_stage_model.{name}"] = value
-    tensors.update({f"cond_stage_model.transformer.{k}": v for k, v in text_encoder.state_dict().items()})
+    # As the published files name them (transformers 5 drops `text_model.` from CLIPTextModel's own keys).
+    tensors.update({f"cond_stage_model.transformer.text_model.{k.removeprefix('text_model.')}": v
+                    for k, v in text_encoder.state_dict().items()})
     return {k: v.contiguous() for k, v in tensors.items()}
 
 
@@ -116,6 +118,10 @@ def test_a_single_file_sd_checkpoint_becomes_a_pipeline_folder_that_computes_wha
 
     out, config, models = sd_import
     assert {p.name for p in out.iterdir()} >= {"model_index.json", "unet", "vae", "text_encoder", "tokenizer"}
+    from safetensors import safe_open
+
+    with safe_open(out.parent / "tiny-sd.safetensors", "pt") as f:  # the published layout's names
+        assert "cond_stage_model.transformer.text_model.final_layer_norm.weight" in f.keys()
     torch.manual_seed(2)
     latents, t, text = torch.randn(1, 4, 8, 8), torch.tensor([10]), torch.randn(1, 5, 32)
     ids = torch.tensor([[0, 3, 5, 7, 1]])
@@ -167,6 +173,50 @@ def test_sd_import_without_config_or_of_another_version_is_one_line(vidtool, sd_
                                   "--config-dir", config, "-o", tmp_path / "b"))
     assert "conv_out.weight" in line and "wrongly shaped" in line
     assert not (tmp_path / "b").exists() and not list(tmp_path.glob(".b.*"))
+
+
+def open_clip_text(text_encoder) -> dict[str, torch.Tensor]:
+    """A CLIPTextModel's tensors in SD 2.x's OpenCLIP layout (`cond_stage_model.model.*`, q/k/v as one
+    in_proj)."""
+    prefix, out = "cond_stage_model.model.", {}
+    names = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj",
+             "self_attn.out_proj": "attn.out_proj"}
+    state = text_encoder.state_dict()
+    state = {k.removeprefix("text_model."): v for k, v in state.items() if not k.endswith("position_ids")}
+    for key, value in state.items():
+        if key.startswith("embeddings."):
+            out[prefix + ("positional_embedding" if "position" in key else "token_embedding.weight")] = value
+        elif key.startswith("final_layer_norm."):
+            out[prefix + "ln_final." + key.split(".")[-1]] = value
+        else:
+            layer, rest = key.split(".")[2], ".".join(key.split(".")[3:])
+            block = f"{prefix}transformer.resblocks.{layer}."
+            if "_proj." in rest and "out_proj" not in rest:
+                kind = rest.split(".")[-1]
+                if rest.startswith("self_attn.q_proj"):
+                    stem = key.rsplit(".", 2)[0]
+                    out[f"{block}attn.in_proj_{kind}"] = torch.cat([state[f"{stem}.{x}_proj.{kind}"] for x in "qkv"])
+                continue
+            for old, new in names.items():
+                rest = rest.replace(old, new)
+            out[block + rest] = value
+    return out
+
+
+def test_an_sd2_checkpoint_with_an_open_clip_text_encoder_imports(sd_import, tmp_path):
+    from safetensors.torch import save_file
+    from transformers import CLIPTextModel
+
+    out, config, models = sd_import
+    tensors = {k: v for k, v in sd_single_file(models["unet"], models["vae"], torch.nn.Module()).items()}
+    tensors.update(open_clip_text(models["text_encoder"]))
+    save_file(tensors, tmp_path / "sd2.safetensors")
+    assert run_stage("import-weights", tmp_path / "sd2.safetensors", "--family", "sd", "--config-dir", config,
+                     "-o", tmp_path / "sd2") == 0
+    ids = torch.tensor([[0, 4, 9, 1]])
+    with torch.no_grad():
+        ours = CLIPTextModel.from_pretrained(tmp_path / "sd2" / "text_encoder").eval()(ids).last_hidden_state
+        torch.testing.assert_close(ours, models["text_encoder"](ids).last_hidden_state)
 
 
 # Tensors of the published single files (v1-5-pruned-emaonly.safetensors, v2-1_768-ema-pruned.safetensors)

@@ -192,6 +192,11 @@ def _sd_component(name: str, folder: Path, checkpoint: dict) -> torch.nn.Module:
             state = sf.convert_open_clip_checkpoint(model, checkpoint)
         else:
             state = sf.convert_ldm_clip_checkpoint(checkpoint)
+        # The converters name CLIP's tensors `text_model.*`; transformers 5's CLIPTextModel has them
+        # without that prefix.
+        own = model.state_dict()
+        state = {k.removeprefix("text_model.") if k not in own and k.removeprefix("text_model.") in own else k: v
+                 for k, v in state.items()}
     _load_exactly(model, state, f"checkpoint's {name} ({SD_PREFIXES[name]}*)",
                   f"the config in {folder}; pass the --config-dir of this model's version (SD 1.x, 2.x, ...)")
     return model
