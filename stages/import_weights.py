@@ -46,9 +46,12 @@ def import_weights(
     config: Path = typer.Option(None, "--config-dir", help="--family sd: a local diffusers SD pipeline folder with the configs."),
     codebook: Path = typer.Option(None, help="--family movq: a checkpoint holding quantize.embedding.weight."),
 ) -> None:
-    from stages.context import console
+    from stages.context import console, progress_bar
     from vidtool.import_weights import import_weights as run
+    from vidtool.import_weights import steps
 
     say = console().print
-    folder = run(source, out, family, config=config, codebook=codebook, say=lambda m: say(m, soft_wrap=True))
+    with progress_bar(f"importing {source.name}", total=steps(family), unit="steps") as done:
+        folder = run(source, out, family, config=config, codebook=codebook, say=lambda m: say(m, soft_wrap=True),
+                     done=done)
     say(f"wrote {folder}", soft_wrap=True)

@@ -307,9 +307,13 @@ def released_movq(**video):
 def import_movq(tmp_path, model, codebook):
     torch.save(model.state_dict(), tmp_path / "movq.pt")
     torch.save({"quantize.embedding.weight": codebook}, tmp_path / "codebook.pt")
-    assert run_stage("import-weights", tmp_path / "movq.pt", "--family", "movq", "--codebook",
-                     tmp_path / "codebook.pt", "-o", tmp_path / "imported") == 0
     from vidtool import checkpoint
+    from vidtool.import_weights import import_weights, steps
+
+    reported = []
+    import_weights(tmp_path / "movq.pt", tmp_path / "imported", "movq", codebook=tmp_path / "codebook.pt",
+                   done=reported.append)
+    assert reported == list(range(1, steps("movq") + 1))  # the stage's progress bar ends full
 
     return checkpoint.from_pretrained(tmp_path / "imported").eval()
 

@@ -81,10 +81,16 @@ def _tensors(doc, path: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def steps(family: str) -> int:
+    """How many times `import_weights` calls its `done` (for a progress bar): reading, each part, writing."""
+    return 5 if family == "sd" else 3
+
+
 def import_weights(source: str | Path, out: str | Path, family: str, *, config: str | Path | None = None,
-                   codebook: str | Path | None = None, say: Callable[[str], None] = lambda message: None) -> Path:
+                   codebook: str | Path | None = None, say: Callable[[str], None] = lambda message: None,
+                   done: Callable[[int], None] = lambda count: None) -> Path:
     """Convert `source` into the folder `out` (written beside it under a temporary name, then renamed,
-    so a failed import leaves nothing)."""
+    so a failed import leaves nothing). `done(n)` reports the n-th of `steps(family)` steps."""
     source, out = Path(source), Path(out)
     if family not in FAMILIES:
         raise UserError(f"--family {family!r}: expected one of {', '.join(FAMILIES)}")
@@ -98,13 +104,20 @@ def import_weights(source: str | Path, out: str | Path, family: str, *, config: 
                         "checkpoint's configs; nothing is downloaded")
     if out.exists():
         raise UserError(f"-o {out} exists; choose a new folder name (an import never overwrites)")
+    count = iter(range(1, steps(family) + 1))
+
+    def step() -> None:
+        done(next(count))
+
     checkpoint = read_checkpoint(source)
+    step()
     with _temp_folder(out) as tmp:
         if family == "sd":
-            write_sd_pipeline(checkpoint, Path(config), tmp, say)
+            write_sd_pipeline(checkpoint, Path(config), tmp, say, step)
         else:
-            write_movq(checkpoint, tmp, source.name, read_checkpoint(codebook) if codebook else None)
+            write_movq(checkpoint, tmp, source.name, read_checkpoint(codebook) if codebook else None, step)
         os.replace(tmp, out)
+        step()
     return out
 
 
@@ -132,7 +145,8 @@ class _temp_folder:
 SD_PREFIXES = {"unet": "model.diffusion_model.", "vae": "first_stage_model.", "text_encoder": "cond_stage_model."}
 
 
-def write_sd_pipeline(checkpoint: dict, config: Path, out: Path, say: Callable[[str], None]) -> None:
+def write_sd_pipeline(checkpoint: dict, config: Path, out: Path, say: Callable[[str], None],
+                      step: Callable[[], None] = lambda: None) -> None:
     from vidtool.standard_folders import is_pipeline_root, quiet_diffusers
 
     if not is_pipeline_root(config):
@@ -156,6 +170,7 @@ def write_sd_pipeline(checkpoint: dict, config: Path, out: Path, say: Callable[[
         else:
             raise UserError(f"the checkpoint has no {SD_PREFIXES[name]}* tensors and {part} has no weights to use instead")
         written.append(name)
+        step()
     for name in ("tokenizer", "scheduler"):
         if (config / name).is_dir():
             shutil.copytree(config / name, out / name)
@@ -223,7 +238,8 @@ def _load_exactly(model: torch.nn.Module, state: dict, what: str, fix: str) -> N
 MOVQ_GROUPS = 32  # KandinskyVideo's Normalize: GroupNorm(num_groups=32, eps=1e-6)
 
 
-def write_movq(checkpoint: dict, out: Path, name: str, codebook_file: dict | None) -> None:
+def write_movq(checkpoint: dict, out: Path, name: str, codebook_file: dict | None,
+               step: Callable[[], None] = lambda: None) -> None:
     from vidtool.autoencoders.movq_temporal import MoVQTemporal
     from vidtool.checkpoint import save_pretrained
 
@@ -235,6 +251,7 @@ def write_movq(checkpoint: dict, out: Path, name: str, codebook_file: dict | Non
             # is vidtool's identity.
             state[key] = torch.zeros_like(value)
     _load_exactly(model, state, f"MoVQ of {name}", "vidtool's movq-temporal of the same shape")
+    step()
     save_pretrained(model, out, extra={"imported_from": name, "release": "ai-forever/KandinskyVideo MoVQ"})
 
 
