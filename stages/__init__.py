@@ -16,6 +16,7 @@ STAGES: dict[str, str] = {
     "evaluate": "stages.evaluate",
     "filter": "stages.filter",
     "generate": "stages.generate",
+    "import-weights": "stages.import_weights",
     "index": "stages.index",
     "info": "stages.info",
     "inpaint": "stages.inpaint",

@@ -11,6 +11,9 @@ from vidtool.errors import UserError
 
 
 def read_options_file(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise UserError(f"--config names a YAML or JSON options file, and {path} is a folder; a folder of "
+                        "model configs goes to the stage's own option (import-weights: --config-dir)")
     if not path.is_file():
         raise UserError(f"no such config file: {path}")
     text = path.read_text()
