@@ -139,6 +139,21 @@ def test_loss_sends_gradients_into_the_temporal_parts_only():
     assert outputs and all(p.grad.abs().sum() > 0 for p in outputs)
 
 
+
+def test_train_cross_attention_opens_only_the_bases_text_cross_attention():
+    """The tiny recipe's remedy for a base that reads no direction word (issue 31): the base's attn2
+    layers train beside the temporal blocks; every other base weight stays frozen and gets no gradient."""
+    model = keyframe_model(train_cross_attention=True).train()
+    model.training_losses(latent_batch(), step=0, total_steps=1)["loss"].backward()
+    opened = {name for name, p in model.base.named_parameters() if p.requires_grad}
+    assert opened and all(".attn2." in name for name in opened)
+    assert {name for name in dict(model.base.named_parameters()) if ".attn2." in name} == opened
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for name, p in model.base.named_parameters()
+               if name in opened and name.endswith(("to_k.weight", "to_v.weight")))
+    assert all(p.grad is None for name, p in model.base.named_parameters() if name not in opened)
+    # Without the option (FusionFrames as published, and the paper preset) the base stays wholly frozen.
+    assert not any(p.requires_grad for p in keyframe_model().base.parameters())
+
 class InMemoryLatents(torch.utils.data.Dataset):
     """Items shaped like vidtool.data.latents.LatentDataset's."""
 

@@ -78,6 +78,11 @@ class KeyframeConfig:
     max_position: int = 64  # rows of the table: keyframe positions (in source frames) must stay below
     conv3d_reduction: int = 3  # Conv3D blocks run at about channels / reduction (see reduced_width)
     cond_dropout: float = 0.1  # prompts replaced by the empty prompt in training, for CFG
+    # Also train the base's text cross-attention (attn2). FusionFrames freezes the whole T2I U-Net (the
+    # paper preset keeps it so); the tiny base, trained on still frames, learned to read nothing of a
+    # direction word, and its temporal blocks take no text, so the tiny recipe lets the video model
+    # re-learn what the prompt's tokens say (issue 31; benchmarks/direction_diagnostics.py overfit).
+    train_cross_attention: bool = False
 
     def __post_init__(self):
         self.base = base_config(self.base)  # config.json holds the nested dataclass as a mapping
@@ -121,6 +126,9 @@ class KeyframeModel(nn.Module):
         super().__init__()
         self.config = config
         self.base = T2IModel(config.base).requires_grad_(False)
+        if config.train_cross_attention:
+            for name, parameter in self.base.unet.named_parameters():
+                parameter.requires_grad_(".attn2." in name)
         self.frame_positions = nn.Embedding(config.max_position, config.position_dim)
         with torch.no_grad():
             self.frame_positions.weight.copy_(sinusoidal_table(config.max_position, config.position_dim))
