@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from stages.addon_options import Base, Lora, LoraScale, addon_options
+from stages.addon_options import Base, ControlImage, ControlNet, ControlScale, Lora, LoraScale, addon_inputs, addon_options
 
 app = typer.Typer(add_completion=False)
 # Item i of a batch is sampled with seed + i, and torch's generators take at most 64 bits.
@@ -47,6 +47,7 @@ Examples:
 
   vidtool generate "a blue square moving up" --family harivo --scheduler dpm++ --steps 10 | vidtool decode -o out.mp4
   vidtool generate "a red circle moving right" --family harivo --lora style.safetensors --lora-scale 0.8 | vidtool decode -o out.mp4
+  vidtool generate "a red circle moving right" --family harivo --controlnet canny/ --control-image 0=first.png --control-image -1=last.png | vidtool decode -o out.mp4
 
 --family lamd animates an image (LaMD): it samples a motion latent for --image with optional --text
 or --label, written as a 'motion' file that `vidtool decode` renders. Its DMG has a learned table of
@@ -88,10 +89,10 @@ def generate(
     image: Path = typer.Option(None, help="lamd: the first frame to animate (png/jpg)."),
     text: str = typer.Option(None, help="lamd: text describing the motion (or give it as the prompt argument)."),
     label: int = typer.Option(None, min=0, help="lamd: class label, for a dmg trained with labels."),
-    max_memory: str = typer.Option(None, "--max-memory", help="Memory budget (e.g. 6G, 512M, or auto = from the "
-                                                              "device): prompts are sampled in sub-batches that fit "
-                                                              "under it (results do not change)."),
-    lora: Lora = None, lora_scale: LoraScale = None, base: Base = None,
+    max_memory: str = typer.Option(None, "--max-memory", help="Memory budget (e.g. 6G, 512M, or auto = from the device): "
+                                   "prompts are sampled in sub-batches that fit under it (results do not change)."),
+    lora: Lora = None, lora_scale: LoraScale = None, base: Base = None, controlnet: ControlNet = None,
+    control_image: ControlImage = None, control_scale: ControlScale = None,
 ) -> None:
     from stages.context import check_output
     from vidtool.checkpoint import read_config
@@ -99,8 +100,7 @@ def generate(
     from vidtool.families import REGISTRY, by_option
     from vidtool.model_store import default_model
 
-    check_output(out, inputs=[prompts, image, embeddings, *(lora or [])])
-
+    check_output(out, inputs=[prompts, image, embeddings, *addon_inputs(lora, control_image)])
     if scheduler is not None:
         from vidtool.diffusion.schedulers import SAMPLERS
 
@@ -118,7 +118,7 @@ def generate(
                         f"--model with a {' or '.join(f.name for f in REGISTRY.values() if f.generate)} folder")
     if wanted is not None and wanted is not found:
         raise UserError(f"--family {family} needs a {wanted.name} model, but {folder} is a {found.name} model")
-    addons = addon_options(lora, lora_scale, base, found.generate)  # the frozen T2I U-Net's LoRA and DreamBooth base
+    addons = addon_options(lora, lora_scale, base, found.generate, controlnet, control_image, control_scale)
     if found.name == "dmg":  # LaMD image-to-video through latent motion
         from stages.generate_motion import generate_motion
 
