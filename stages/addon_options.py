@@ -33,17 +33,27 @@ ControlScale = Annotated[float, typer.Option(
     "--control-scale", metavar="S", min=0, max=10, help="Strength of the --controlnet residuals (default 1; 0 "
                    "samples exactly as without it).")]
 
+IpAdapter = Annotated[Path, typer.Option(
+    "--ip-adapter", metavar="DIR", help="fusionframes, harivo: an IP-Adapter of the frozen base (a folder with one "
+                   ".safetensors and image_encoder/, or the file) prompted by --image.")]
+IpAdapterScale = Annotated[float, typer.Option(
+    "--ip-adapter-scale", metavar="S", min=0, max=10, help="Weight of the --ip-adapter image tokens (default 1; 0 "
+                   "samples as without it).")]
+
 
 def addon_options(lora: list[Path] | None, lora_scale: list[float] | None, base: Path | None, family: str,
                   controlnet: Path | None = None, control_image: list[str] | None = None,
-                  control_scale: float | None = None) -> dict:
+                  control_scale: float | None = None, ip_adapter: Path | None = None, image: Path | None = None,
+                  ip_adapter_scale: float | None = None) -> dict:
     """The options as entries of the pipeline options (JSON values, recorded in the output's params):
     `lora` (paths), `lora_scale` (one per file), `base`, `controlnet`, `control_images` ([frame,
-    path] pairs) and `control_scale`; refused for a family with no frozen U-Net."""
+    path] pairs), `control_scale`, `ip_adapter`, `ip_image` (--image) and `ip_adapter_scale`; refused
+    for a family with no frozen U-Net."""
     from vidtool.errors import UserError
 
     lora, scales, images = list(lora or []), list(lora_scale or []), list(control_image or [])
-    if not lora and not scales and base is None and controlnet is None and not images and control_scale is None:
+    if not lora and not scales and base is None and controlnet is None and not images and control_scale is None \
+            and ip_adapter is None and ip_adapter_scale is None:
         return {}
     if family not in FROZEN_BASE_FAMILIES:
         raise UserError(f"--lora, --base and --controlnet change the frozen text-to-image U-Net of --family "
@@ -68,6 +78,13 @@ def addon_options(lora: list[Path] | None, lora_scale: list[float] | None, base:
         options["controlnet"] = str(controlnet)
         options["control_images"] = [[f, p] for f, p in parse_control_images(images)]
         options["control_scale"] = 1.0 if control_scale is None else control_scale
+    if ip_adapter_scale is not None and ip_adapter is None:
+        raise UserError("--ip-adapter-scale weighs an --ip-adapter DIR; pass it too")
+    if ip_adapter is not None:
+        if image is None:
+            raise UserError("--ip-adapter needs the image prompt: pass --image IMG")
+        options["ip_adapter"], options["ip_image"] = str(ip_adapter), str(image)
+        options["ip_adapter_scale"] = 1.0 if ip_adapter_scale is None else ip_adapter_scale
     return options
 
 
