@@ -129,3 +129,44 @@ def test_bad_controlnet_input_is_one_line_exit_2_and_writes_nothing(vidtool, set
     line = one_line_error(vidtool("generate", "a red circle", "--family", family, "--frames", "3", "--steps", "1",
                                   *args, "-o", out))
     assert message in line and not out.exists()
+
+
+def test_a_controlnet_and_an_ip_adapter_of_a_stable_diffusion_unet_apply_to_harivo_trained_on_it(tmp_path):
+    """The SD path end to end: HARIVO trained on a (tiny) SD pipeline folder, generated with a
+    ControlNet from that pipeline's root (`controlnet/`, a 4x conditioning embedding like its 4x VAE)
+    on frames 0 and last, together with an IP-Adapter of its unet/, decoded by the pipeline's VAE."""
+    import json
+
+    from diffusers import ControlNetModel, UNet2DConditionModel
+    from stage_runner import run_stage
+    from test_bring_your_own_weights import tiny_sd_pipeline
+    from test_ip_adapter import ip_adapter, picture
+
+    from vidtool.data.make import make_dataset
+    from vidtool.video import read_video
+
+    torch.set_num_threads(1)
+    sd = tiny_sd_pipeline(tmp_path / "sd")
+    make_dataset("shapes", tmp_path / "data", 2, seed=0)
+    assert run_stage("train-denoiser", "--family", "harivo", "--base", sd, "--data", tmp_path / "data" / "manifest.jsonl",
+                     "--steps", "1", "--size", "32", "--batch-size", "2", "-o", tmp_path / "harivo") == 0
+    unet = UNet2DConditionModel.from_pretrained(sd / "unet")
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32, 64))
+    with torch.no_grad():
+        for conv in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block,
+                     controlnet.controlnet_cond_embedding.conv_out]:
+            conv.weight.normal_(0, 0.3)
+    controlnet.save_pretrained(sd / "controlnet")
+    index = json.loads((sd / "model_index.json").read_text())
+    index |= {"_class_name": "StableDiffusionControlNetPipeline", "controlnet": ["diffusers", "ControlNetModel"]}
+    (sd / "model_index.json").write_text(json.dumps(index))
+    adapter = ip_adapter(tmp_path / "ip", unet)
+    edges = control_image(tmp_path / "edges.png", 3, size=32)
+    args = ("--model", tmp_path / "harivo", "--frames", "3", "--steps", "1")
+    plain = generate(tmp_path, "plain", "harivo", *args)
+    both = generate(tmp_path, "both", "harivo", *args, "--controlnet", sd, "--control-image", f"0={edges}",
+                    "--control-image", f"-1={edges}", "--ip-adapter", adapter, "--image",
+                    picture(tmp_path / "red.png", (255, 0, 0)))
+    assert (both - plain).abs().mean() > 0.01 * plain.abs().mean()
+    assert run_stage("decode", tmp_path / "both.safetensors", "-o", tmp_path / "out.mp4") == 0
+    assert read_video(tmp_path / "out.mp4").frames.shape == (3, 32, 32, 3)
