@@ -70,16 +70,25 @@ def test_a_controlnet_on_the_first_and_last_frames_changes_them_and_scale_0_is_b
     assert params["control_images"] == [[0, str(first)], [-1, str(last)]]
 
 
-def test_the_residuals_reach_only_the_controlled_frames_of_every_clip(setup):
+def test_the_residuals_reach_only_the_controlled_frames_of_every_clip(setup, tmp_path):
     """At the U-Net's input side: the ControlNet runs on frames 0 and 2 of each clip of the batch
-    (both halves of classifier-free guidance), the other frames' residuals are exactly zero."""
+    (both halves of classifier-free guidance), the other frames' residuals are exactly zero. Its
+    config.json lacks the keys released SD 1.5 ControlNets lack (their defaults are the base's)."""
+    import json
+    import shutil
+
     from vidtool import checkpoint, model_store
     from vidtool.frozen_base import adapt
 
     torch.set_num_threads(1)
     root, _, nets, (first, last) = setup
+    shutil.copytree(nets["harivo"], tmp_path / "old")
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    for key in ("mid_block_type", "transformer_layers_per_block", "conditioning_channels"):
+        del config[key]
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))
     model = checkpoint.from_pretrained(model_store.bundled(FAMILIES["harivo"]))
-    adapt(model, {"controlnet": str(nets["harivo"]), "control_images": [[0, str(first)], [2, str(last)]],
+    adapt(model, {"controlnet": str(tmp_path / "old"), "control_images": [[0, str(first)], [2, str(last)]],
                   "control_scale": 1.0, "frames": 3})
     x = torch.randn(2 * 3, 4, 8, 8)
     text = torch.randn(2 * 3, 5, model.config.base.cross_attention_dim)
@@ -96,7 +105,7 @@ def test_the_residuals_reach_only_the_controlled_frames_of_every_clip(setup):
 
 @pytest.mark.parametrize("case", ["other-widths", "frame-out-of-range", "missing-image", "not-an-image",
                                   "not-a-controlnet", "no-control-image", "image-without-controlnet", "bad-pair",
-                                  "motionaura"])
+                                  "grey-conditioning", "motionaura"])
 def test_bad_controlnet_input_is_one_line_exit_2_and_writes_nothing(vidtool, setup, tmp_path, case):
     from diffusers import UNet2DConditionModel
 
@@ -121,6 +130,11 @@ def test_bad_controlnet_input_is_one_line_exit_2_and_writes_nothing(vidtool, set
         args, message = ["--controlnet", net], "needs at least one --control-image"
     elif case == "image-without-controlnet":
         args, message = ["--control-image", f"0={first}"], "go with a --controlnet DIR"
+    elif case == "grey-conditioning":  # a ControlNet that reads 1-channel control images
+        from diffusers import ControlNetModel
+
+        ControlNetModel.from_unet(frozen_unet("harivo"), conditioning_channels=1).save_pretrained(tmp_path / "grey")
+        args, message = ["--controlnet", tmp_path / "grey", "--control-image", f"0={first}"], "1-channel control"
     elif case == "bad-pair":
         args, message = ["--controlnet", net, "--control-image", str(first)], "write FRAME=IMAGE"
     else:

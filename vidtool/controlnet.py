@@ -18,6 +18,7 @@ so it attends to every text token, as it does in the Stable Diffusion pipelines.
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -104,13 +105,20 @@ def load(folder: str | Path, images: list[tuple[int, str]], scale: float, unet: 
     with open(part / "config.json") as f:
         theirs = json.load(f)
     ours = json.loads(json.dumps(dict(unet.config), default=str))
+    # Keys an older config.json lacks (released SD 1.5 ControlNets have no mid_block_type) take
+    # ControlNetModel's defaults, as from_pretrained gives them.
+    defaults = json.loads(json.dumps({k: p.default for k, p in inspect.signature(ControlNetModel).parameters.items()},
+                                     default=str))
     for key in MATCHING:
-        want, have = ours.get(key), theirs.get(key)
+        want, have = ours.get(key), theirs.get(key, defaults.get(key))
         if key == "transformer_layers_per_block":
             want, have = _per_block(want, ours), _per_block(have, ours)
         if want != have:
             raise UserError(f"--controlnet {folder} was made for another U-Net than the model's frozen base ({key}: "
                             f"{have!r}, the base's {want!r}); pass a ControlNet of the same base")
+    if theirs.get("conditioning_channels", 3) != 3:
+        raise UserError(f"--controlnet {folder} reads {theirs['conditioning_channels']}-channel control images; "
+                        "vidtool gives it RGB images (3 channels)")
     read = {frame: _read_rgb(path) for frame, path in images}
     quiet_diffusers()
     controlnet = ControlNetModel.from_pretrained(part, local_files_only=True, torch_dtype=dtype)
