@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from stages.addon_options import Base, Lora, LoraScale, addon_options
+from stages.addon_options import (Base, ControlImage, ControlNet, ControlScale, IpAdapter, IpAdapterScale, Lora, LoraScale,
+                                  addon_inputs, addon_options)
 
 app = typer.Typer(add_completion=False)
 # Item i of a batch is sampled with seed + i, and torch's generators take at most 64 bits.
@@ -47,6 +48,8 @@ Examples:
 
   vidtool generate "a blue square moving up" --family harivo --scheduler dpm++ --steps 10 | vidtool decode -o out.mp4
   vidtool generate "a red circle moving right" --family harivo --lora style.safetensors --lora-scale 0.8 | vidtool decode -o out.mp4
+  vidtool generate "a red circle moving right" --family harivo --controlnet canny/ --control-image 0=first.png --control-image -1=last.png | vidtool decode -o out.mp4
+  vidtool generate "a circle moving right" --family harivo --ip-adapter ip-adapter/ --image red.png --ip-adapter-scale 0.6 | vidtool decode -o out.mp4
 
 --family lamd animates an image (LaMD): it samples a motion latent for --image with optional --text
 or --label, written as a 'motion' file that `vidtool decode` renders. Its DMG has a learned table of
@@ -85,30 +88,28 @@ def generate(
     width: int = typer.Option(None, min=1, max=4096, help="Frame width in pixels, a multiple of the autoencoder's spatial "
                                                 "factor (default: the training size)."),
     batch_size: int = typer.Option(8, min=1, max=1024, help="Prompts sampled together (memory vs speed; results do not change)."),
-    image: Path = typer.Option(None, help="lamd: the first frame to animate (png/jpg)."),
+    image: Path = typer.Option(None, help="lamd: the frame to animate; fusionframes, harivo: the --ip-adapter image prompt."),
     text: str = typer.Option(None, help="lamd: text describing the motion (or give it as the prompt argument)."),
     label: int = typer.Option(None, min=0, help="lamd: class label, for a dmg trained with labels."),
-    max_memory: str = typer.Option(None, "--max-memory", help="Memory budget (e.g. 6G, 512M, or auto = from the "
-                                                              "device): prompts are sampled in sub-batches that fit "
-                                                              "under it (results do not change)."),
-    lora: Lora = None, lora_scale: LoraScale = None, base: Base = None,
+    max_memory: str = typer.Option(None, "--max-memory", help="Memory budget (e.g. 6G, 512M, or auto = from the device): "
+                                   "prompts are sampled in sub-batches that fit under it (results do not change)."),
+    lora: Lora = None, lora_scale: LoraScale = None, base: Base = None, controlnet: ControlNet = None,
+    control_image: ControlImage = None, control_scale: ControlScale = None, ip_adapter: IpAdapter = None,
+    ip_adapter_scale: IpAdapterScale = None,
 ) -> None:
     from stages.context import check_output
     from vidtool.checkpoint import read_config
+    from vidtool.data.manifest import prompts_of
+    from vidtool.diffusion.schedulers import SAMPLERS
     from vidtool.errors import UserError
     from vidtool.families import REGISTRY, by_option
+    from vidtool.memory import parse_memory
     from vidtool.model_store import default_model
 
-    check_output(out, inputs=[prompts, image, embeddings, *(lora or [])])
-
-    if scheduler is not None:
-        from vidtool.diffusion.schedulers import SAMPLERS
-
-        if scheduler not in SAMPLERS:
-            raise UserError(f"unknown --scheduler {scheduler!r}; known: {', '.join(SAMPLERS)}")
+    check_output(out, inputs=[prompts, image, embeddings, *addon_inputs(lora, control_image)])
+    if scheduler is not None and scheduler not in SAMPLERS:
+        raise UserError(f"unknown --scheduler {scheduler!r}; known: {', '.join(SAMPLERS)}")
     if max_memory is not None:  # checked for every family; lamd animates one image, with no batch to split
-        from vidtool.memory import parse_memory
-
         parse_memory(max_memory)
     wanted = by_option("generate", family) if family is not None else None
     folder = model if model is not None else default_model(wanted.name if wanted else "generate")
@@ -118,23 +119,22 @@ def generate(
                         f"--model with a {' or '.join(f.name for f in REGISTRY.values() if f.generate)} folder")
     if wanted is not None and wanted is not found:
         raise UserError(f"--family {family} needs a {wanted.name} model, but {folder} is a {found.name} model")
-    addons = addon_options(lora, lora_scale, base, found.generate)  # the frozen T2I U-Net's LoRA and DreamBooth base
+    addons = addon_options(lora, lora_scale, base, found.generate, controlnet, control_image, control_scale, ip_adapter,
+                           image, ip_adapter_scale)
     if found.name == "dmg":  # LaMD image-to-video through latent motion
         from stages.generate_motion import generate_motion
 
         return generate_motion(image, out, folder=folder, text=text if text is not None else prompt, label=label,
                                frames=frames, seed=seed, steps=steps, cfg=cfg, text_encoder=text_encoder,
                                scheduler=scheduler or "ddpm", height=height, width=width, fps=fps)
-    if image is not None or text is not None or label is not None:
-        raise UserError("--image, --text and --label belong to --family lamd (image-to-video)")
+    if (image is not None and ip_adapter is None) or text is not None or label is not None:
+        raise UserError("--image (without --ip-adapter), --text and --label belong to --family lamd (image-to-video)")
     if alpha is not None and found.name != "harivo":
         raise UserError("--alpha (mitigating-gradient sampling) belongs to --family harivo")
     if temperature is not None and found.name != "spectral":
         raise UserError("--temperature belongs to --family motionaura")
     if scheduler is not None and found.name == "spectral":
         raise UserError("--scheduler belongs to the Gaussian families; motionaura unmasks tokens by confidence")
-    from vidtool.data.manifest import prompts_of
-
     items = prompts_of(prompt, prompts)
     if steps is None:  # the family's default: Table 12's 10 masked-diffusion steps, else 25
         steps = read_config(folder)["config"].get("sample_steps", 25)

@@ -4,7 +4,11 @@ with off-the-shelf models like ... DreamBooth", LoRA, no retraining):
 
 - `--base DIR`: a DreamBooth-fine-tuned U-Net of the same architecture (a diffusers pipeline root,
   its `unet/`, or a vidtool t2i folder) takes the frozen base's place, weight for weight;
-- `--lora FILE --lora-scale S`: LoRA updates merged into the base (vidtool.lora), after the swap.
+- `--lora FILE --lora-scale S`: LoRA updates merged into the base (vidtool.lora), after the swap;
+- `--controlnet DIR --control-image FRAME=IMG --control-scale S`: a diffusers ControlNetModel of the
+  base steering the chosen frames (vidtool.controlnet), attached to the base as `control`;
+- `--ip-adapter DIR --image IMG --ip-adapter-scale S`: an IP-Adapter's decoupled cross-attention
+  installed in the base, prompted by the image (vidtool.ip_adapter), attached as `image_prompt`.
 
 FusionFrames' interpolation model has no frozen base (App. 9: the whole copied U-Net is trained),
 so these belong to `generate` only. The options (stages.addon_options) travel in the pipeline's
@@ -20,7 +24,8 @@ from torch import nn
 
 from vidtool.errors import UserError
 
-ADDONS = ("lora", "lora_scale", "base")
+ADDONS = ("lora", "lora_scale", "base", "controlnet", "control_images", "control_scale", "ip_adapter", "ip_image",
+          "ip_adapter_scale")
 
 
 def adapt(generator, options: dict) -> list[str]:
@@ -33,6 +38,8 @@ def adapt(generator, options: dict) -> list[str]:
 
     replacement = _replacement(generator, Path(options["base"])) if "base" in options else None
     loras = [lora_files.read(p, unet) for p in options.get("lora", [])]
+    control = _control(generator, options) if "controlnet" in options else None
+    image_prompt = _image_prompt(generator, options) if "ip_adapter" in options else None
     notes = []
     if replacement is not None:
         unet.load_state_dict(replacement)
@@ -41,7 +48,41 @@ def adapt(generator, options: dict) -> list[str]:
         lora_files.merge(unet, lora, scale)
         left_out = f" ({lora.skipped} text-encoder layers left out)" if lora.skipped else ""
         notes.append(f"LoRA {lora.path.name}: {len(lora.layers)} layers merged at scale {scale:g}{left_out}")
+    if control is not None:
+        generator.base.control = control
+        frames = ", ".join(str(f) for f, _ in options["control_images"])
+        notes.append(f"ControlNet {options['controlnet']} on frames {frames} at scale {control.scale:g}")
+    if image_prompt is not None:
+        from vidtool import ip_adapter
+
+        prompt, state = image_prompt
+        ip_adapter.attach(unet, state, prompt.scale)
+        generator.base.image_prompt = prompt
+        notes.append(f"IP-Adapter {options['ip_adapter']}: image prompt {options['ip_image']} at scale {prompt.scale:g}")
     return notes
+
+
+def _image_prompt(generator, options: dict):
+    """The IP-Adapter's state and the --image's embedding (in the model's dtype), read and checked."""
+    from vidtool import ip_adapter
+    from vidtool.precision import model_dtype
+
+    prompt, state = ip_adapter.load(options["ip_adapter"], options["ip_image"], options.get("ip_adapter_scale", 1.0),
+                                    frozen_unet(generator))
+    return prompt.to(model_dtype(generator)), state
+
+
+def _control(generator, options: dict):
+    """The ControlNet and its images, checked against the base and the number of frames to make."""
+    from vidtool.controlnet import load
+    from vidtool.precision import model_dtype
+
+    config = generator.config
+    frames = options.get("frames") or getattr(config, "frames", None) or config.keyframes
+    control = load(options["controlnet"], [tuple(pair) for pair in options["control_images"]],
+                   options.get("control_scale", 1.0), frozen_unet(generator), model_dtype(generator))
+    control.frames_of(frames)  # a frame out of range: refused before sampling starts
+    return control
 
 
 def frozen_unet(generator) -> nn.Module:
@@ -49,7 +90,7 @@ def frozen_unet(generator) -> nn.Module:
 
     base = getattr(generator, "base", None)
     if not isinstance(base, T2IModel):
-        raise UserError(f"--lora and --base change a frozen text-to-image U-Net (--family fusionframes or harivo); "
+        raise UserError(f"--lora, --base and --controlnet work on a frozen text-to-image U-Net (--family fusionframes or harivo); "
                         f"a {generator.family} model has none")
     return base.unet
 

@@ -213,7 +213,7 @@ class HarivoModel(nn.Module):
         x = rearrange(self.mapping(noisy), "b c f h w -> (b f) c h w")
         recording = Recording() if record else None
         with self._video_pass(f if temporal else None, recording):
-            out = self.base.predict(x, repeat(timesteps, "b -> (b f)", f=f), text_f, mask_f)
+            out = self.base.predict(x, repeat(timesteps, "b -> (b f)", f=f), text_f, mask_f, frames=f)
         return VideoPrediction(rearrange(out, "(b f) c h w -> b c f h w", b=b), recording)
 
     def predict(self, noisy: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor,

@@ -233,7 +233,7 @@ class KeyframeModel(nn.Module):
         text = repeat(text, "b l d -> (b t) l d", t=t)
         text_mask = None if text_mask is None else repeat(text_mask, "b l -> (b t) l", t=t)
         with self._clips_of(_Clip(t, embedded)):
-            out = self.base.predict(frames, repeat(timesteps, "b -> (b t)", t=t), text, text_mask)
+            out = self.base.predict(frames, repeat(timesteps, "b -> (b t)", t=t), text, text_mask, frames=t)
         return rearrange(out, "(b t) c h w -> b c t h w", t=t)
 
     @property

@@ -144,10 +144,19 @@ class T2IModel(nn.Module):
     # --- prediction ---------------------------------------------------------------------------
 
     def predict(self, noisy: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor,
-                text_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Images [N, C, h, w] at `timesteps` [N] -> the model output (epsilon or v)."""
+                text_mask: torch.Tensor | None = None, *, frames: int | None = None) -> torch.Tensor:
+        """Images [N, C, h, w] at `timesteps` [N] -> the model output (epsilon or v). `frames`: the
+        images are clips of that many frames, (B F) in order, which a `control` attached at generate
+        time (vidtool.controlnet.FrameControl) steers on its chosen frames. An `image_prompt`
+        attached at generate time (vidtool.ip_adapter) takes the batch as a guided one, its
+        conditional half first (vidtool.pipelines.conditioning.with_null)."""
+        control, image_prompt = getattr(self, "control", None), getattr(self, "image_prompt", None)
+        extra = control.residuals(noisy, timesteps, text, frames) if control is not None and frames else {}
+        if image_prompt is not None:
+            extra["added_cond_kwargs"] = image_prompt.added_cond_kwargs(noisy.shape[0])
         return self.unet(noisy, timesteps, encoder_hidden_states=text,
-                         encoder_attention_mask=None if text_mask is None else text_mask.to(noisy.dtype)).sample
+                         encoder_attention_mask=None if text_mask is None else text_mask.to(noisy.dtype),
+                         **extra).sample
 
     # --- training -----------------------------------------------------------------------------
 
