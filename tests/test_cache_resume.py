@@ -1,6 +1,7 @@
 """Latent and token set builds keep each encoded batch (vidtool.data.partial): a build killed after k
 clips, by SIGKILL or SIGTERM, resumes on the next run without encoding those k clips again, and
-writes exactly the set an uninterrupted build writes."""
+writes exactly the set an uninterrupted build writes (36 kill points: latent, token and bucketed
+latent sets)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 
 from vidtool import tensorfile
 from vidtool.autoencoders import apply
+from vidtool.data.buckets import parse_buckets
 from vidtool.data.latents import build_latent_set
 from vidtool.data.make import make_dataset
 from vidtool.data.partial import partial_folder
@@ -22,14 +24,20 @@ CLIPS = 8
 BUILDERS = {
     "latents": (build_latent_set, "movq-tiny", dict(frames=4, size=32)),
     "tokens": (build_token_set, "mbq-vae-tiny-v1", dict(frames=4, size=32)),
+    # clips of two sizes and lengths, each encoded at its bucket's shape: batches numbered over buckets
+    "bucketed": (build_latent_set, "movq-tiny", dict(buckets=parse_buckets("32x32:8:1,16x16:4:1"))),
 }
 
 
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory):
+    """The shapes clips as one manifest, and split over two manifests of two clip shapes."""
     root = tmp_path_factory.mktemp("resume")
     make_dataset("shapes", root / "shapes", CLIPS, frames=4, size=32, fps=8, seed=3)
-    return root / "shapes" / "manifest.jsonl"
+    make_dataset("shapes", root / "big", CLIPS // 2, frames=8, size=32, fps=8, seed=4)
+    make_dataset("photos", root / "small", CLIPS // 2, frames=4, size=16, fps=8, seed=4)
+    return {"one": [root / "shapes" / "manifest.jsonl"],
+            "two": [root / "big" / "manifest.jsonl", root / "small" / "manifest.jsonl"]}
 
 
 @pytest.fixture
@@ -48,7 +56,8 @@ def encoded_clips(monkeypatch):
 
 def _build(kind, manifest, out, progress=None):
     build, model, options = BUILDERS[kind]
-    return build([manifest], bundled(model), out, batch_size=1, progress=progress, **options)
+    manifests = manifest["two" if "buckets" in options else "one"]
+    return build(manifests, bundled(model), out, batch_size=1, progress=progress, **options)
 
 
 def _killed_at(kind, manifest, out, clips: int, signum: int, counter) -> int:
@@ -91,10 +100,12 @@ def test_a_killed_set_build_resumes_without_encoding_again_and_writes_the_same_s
     torch.set_num_threads(1)
     whole = _build(kind, manifest, tmp_path / "whole.safetensors")
     assert encoded_clips[0] == CLIPS
+    if kind == "bucketed":
+        assert sorted(set(tensorfile.load(whole)["bucket"].tolist())) == [0, 1]
     assert not partial_folder(whole).exists()  # the kept batches go once the set is written
     expected = whole.read_bytes()
     points = 0
-    for clips in range(1, CLIPS):
+    for clips in range(1, CLIPS) if kind != "bucketed" else (1, 4, 5, 7):  # 4: the first bucket's last clip
         for signum in (signal.SIGKILL, signal.SIGTERM):
             out = tmp_path / f"{kind}-{clips}-{signum}.safetensors"
             encoded_clips[0] = 0
@@ -107,7 +118,7 @@ def test_a_killed_set_build_resumes_without_encoding_again_and_writes_the_same_s
             assert not partial_folder(out).exists()
             assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(f".{out.name}")]
             points += 1
-    assert points == 2 * (CLIPS - 1)
+    assert points == 2 * (CLIPS - 1 if kind != "bucketed" else 4)
 
 
 def test_kept_batches_of_other_settings_are_discarded_not_mixed_in(manifest, tmp_path, encoded_clips):
@@ -116,8 +127,8 @@ def test_kept_batches_of_other_settings_are_discarded_not_mixed_in(manifest, tmp
     assert _killed_at("latents", manifest, out, 5, signal.SIGKILL, encoded_clips) == 5
     build, model, options = BUILDERS["latents"]
     encoded_clips[0] = 0
-    build([manifest], bundled(model), out, batch_size=1, frames=3, size=32)  # another clip length
+    build(manifest["one"], bundled(model), out, batch_size=1, frames=3, size=32)  # another clip length
     assert encoded_clips[0] == CLIPS
     assert tensorfile.load(out).params["frames"] == 3
-    fresh = build([manifest], bundled(model), tmp_path / "fresh.safetensors", batch_size=1, frames=3, size=32)
+    fresh = build(manifest["one"], bundled(model), tmp_path / "fresh.safetensors", batch_size=1, frames=3, size=32)
     assert out.read_bytes() == fresh.read_bytes()

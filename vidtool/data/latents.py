@@ -156,7 +156,7 @@ def encode_clip_set(manifests: list[Path], encode: Callable[[list[dict], Any], d
     kept = PartialSet(out_file, settings, log or _stderr) if out_file is not None else None
     resumed = kept.done() if kept is not None else 0
     if resumed:
-        (log or _stderr)(f"resuming from {kept.folder.name}: {resumed} encoded batches kept")
+        (log or _stderr)(f"resuming from {kept.folder.name}: {resumed} encoded batches of up to {batch_size} clips kept")
     parts: dict[str, list[torch.Tensor]] = {}
     prompts: list[str] = []
     number = 0  # batches in reading order over all groups: what the kept ones are numbered by
