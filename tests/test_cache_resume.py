@@ -1,7 +1,7 @@
 """Latent and token set builds keep each encoded batch (vidtool.data.partial): a build killed after k
 clips, by SIGKILL or SIGTERM, resumes on the next run without encoding those k clips again, and
-writes exactly the set an uninterrupted build writes (36 kill points: latent, token and bucketed
-latent sets)."""
+writes exactly the set an uninterrupted build writes (40 kill points: latent, token, bucketed latent
+and motion-latent sets)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from vidtool import tensorfile
-from vidtool.autoencoders import apply
 from vidtool.data.buckets import parse_buckets
+from vidtool.data import latents
 from vidtool.data.latents import build_latent_set
 from vidtool.data.make import make_dataset
+from vidtool.data.motion_latents import build_motion_set
 from vidtool.data.partial import partial_folder
 from vidtool.data.tokens import build_token_set
 from vidtool.model_store import bundled
@@ -26,7 +27,9 @@ BUILDERS = {
     "tokens": (build_token_set, "mbq-vae-tiny-v1", dict(frames=4, size=32)),
     # clips of two sizes and lengths, each encoded at its bucket's shape: batches numbered over buckets
     "bucketed": (build_latent_set, "movq-tiny", dict(buckets=parse_buckets("32x32:8:1,16x16:4:1"))),
+    "motion": (build_motion_set, "mcd-vae-tiny", dict(size=32)),  # LaMD's motion-latent set (its own encoder)
 }
+KILL_POINTS = {"bucketed": (1, 4, 5, 7), "motion": (2, 5)}  # 4: the first bucket's last clip
 
 
 @pytest.fixture(scope="module")
@@ -42,15 +45,18 @@ def manifest(tmp_path_factory):
 
 @pytest.fixture
 def encoded_clips(monkeypatch):
-    """How many clips went through the autoencoder, in this process."""
+    """How many clips went through the builders' encoders, in this process."""
     count = [0]
-    real = apply.encode_frames
+    real = latents.encode_clip_set
 
-    def counting(model, video, *args, **kwargs):
-        count[0] += len(video)
-        return real(model, video, *args, **kwargs)
+    def counting_set(manifests, encode, **options):
+        def counted(items, video):
+            count[0] += len(video)
+            return encode(items, video)
 
-    monkeypatch.setattr(apply, "encode_frames", counting)
+        return real(manifests, counted, **options)
+
+    monkeypatch.setattr(latents, "encode_clip_set", counting_set)
     return count
 
 
@@ -105,7 +111,7 @@ def test_a_killed_set_build_resumes_without_encoding_again_and_writes_the_same_s
     assert not partial_folder(whole).exists()  # the kept batches go once the set is written
     expected = whole.read_bytes()
     points = 0
-    for clips in range(1, CLIPS) if kind != "bucketed" else (1, 4, 5, 7):  # 4: the first bucket's last clip
+    for clips in KILL_POINTS.get(kind, range(1, CLIPS)):
         for signum in (signal.SIGKILL, signal.SIGTERM):
             out = tmp_path / f"{kind}-{clips}-{signum}.safetensors"
             encoded_clips[0] = 0
@@ -118,7 +124,7 @@ def test_a_killed_set_build_resumes_without_encoding_again_and_writes_the_same_s
             assert not partial_folder(out).exists()
             assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(f".{out.name}")]
             points += 1
-    assert points == 2 * (CLIPS - 1 if kind != "bucketed" else 4)
+    assert points == 2 * len(KILL_POINTS.get(kind, range(1, CLIPS)))
 
 
 def test_kept_batches_of_other_settings_are_discarded_not_mixed_in(manifest, tmp_path, encoded_clips):
