@@ -138,3 +138,19 @@ def test_kept_batches_of_other_settings_are_discarded_not_mixed_in(manifest, tmp
     assert tensorfile.load(out).params["frames"] == 3
     fresh = build(manifest["one"], bundled(model), tmp_path / "fresh.safetensors", batch_size=1, frames=3, size=32)
     assert out.read_bytes() == fresh.read_bytes()
+
+
+def test_a_damaged_kept_batch_is_encoded_again_and_the_others_are_kept(manifest, tmp_path, encoded_clips, capfd):
+    torch.set_num_threads(1)
+    whole = _build("latents", manifest, tmp_path / "whole.safetensors")
+    out = tmp_path / "set.safetensors"
+    encoded_clips[0] = 0
+    assert _killed_at("latents", manifest, out, 5, signal.SIGKILL, encoded_clips) == 5
+    damaged = partial_folder(out) / "batch-000002.safetensors"
+    damaged.write_bytes(damaged.read_bytes()[:100])  # torn by hand: the real writes are atomic
+    capfd.readouterr()
+    encoded_clips[0] = 0
+    _build("latents", manifest, out)
+    assert encoded_clips[0] == CLIPS - 5 + 1
+    assert "resuming from .set.safetensors.partial" in capfd.readouterr().err
+    assert out.read_bytes() == whole.read_bytes()
