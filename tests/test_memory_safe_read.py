@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import ROOT, one_line_error, run_vidtool
 from vidtool import video
 from vidtool.errors import UserError
 
@@ -60,7 +61,7 @@ def _peak_rss_kb(args: list[str]) -> tuple[int, subprocess.CompletedProcess]:
     """Run `args` in a child of a fresh Python and return the child's peak resident memory."""
     script = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
               "sys.stderr.write(r.stderr); print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, cwd=ROOT)
     code, peak = done.stdout.split()
     return int(peak), subprocess.CompletedProcess(args, int(code), "", done.stderr)
 
@@ -85,12 +86,8 @@ def test_encode_of_a_huge_clip_at_a_small_size_peaks_far_below_a_full_decode(cli
     ("wide", ["--max-memory", "10M"], "reading 40 frames"),  # each frame fits; the clip does not
 ])
 def test_a_read_over_the_memory_budget_is_one_line_exit_2(clips, tmp_path, clip, options, says):
-    out = tmp_path / "z.safetensors"
-    done = subprocess.run([sys.executable, "-m", "stages.cli", "encode", str(clips[clip]), *options, "-o", str(out)],
-                          capture_output=True, text=True)
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and says in lines[0] and "--max-memory" in lines[0], done.stderr
+    line = one_line_error(run_vidtool("encode", clips[clip], *options, "-o", tmp_path / "z.safetensors"))
+    assert says in line and "--max-memory" in line
     assert not list(tmp_path.iterdir())  # no output, no temp file
 
 
