@@ -9,6 +9,7 @@ module stays cheap (`vidtool --help` must not pay for them).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import re
@@ -256,12 +257,23 @@ def _check_dimensions(path: Path, native: tuple[int, int], frames: int | None, b
 
 
 def _probe_stream(path: Path) -> tuple[tuple[int, int], int | None] | None:
-    """((H, W), frame count or None) of the first video stream from its header (ffprobe), or None
-    when ffprobe cannot tell (decord then opens it and reports what is wrong)."""
+    """((H, W), frame count or None) of the first video stream from its header (ffprobe, in a child
+    process: whatever a hostile header makes it allocate is not ours), or None when ffprobe cannot
+    tell (decord then opens it and reports what is wrong). ffprobe costs a process start (~80 ms on
+    2 cores), so each file version is probed once per process."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return _probe_file(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _probe_file(path: str, size: int, mtime_ns: int) -> tuple[tuple[int, int], int | None] | None:
     import ffmpeg
 
     try:
-        info = ffmpeg.probe(str(path), v="error", select_streams="v:0")
+        info = ffmpeg.probe(path, v="error", select_streams="v:0")
         stream = info["streams"][0]
         native = int(stream["height"]), int(stream["width"])
     except (ffmpeg.Error, OSError, KeyError, IndexError, ValueError, TypeError):
