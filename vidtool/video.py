@@ -136,7 +136,8 @@ class VideoInfo:
 
 
 def probe_video(path, *, fps: float | None = None) -> VideoInfo:
-    """Length, rate and frame size of a video file or frame folder, decoding only its first frame."""
+    """Length, rate and frame size of a video file or frame folder: from the header where ffprobe (or
+    Pillow) can read it, else from its first frame."""
     path = Path(path)
     source = _open(path, fps, (1, 1), _budget(None))  # the size from the header; a frame decoded tiny if at all
     if len(source.times) == 0:
