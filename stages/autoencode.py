@@ -17,7 +17,8 @@ def encode_video(source: str, out: str, *, model: str | None, fps: float | None,
     from vidtool import tensorfile
 
     encoder = load_encoder(model, role)
-    clip = read_video_input(source, fps=fps, size=size, frames=frames, crop=crop, multiple=encoder.ae.spatial_factor)
+    clip = read_video_input(source, fps=fps, size=size, frames=frames, crop=crop, multiple=encoder.ae.spatial_factor,
+                            max_memory=max_memory)
 
     def padded(note: str) -> None:
         console().print(f"[yellow]{note}; decode trims them again[/]", soft_wrap=True)

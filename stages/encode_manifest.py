@@ -21,6 +21,7 @@ def encode_manifest(manifest: str, out_dir: str, *, shard_option: str | None, re
     from stages.data_run import run_data_stage
     from stages.media_input import VideoInput, fit_frames, read_video_input
     from vidtool import checkpoint, tensorfile, video
+    from vidtool.budget import parse_memory
     from vidtool.data import shards
     from vidtool.data.manifest import read_manifest, resolve
     from vidtool.errors import UserError
@@ -30,6 +31,7 @@ def encode_manifest(manifest: str, out_dir: str, *, shard_option: str | None, re
     out_folder = files.manifest.parent
     items = shards.keyed(read_manifest(manifest))
     encoder = load_encoder(model, role)
+    budget = parse_memory(max_memory) if max_memory else None
     suffix = f".{encoder.kind}.safetensors"
 
     def read(record: dict) -> VideoInput:
@@ -38,15 +40,15 @@ def encode_manifest(manifest: str, out_dir: str, *, shard_option: str | None, re
             # A frame folder has no rate of its own: it plays at the record's fps, and --fps then
             # keeps the nearest frames, as ClipDataset reads it for training.
             native = float(record.get("fps") or video.FOLDER_FPS)
-            clip = fit_frames(video.read_video(path, fps=native).frames, size=size, crop=crop,
-                              multiple=encoder.ae.spatial_factor)
+            clip = fit_frames(video.read_video(path, fps=native, shrink_for=size, max_memory=budget).frames,
+                              size=size, crop=crop, multiple=encoder.ae.spatial_factor)
             if fps:
                 picks = np.round(np.arange(0, len(clip) * fps / native) * native / fps).astype(np.int64)
                 clip = clip[np.minimum(picks, len(clip) - 1)]
             clip = clip[:frames] if frames else clip
             return VideoInput(clip[None], fps or native, path.name, record.get("caption"))
         clip = read_video_input(str(path), fps=fps, size=size, frames=frames, crop=crop,
-                                multiple=encoder.ae.spatial_factor)
+                                multiple=encoder.ae.spatial_factor, max_memory=max_memory)
         clip.prompt = record.get("caption", clip.prompt)
         return clip
 

@@ -19,11 +19,13 @@ class VideoInput:
 
 
 def read_video_input(source: str, *, fps: float | None, size: int | None, frames: int | None,
-                     crop: str | None = None, multiple: int = 1) -> VideoInput:
+                     crop: str | None = None, multiple: int = 1, max_memory: str | None = None) -> VideoInput:
     """The clip at its own size, or with `size` its short side resized to `size` (aspect kept, each
     side rounded to a multiple of `multiple`, the model's spatial factor), then centre-cropped to
-    `crop` ("N" or "HxW") if given."""
+    `crop` ("N" or "HxW") if given. Media is scaled down while it is decoded and refused over
+    `max_memory` (--max-memory; default half the available RAM), see `vidtool.video.read_video`."""
     from vidtool import tensorfile, video
+    from vidtool.budget import parse_memory
     from vidtool.errors import UserError
 
     if source == "-" or Path(source).suffix.lower() == ".safetensors":
@@ -35,7 +37,8 @@ def read_video_input(source: str, *, fps: float | None, size: int | None, frames
         if frames:
             clip = clip[:, :frames]
         return VideoInput(clip, tf.fps or 8.0, tf.digest, tf.prompt)
-    clip = video.read_video(source, fps=fps, max_frames=frames)
+    clip = video.read_video(source, fps=fps, max_frames=frames, shrink_for=size,
+                            max_memory=parse_memory(max_memory) if max_memory else None)
     path = Path(source)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else path.name
     return VideoInput(fit_frames(clip.frames, size=size, crop=crop, multiple=multiple)[None], clip.fps, digest)

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
-import re
 import sys
 from dataclasses import replace
 from typing import Any, Callable, Iterator, TypeVar
@@ -32,24 +30,13 @@ import torch
 from torch import nn
 
 from vidtool.autoencoders.tiling import Tiling
+from vidtool.budget import host_budget, parse_memory  # noqa: F401 (parse_memory: read from here too)
 from vidtool.errors import UserError
 from vidtool.precision import model_dtype
 
 LIVE_COPIES = 4
 MIN_TILE = 8  # latent pixels; below this the overlap blending costs more than it saves
 T = TypeVar("T")
-
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
-
-def parse_memory(text: str) -> int | None:
-    """'6G', '512M', '1.5g', '800000' (bytes) → bytes; 'auto' → None (ask the device)."""
-    if text.strip().lower() == "auto":
-        return None
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", text.lower())
-    if not match or float(match[1]) <= 0:
-        raise UserError(f"--max-memory takes a size like 6G, 512M or auto, got {text!r}")
-    return int(float(match[1]) * _UNITS[match[2]])
 
 
 def device_budget(device: str | torch.device) -> int:
@@ -58,13 +45,7 @@ def device_budget(device: str | torch.device) -> int:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free * 0.8)
-    try:
-        with open("/proc/meminfo") as f:
-            info = dict(line.split(":", 1) for line in f)
-        available = int(info["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    return available // 2
+    return host_budget()
 
 
 def widest(model: nn.Module) -> int:

@@ -9,6 +9,7 @@ module stays cheap (`vidtool --help` must not pay for them).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import re
@@ -31,6 +32,16 @@ FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
 FOLDER_FPS = 8.0
 # Browsers show a GIF frame with no (or zero) delay for 100 ms, so read it the same way.
 GIF_DEFAULT_DELAY_MS = 100
+# Memory-safe reading: a frame larger than its reader needs is scaled down inside the decoder, to
+# no less than DECODE_MARGIN times what it will be resized to (the final resize stays a Lanczos
+# one from a sharper image); what a read would still hold is checked against a budget first.
+DECODE_MARGIN = 2
+# Bytes per native pixel that decoding one stream holds however small its output: the decoder's
+# reference frames and one converted frame (decord on an 8000×8000 H.264 clip: 290 MB at 128×128).
+DECODER_BYTES_PER_PIXEL = 6
+LARGE_FRAME = 3840 * 2160  # pixels; a larger stream is decoded by 2 threads, not one per core
+MAX_SIDE = 32768  # larger frames are no video vidtool reads (H.264's and VP9's own limits are lower)
+MAX_FRAMES = 10_000_000  # about 4 days at 30 fps
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,14 @@ class _Source:
     duration: float  # seconds
     fps: float  # native rate (the average one for a GIF with uneven delays)
     load: Callable[[np.ndarray], np.ndarray]  # frame indices -> uint8 [T, H, W, 3]
+    native: tuple[int, int] | None = None  # (H, W) of the stream, when known without decoding
+    decoded: tuple[int, int] | None = None  # (H, W) `load` gives, when smaller than native
+
+
+def _budget(max_memory: int | None) -> int:
+    from vidtool.budget import host_budget
+
+    return max_memory if max_memory is not None else host_budget()
 
 
 def read_video(
@@ -56,6 +75,8 @@ def read_video(
     size: int | tuple[int, int] | None = None,
     max_frames: int | None = None,
     start: float = 0.0,
+    shrink_for: int | tuple[int, int] | None = None,
+    max_memory: int | None = None,
 ) -> Video:
     """Read a video file (mp4/webm/mov/mkv/avi, gif) or a folder of PNG/JPG frames.
 
@@ -63,21 +84,47 @@ def read_video(
     before the end, so the duration is kept; without it every frame from `start` on is returned.
     `size` s resizes the short side to s and centre-crops s x s; (H, W) covers H x W keeping the
     aspect, then centre-crops. `max_frames` caps T. A folder's frames play at `fps` (default 8).
+
+    Memory: frames are scaled down while decoding when `size` (or `shrink_for`, the size as in
+    `size` that the caller will resize them to itself) needs less than a DECODE_MARGIN-th of them,
+    so a huge frame is never held whole; a read that would still need more than `max_memory` bytes
+    (default: half the available RAM) is refused with one line before anything is decoded.
     """
     _check_read_options(fps, max_frames, start)
     out_size = _target_size(size)
     path = Path(path)
-    source = _open(path, fps)
+    budget = _budget(max_memory)
+    source = _open(path, fps, out_size or _target_size(shrink_for), budget)
     indices = _pick_frames(source, fps=fps, start=start, max_frames=max_frames)
     if len(indices) == 0:
         raise UserError(
             f"no frames in {path} from start={start:g}s (it lasts {source.duration:g}s); "
             "use an earlier start or a complete video"
         )
+    _check_read(path, source, len(indices), out_size, budget)
     frames = source.load(indices)
     if out_size is not None:
         frames = cover_and_crop(frames, out_size)
     return Video(frames=frames, fps=float(fps or source.fps))
+
+
+def _check_read(path: Path, source: _Source, count: int, out_size: tuple[int, int] | None, budget: int) -> None:
+    """Refuse, before decoding, a read of `count` frames that would hold more than `budget` bytes: the
+    decoder's working set, the decoded frames and their resized copies."""
+    from vidtool.budget import shown
+
+    if source.native is None:
+        return  # a source that cannot tell its size without decoding; its opener checked what it could
+    h, w = source.decoded or source.native
+    need = DECODER_BYTES_PER_PIXEL * source.native[0] * source.native[1] + count * h * w * 3
+    if out_size is not None:
+        need += count * out_size[0] * out_size[1] * 3
+    if need > budget:
+        raise UserError(
+            f"reading {count} frames of {path} ({source.native[0]}×{source.native[1]}) needs about {shown(need)}, "
+            f"over the memory budget of {shown(budget)}; read fewer frames (--frames, --fps) or smaller ones "
+            "(--size), or raise --max-memory"
+        )
 
 
 @dataclass(frozen=True)
@@ -89,12 +136,13 @@ class VideoInfo:
 
 
 def probe_video(path, *, fps: float | None = None) -> VideoInfo:
-    """Length, rate and frame size of a video file or frame folder, decoding only its first frame."""
+    """Length, rate and frame size of a video file or frame folder: from the header where ffprobe (or
+    Pillow) can read it, else from its first frame."""
     path = Path(path)
-    source = _open(path, fps)
+    source = _open(path, fps, (1, 1), _budget(None))  # the size from the header; a frame decoded tiny if at all
     if len(source.times) == 0:
         raise UserError(f"no frames in {path}")
-    height, width = source.load(np.zeros(1, dtype=np.int64)).shape[1:3]
+    height, width = source.native or source.load(np.zeros(1, dtype=np.int64)).shape[1:3]
     return VideoInfo(frames=len(source.times), fps=float(source.fps), height=int(height), width=int(width))
 
 
@@ -104,11 +152,13 @@ def sample_frames(path, count: int, *, fps: float | None = None) -> Video:
     if count < 1:
         raise UserError(f"need at least one frame to sample, got {count}")
     path = Path(path)
-    source = _open(path, fps)
+    budget = _budget(None)
+    source = _open(path, fps, None, budget)
     if len(source.times) == 0:
         raise UserError(f"no frames in {path}")
     # A clip shorter than `count` repeats frames: video models such as Video-LLaVA take a fixed number.
     indices = np.round(np.linspace(0, len(source.times) - 1, count)).astype(np.int64)
+    _check_read(path, source, len(indices), None, budget)
     return Video(frames=source.load(indices), fps=float(source.fps))
 
 
@@ -117,23 +167,26 @@ def read_frames(path, pick: Callable[[int], np.ndarray], *, fps: float | None = 
     allowed), decoding only those: `vidtool score` reads a few frame pairs of a long clip this way.
     A folder plays at `fps` (default 8)."""
     path = Path(path)
-    source = _open(path, fps)
+    budget = _budget(None)
+    source = _open(path, fps, None, budget)
     if len(source.times) == 0:
         raise UserError(f"no frames in {path}")
     indices = np.clip(np.asarray(pick(len(source.times)), dtype=np.int64), 0, len(source.times) - 1)
+    _check_read(path, source, len(indices), None, budget)
     return Video(frames=source.load(indices), fps=float(source.fps))
 
 
-def _open(path: Path, fps: float | None):
-    """The frame source for a file or frame folder (a folder plays at `fps`, default 8)."""
+def _open(path: Path, fps: float | None, shrink_for: tuple[int, int] | None, budget: int):
+    """The frame source for a file or frame folder (a folder plays at `fps`, default 8), decoding
+    frames no larger than DECODE_MARGIN times `shrink_for` (H, W) needs; absurd sizes are refused."""
     if not path.exists():
         raise UserError(f"no such file: {path}")
     if path.is_dir():
-        return _open_folder(path, fps or FOLDER_FPS)
+        return _open_folder(path, fps or FOLDER_FPS, shrink_for, budget)
     if path.suffix.lower() == ".gif":
-        return _open_gif(path)
+        return _open_gif(path, shrink_for, budget)
     if path.suffix.lower() in DECORD_SUFFIXES:
-        return _open_decord(path)
+        return _open_decord(path, shrink_for, budget)
     raise UserError(
         f"cannot read {path}: unknown video type '{path.suffix}'; "
         f"use {'/'.join(s[1:] for s in DECORD_SUFFIXES)}/gif or a folder of PNG/JPG frames"
@@ -178,15 +231,80 @@ def _nearest(times: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.where(np.abs(times[before] - t) <= np.abs(times[after] - t), before, after)
 
 
-def _open_decord(path: Path) -> _Source:
+def _decode_size(native: tuple[int, int] | None, shrink_for: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The (H, W) to decode a `native` frame at so that it still covers DECODE_MARGIN × `shrink_for`
+    with the aspect kept; None (native) when that is no smaller."""
+    if native is None or shrink_for is None:
+        return None
+    scale = DECODE_MARGIN * max(shrink_for[0] / native[0], shrink_for[1] / native[1])
+    if scale >= 1:
+        return None
+    return max(2, math.ceil(native[0] * scale)), max(2, math.ceil(native[1] * scale))
+
+
+def _check_dimensions(path: Path, native: tuple[int, int], frames: int | None, budget: int) -> None:
+    """Refuse a stream whose frame size or length no reader could hold, before decoding any of it."""
+    from vidtool.budget import shown
+
+    h, w = native
+    if min(h, w) < 1 or max(h, w) > MAX_SIDE or (frames is not None and frames > MAX_FRAMES):
+        length = f", {frames} frames" if frames is not None else ""
+        raise UserError(f"{path} holds {h}×{w} frames{length}: larger than any video vidtool reads "
+                        f"(at most {MAX_SIDE} px a side and {MAX_FRAMES} frames)")
+    need = DECODER_BYTES_PER_PIXEL * h * w
+    if need > budget:
+        raise UserError(f"decoding {path} ({h}×{w} frames) needs about {shown(need)} even for one frame, over the "
+                        f"memory budget of {shown(budget)}; raise --max-memory or shrink the video first")
+
+
+def _probe_stream(path: Path) -> tuple[tuple[int, int], int | None] | None:
+    """((H, W), frame count or None) of the first video stream from its header (ffprobe, in a child
+    process: whatever a hostile header makes it allocate is not ours), or None when ffprobe cannot
+    tell (decord then opens it and reports what is wrong). ffprobe costs a process start (~80 ms on
+    2 cores), so each file version is probed once per process."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return _probe_file(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _probe_file(path: str, size: int, mtime_ns: int) -> tuple[tuple[int, int], int | None] | None:
+    import ffmpeg
+
+    try:
+        info = ffmpeg.probe(path, v="error", select_streams="v:0")
+        stream = info["streams"][0]
+        native = int(stream["height"]), int(stream["width"])
+    except (ffmpeg.Error, OSError, KeyError, IndexError, ValueError, TypeError):
+        return None
+    try:
+        frames = int(stream["nb_frames"])
+    except (KeyError, ValueError, TypeError):
+        frames = None
+    return native, frames
+
+
+def _open_decord(path: Path, shrink_for: tuple[int, int] | None = None, budget: int | None = None) -> _Source:
     import decord
 
+    probed = _probe_stream(path)
+    native = probed[0] if probed else None
+    if probed:
+        _check_dimensions(path, *probed, _budget(budget))
+    decoded = _decode_size(native, shrink_for)
+    scaled = {} if decoded is None else {"height": decoded[0], "width": decoded[1]}
+    if native is not None and native[0] * native[1] > LARGE_FRAME:
+        scaled["num_threads"] = 2  # each decoding thread holds frames of its own: bound them on many-core hosts
     # ffmpeg inside decord would otherwise print its own complaints about a bad file on stderr
     decord.logging.set_level(decord.logging.QUIET)
     try:
         with _native_stderr_silenced():  # decord's C++ opener logs past QUIET; our error says it all
-            reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
+            reader = decord.VideoReader(str(path), ctx=decord.cpu(0), **scaled)
         fps, count = reader.get_avg_fps(), len(reader)
+        if count > MAX_FRAMES:
+            _check_dimensions(path, native or (1, 1), count, _budget(budget))
         # decord takes linesize / width as the channel count, so at a few narrow widths (2-8, 12,
         # 16, 24, 48, 72 px seen) where ffmpeg pads each RGB row, a frame comes out as [H, W, 4+]
         # and get_batch fails; those frames are read one by one and the padding cut off.
@@ -204,7 +322,8 @@ def _open_decord(path: Path) -> _Source:
         except (RuntimeError, decord.DECORDError) as error:
             raise UserError(_cannot_decode(path, error)) from error
 
-    return _Source(times=np.arange(count) / fps, duration=count / fps, fps=fps, load=load)
+    return _Source(times=np.arange(count) / fps, duration=count / fps, fps=fps, load=load, native=native,
+                   decoded=decoded)
 
 
 def _unpad_rows(frame: np.ndarray) -> np.ndarray:
@@ -228,14 +347,35 @@ def _native_stderr_silenced():
         os.close(devnull)
 
 
-def _open_gif(path: Path) -> _Source:
+def _shrunk(image: Image.Image, decoded: tuple[int, int] | None) -> np.ndarray:
+    """An RGB frame as uint8 [H, W, 3], scaled to `decoded` (H, W) first when that is given."""
+    rgb = image.convert("RGB")
+    if decoded is not None and rgb.size != (decoded[1], decoded[0]):
+        rgb = rgb.resize((decoded[1], decoded[0]), Image.Resampling.LANCZOS)
+    return np.asarray(rgb)
+
+
+def _open_gif(path: Path, shrink_for: tuple[int, int] | None = None, budget: int | None = None) -> _Source:
+    from vidtool.budget import shown
+
+    budget = _budget(budget)
     try:
         with Image.open(path) as gif:
+            native = gif.size[1], gif.size[0]
+            _check_dimensions(path, native, None, budget)
+            decoded = _decode_size(native, shrink_for)
+            # Every frame is kept (a GIF decodes only in order): refuse before decoding what will not fit.
+            h, w = decoded or native
+            need = DECODER_BYTES_PER_PIXEL * native[0] * native[1] + getattr(gif, "n_frames", 1) * h * w * 3
+            if need > budget:
+                raise UserError(f"reading {path} ({gif.n_frames} frames of {native[0]}×{native[1]}) needs about "
+                                f"{shown(need)}, over the memory budget of {shown(budget)}; shrink it first, read it "
+                                "at a smaller --size, or raise --max-memory")
             frames, delays = [], []
             for frame in ImageSequence.Iterator(gif):
-                frames.append(np.asarray(frame.convert("RGB")))
+                frames.append(_shrunk(frame, decoded))
                 delays.append(frame.info.get("duration") or GIF_DEFAULT_DELAY_MS)
-    except (OSError, EOFError) as error:
+    except (OSError, EOFError, Image.DecompressionBombError) as error:
         raise UserError(_cannot_decode(path, error)) from error
     ends = np.cumsum(delays) / 1000.0
     return _Source(
@@ -243,10 +383,13 @@ def _open_gif(path: Path) -> _Source:
         duration=float(ends[-1]),
         fps=len(delays) / float(ends[-1]),
         load=lambda indices: np.stack([frames[i] for i in indices]),
+        native=native,
+        decoded=decoded,
     )
 
 
-def _open_folder(path: Path, fps: float) -> _Source:
+def _open_folder(path: Path, fps: float, shrink_for: tuple[int, int] | None = None,
+                 budget: int | None = None) -> _Source:
     files = sorted(
         (f for f in path.iterdir() if f.suffix.lower() in FRAME_SUFFIXES), key=_natural_key
     )
@@ -254,24 +397,34 @@ def _open_folder(path: Path, fps: float) -> _Source:
         raise UserError(
             f"no PNG/JPG frames in folder {path}; put frame images (frame1.png, ...) in it"
         )
+    native = None
+    with contextlib.suppress(OSError, Image.DecompressionBombError):
+        with Image.open(files[0]) as first:  # the header only
+            native = first.size[1], first.size[0]
+    if native is not None:
+        _check_dimensions(path, native, None, _budget(budget))
+    decoded = _decode_size(native, shrink_for)
 
     def load(indices: np.ndarray) -> np.ndarray:
-        frames = []
+        frames, sizes = [], set()
         for i in indices:
             try:
                 with Image.open(files[i]) as image:
-                    frames.append(np.asarray(image.convert("RGB")))
-            except OSError as error:
+                    sizes.add((image.size[1], image.size[0], 3))
+                    if len(sizes) > 1:
+                        break
+                    frames.append(_shrunk(image, decoded))
+            except (OSError, Image.DecompressionBombError) as error:
                 reason = _first_line(error)
                 raise UserError(f"cannot read frame image {files[i]}: {reason}") from error
-        sizes = {frame.shape for frame in frames}
         if len(sizes) > 1:
             raise UserError(
                 f"frames in {path} differ in size ({sorted(sizes)}); make them all the same size"
             )
         return np.stack(frames)
 
-    return _Source(times=np.arange(len(files)) / fps, duration=len(files) / fps, fps=fps, load=load)
+    return _Source(times=np.arange(len(files)) / fps, duration=len(files) / fps, fps=fps, load=load,
+                   native=native, decoded=decoded)
 
 
 def _natural_key(file: Path) -> list:

@@ -17,6 +17,7 @@ and so on, and the text tensors follow that order. Clips that fit no bucket are 
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +25,7 @@ from typing import Any, Callable
 import torch
 
 from vidtool.data.buckets import Bucket, assign_buckets
+from vidtool.data.partial import PartialSet
 from vidtool.errors import UserError
 
 
@@ -72,9 +74,13 @@ def build_latent_set(manifests: list[Path], vae_folder: Path, out_file: Path, *,
     def encode(items: list[dict], video) -> dict[str, torch.Tensor]:
         return {"latents": encode_frames(vae, video, default_tiling(vae), device).latents.half()}
 
+    settings = build_settings("latents", manifests, vae_folder, frames=frames, size=size, fps=fps,
+                              text_encoder_path=text_encoder_path, text_cache=text_cache, batch_size=batch_size,
+                              buckets=buckets, text_length=text_length)
     encoded = encode_clip_set(manifests, encode, frames=frames, size=size, fps=fps,
                               text_encoder_path=text_encoder_path, batch_size=batch_size, device=device,
-                              progress=progress, text_cache=text_cache, buckets=buckets, text_length=text_length)
+                              progress=progress, text_cache=text_cache, buckets=buckets, text_length=text_length,
+                              out_file=out_file, settings=settings)
     if buckets is None:
         latents = encoded.tensors["latents"].float()
         info = LatentSetInfo(vae=model_tag(vae_folder), latent_std=float(latents.std()),
@@ -93,6 +99,7 @@ def build_latent_set(manifests: list[Path], vae_folder: Path, out_file: Path, *,
     tf.set_prompts(encoded.prompts)
     tf.extra["model_path"] = str(Path(vae_folder).resolve())
     save(tf, out_file)
+    encoded.kept.finish()
     return out_file
 
 
@@ -117,19 +124,22 @@ class EncodedClips:
     prompts: list[str]
     text_encoder: str
     text_encoder_path: str = ""  # the encoder's folder when one was named (not a cache, not the default)
+    kept: "PartialSet | None" = None  # the kept batches: finish() them once the set is written
 
 
 def encode_clip_set(manifests: list[Path], encode: Callable[[list[dict], Any], dict[str, torch.Tensor]], *,
                     frames: int, size: int, fps: float | None, text_encoder_path: Path | None, batch_size: int,
                     device: str, progress: Callable[[int], None] | None,
                     text_cache: Path | None = None, buckets: list[Bucket] | None = None,
-                    text_length: int | None = None) -> EncodedClips:
+                    text_length: int | None = None, out_file: Path | None = None, settings: dict | None = None,
+                    log: Callable[[str], None] | None = None) -> EncodedClips:
     """Read every clip of `manifests` once, in order, and return `encode(items, uint8 video [B,T,H,W,3])`
     for all of them with the captions' text embeddings (float16) and the empty prompt's. With
     `buckets`, clips are read bucket by bucket at its shape, each of `encode`'s tensors is kept per
-    bucket ("NAME@HxWxT"), and "bucket" says which bucket each clip (in that order) went to."""
-    from torch.utils.data import DataLoader
-
+    bucket ("NAME@HxWxT"), and "bucket" says which bucket each clip (in that order) went to. With
+    `out_file`, each batch is kept beside it as it finishes and a rerun with the same `settings`
+    resumes from the kept ones (vidtool.data.partial); the caller finishes `kept` once it has
+    written the set."""
     from vidtool.data.clips import ClipDataset, ClipSets
     from vidtool.text_cache import text_encoder_or_cache
 
@@ -143,29 +153,59 @@ def encode_clip_set(manifests: list[Path], encode: Callable[[list[dict], Any], d
         if not any(len(reads) for _, reads in groups):
             raise UserError(f"no clip fits any bucket of {','.join(map(str, buckets))}; add a smaller or shorter "
                             "bucket, or check the clips' sizes and lengths")
+    kept = PartialSet(out_file, settings, log or _stderr) if out_file is not None else None
+    resumed = kept.done() if kept is not None else 0
+    if resumed:
+        (log or _stderr)(f"resuming from {kept.folder.name}: {resumed} encoded batches of up to {batch_size} clips kept")
     parts: dict[str, list[torch.Tensor]] = {}
     prompts: list[str] = []
+    number = 0  # batches in reading order over all groups: what the kept ones are numbered by
     with torch.inference_mode():
         for n, (bucket, reads) in enumerate(groups):
-            for items in DataLoader(reads, batch_size=batch_size, collate_fn=lambda items: items):
-                video = torch.stack([item["video"] for item in items]).numpy()
-                captions = [item["caption"] for item in items]
-                embedded = text_encoder.encode(captions)
-                made = encode(items, video)
-                if bucket is not None:
-                    made = {_tensor_name(name, bucket): tensor for name, tensor in made.items()}
-                    made["bucket"] = torch.full((len(items),), n, dtype=torch.long)
-                for name, tensor in {**made, "text": embedded.tokens.half().cpu(),
-                                     "text_mask": embedded.mask.cpu()}.items():
+            for first in range(0, len(reads), batch_size):
+                found = kept.load(number) if kept is not None else None
+                if found is not None:
+                    made, captions = found
+                else:
+                    items = [reads[i] for i in range(first, min(first + batch_size, len(reads)))]
+                    video = torch.stack([item["video"] for item in items]).numpy()
+                    captions = [item["caption"] for item in items]
+                    embedded = text_encoder.encode(captions)
+                    made = encode(items, video)
+                    if bucket is not None:
+                        made = {_tensor_name(name, bucket): tensor for name, tensor in made.items()}
+                        made["bucket"] = torch.full((len(items),), n, dtype=torch.long)
+                    made = {**made, "text": embedded.tokens.half().cpu(), "text_mask": embedded.mask.cpu()}
+                    if kept is not None:
+                        kept.save(number, made, captions)
+                for name, tensor in made.items():
                     parts.setdefault(name, []).append(tensor)
                 prompts.extend(captions)
+                number += 1
                 if progress:
                     progress(len(prompts))
         null = text_encoder.encode([""])
     tensors = {name: torch.cat(chunks) for name, chunks in parts.items()}
     tensors.update(null_text=null.tokens.half().cpu(), null_mask=null.mask.cpu())
     named = getattr(text_encoder, "model", None) is not None and text_encoder_path is not None
-    return EncodedClips(tensors, prompts, text_encoder.name, str(text_encoder.path.resolve()) if named else "")
+    return EncodedClips(tensors, prompts, text_encoder.name, str(text_encoder.path.resolve()) if named else "", kept)
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def build_settings(kind: str, manifests: list[Path], model_folder: Path, **values) -> dict:
+    """What a set's content depends on, for its kept batches (vidtool.data.partial): the builder,
+    the manifests and the clip files they name, the model's tag, the text encoder or cache, and the
+    builder's own `values` (frames, size, rate, buckets, batch size, ...)."""
+    from vidtool.checkpoint import model_tag
+    from vidtool.data.partial import file_fingerprint, manifests_fingerprint
+
+    text = [values.pop(key, None) for key in ("text_encoder_path", "text_cache")]
+    return {"kind": kind, "manifests": manifests_fingerprint(manifests), "model": model_tag(model_folder),
+            "text": [file_fingerprint(Path(t)) if t is not None else None for t in text],
+            **{key: [str(v) for v in value] if isinstance(value, list) else value for key, value in values.items()}}
 
 
 class _Reads(torch.utils.data.Dataset):

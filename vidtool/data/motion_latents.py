@@ -38,53 +38,48 @@ class MotionSetInfo:
 def build_motion_set(manifests: list[Path], vae_folder: Path, out_file: Path, *, size: int = 64,
                      fps: float | None = None, text_encoder_path: Path | None = None, batch_size: int = 16,
                      device: str = "cpu", progress: Callable[[int], None] | None = None) -> Path:
-    """Encode every clip of `manifests` (L frames, L from the MCD-VAE) and its caption; write the set."""
-    from torch.utils.data import ConcatDataset, DataLoader
-
+    """Encode every clip of `manifests` (L frames, L from the MCD-VAE) and its caption; write the set.
+    Each encoded batch is kept beside `out_file` until the set is written, so a killed build resumes
+    (vidtool.data.partial)."""
     from vidtool.checkpoint import from_pretrained, model_tag
-    from vidtool.data.clips import ClipDataset
+    from vidtool.data.latents import build_settings, encode_clip_set
     from vidtool.tensorfile import TensorFile, save
-    from vidtool.text import TextEncoder
     from vidtool.video import frames_to_model
 
     vae = from_pretrained(vae_folder, device=device).float().eval()
     if vae.family != "mcd-vae":
         raise UserError(f"--vae {vae_folder} is a {vae.family} model; the dmg needs an mcd-vae's motion latents")
-    text_encoder = TextEncoder(text_encoder_path, device=device)
-    clips = ConcatDataset([ClipDataset(m, frames=vae.frames, fps=fps, size=size) for m in manifests])
-    loader = DataLoader(clips, batch_size=batch_size, collate_fn=lambda items: items)
-    means, logvars, contents, texts, masks, prompts, labels = [], [], [], [], [], [], []
-    with torch.inference_mode():
-        for items in loader:
-            video = frames_to_model(torch.stack([item["video"] for item in items])).to(device)
-            encoded = vae.encode(video)
-            means.append(encoded.mean.half().cpu())
-            logvars.append(encoded.logvar.half().cpu())
-            contents.append(vae.encode_content(video[:, :, 0]).latent.half().cpu())
-            captions = [item["caption"] for item in items]
-            embedded = text_encoder.encode(captions)
-            texts.append(embedded.tokens.half().cpu())
-            masks.append(embedded.mask.cpu())
-            prompts.extend(captions)
-            labels.extend(item.get("label") for item in items)
-            if progress:
-                progress(len(prompts))
-        null = text_encoder.encode([""])
-    mean, logvar, content = torch.cat(means), torch.cat(logvars), torch.cat(contents)
+
+    def encode(items: list[dict], frames) -> dict[str, torch.Tensor]:
+        video = frames_to_model(frames).to(device)
+        encoded = vae.encode(video)
+        labels = [item.get("label") for item in items]
+        known = [isinstance(v, int) and not isinstance(v, bool) for v in labels]
+        return {"mean": encoded.mean.half().cpu(), "logvar": encoded.logvar.half().cpu(),
+                "content": vae.encode_content(video[:, :, 0]).latent.half().cpu(),
+                "label": torch.tensor([v if k else 0 for v, k in zip(labels, known)], dtype=torch.long),
+                "label_known": torch.tensor(known)}
+
+    settings = build_settings("motion", manifests, vae_folder, frames=vae.frames, size=size, fps=fps,
+                              text_encoder_path=text_encoder_path, batch_size=batch_size)
+    made = encode_clip_set(manifests, encode, frames=vae.frames, size=size, fps=fps,
+                           text_encoder_path=text_encoder_path, batch_size=batch_size, device=device,
+                           progress=progress, out_file=out_file, settings=settings)
+    tensors, prompts = made.tensors, made.prompts
+    label, has_labels = tensors.pop("label"), bool(tensors.pop("label_known").all())
+    mean, logvar, content = tensors["mean"], tensors["logvar"], tensors["content"]
     sampled = mean.float() + torch.randn(mean.shape, generator=torch.Generator().manual_seed(0)) * (0.5 * logvar.float()).exp()
-    tensors = {"mean": mean, "logvar": logvar, "content": content, "text": torch.cat(texts),
-               "text_mask": torch.cat(masks), "null_text": null.tokens.half().cpu(), "null_mask": null.mask.cpu()}
-    has_labels = all(isinstance(v, int) and not isinstance(v, bool) for v in labels)
     if has_labels:
-        tensors["label"] = torch.tensor(labels, dtype=torch.long)
-    info = MotionSetInfo(vae=model_tag(vae_folder), latent_std=float(sampled.std()), text_encoder=text_encoder.name,
-                         text_dim=text_encoder.dim, frames=vae.frames, size=size, motion_channels=mean.shape[1],
-                         content_channels=content.shape[1], sample_size=mean.shape[2],
-                         num_classes=max(labels) + 1 if has_labels else 0, fps=fps)
+        tensors["label"] = label
+    info = MotionSetInfo(vae=model_tag(vae_folder), latent_std=float(sampled.std()), text_encoder=made.text_encoder,
+                         text_dim=tensors["text"].shape[-1], frames=vae.frames, size=size,
+                         motion_channels=mean.shape[1], content_channels=content.shape[1], sample_size=mean.shape[2],
+                         num_classes=int(label.max()) + 1 if has_labels else 0, fps=fps)
     tf = TensorFile(kind="dataset-shard", tensors=tensors, model=info.vae, params=info.__dict__)
     tf.set_prompts(prompts)
     tf.extra["model_path"] = str(Path(vae_folder).resolve())
     save(tf, out_file)
+    made.kept.finish()
     return out_file
 
 

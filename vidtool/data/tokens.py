@@ -143,7 +143,7 @@ def build_token_set(manifests: list[Path], tokenizer_folder: Path, out_file: Pat
     from vidtool.autoencoders.apply import encode_frames
     from vidtool.autoencoders.tiling import default_tiling
     from vidtool.checkpoint import from_pretrained, model_tag
-    from vidtool.data.latents import encode_clip_set
+    from vidtool.data.latents import build_settings, encode_clip_set
     from vidtool.data.manifest import resolve
     from vidtool.tensorfile import TensorFile, save
 
@@ -178,9 +178,12 @@ def build_token_set(manifests: list[Path], tokenizer_folder: Path, out_file: Pat
                 "region": token_region(region, tokenizer.temporal_factor, tokenizer.spatial_factor),
                 "sketch": torch.from_numpy(np.stack(sketches))}
 
+    settings = build_settings("tokens", manifests, tokenizer_folder, frames=frames, size=size, fps=fps,
+                              text_encoder_path=text_encoder_path, batch_size=batch_size, inpainting=inpainting,
+                              margin=margin)
     encoded = encode_clip_set(manifests, encode, frames=frames, size=size, fps=fps,
                               text_encoder_path=text_encoder_path, batch_size=batch_size, device=device,
-                              progress=progress)
+                              progress=progress, out_file=out_file, settings=settings)
     tokens = encoded.tensors["tokens"]
     info = TokenSetInfo(tokenizer=model_tag(tokenizer_folder), codebook_size=tokenizer.codebook_size,
                         grid=tuple(tokens.shape[1:]), temporal_factor=tokenizer.temporal_factor,
@@ -190,6 +193,7 @@ def build_token_set(manifests: list[Path], tokenizer_folder: Path, out_file: Pat
     tf.set_prompts(encoded.prompts)
     tf.extra["model_path"] = str(Path(tokenizer_folder).resolve())
     save(tf, out_file)
+    encoded.kept.finish()
     return out_file
 
 
