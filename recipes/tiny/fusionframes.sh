@@ -11,22 +11,20 @@ VAE=${VAE:-vidtool/defaults/movq-tiny}
 HERE=$(dirname "$0")
 DATA=$DATA bash "$HERE/data.sh"
 SET="$RUNS/latent-set.safetensors"
+CONFIGS="$HERE/configs"  # each run's options: family, steps, batch size, rate, warmup, EMA
 # The T2I base: 1,500 updates (t2i-short, also HARIVO's base), then 4,000 more with EMA weights.
-vidtool --quiet train-denoiser --family t2i --data "$DATA/shapes/manifest.jsonl" --data "$DATA/photos/manifest.jsonl" \
-  --vae "$VAE" -o "$RUNS/t2i-short" --latent-set "$SET" --steps 1500 --batch-size 16 --lr 3e-4 --warmup 100
-vidtool --quiet train-denoiser --family t2i --init "$RUNS/t2i-short" --latent-set "$SET" -o "$RUNS/t2i" \
-  --steps 4000 --batch-size 16 --lr 3e-4 --warmup 50 --ema 0.999
-vidtool --quiet train-denoiser --family keyframes --base "$RUNS/t2i" --latent-set "$SET" -o "$RUNS/keyframes" \
-  --steps 2400 --batch-size 8 --lr 3e-4 --warmup 50 --ema 0.995
+vidtool --quiet train-denoiser --config "$CONFIGS/t2i-short.yaml" \
+  --data "$DATA/shapes/manifest.jsonl" --data "$DATA/photos/manifest.jsonl" --vae "$VAE" --latent-set "$SET" -o "$RUNS/t2i-short"
+vidtool --quiet train-denoiser --config "$CONFIGS/t2i.yaml" --init "$RUNS/t2i-short" --latent-set "$SET" -o "$RUNS/t2i"
+vidtool --quiet train-denoiser --config "$CONFIGS/keyframes.yaml" --base "$RUNS/t2i" --latent-set "$SET" -o "$RUNS/keyframes"
 # The interpolation U-Net is a whole copy of the T2I U-Net, trained all through (no text): 1,600
 # updates from the 1,500-update base (800, then resumed to 1,600; resume recomputes the cosine
 # schedule for the new length), then 3,000 more from the final base.
-for steps in 800 1600; do
-  vidtool --quiet train-denoiser --family interp --base "$RUNS/t2i-short" --latent-set "$SET" -o "$RUNS/interp-short" \
-    --steps $steps --batch-size 8 --lr 3e-4 --warmup 50 --ema 0.995 $([ $steps = 1600 ] && echo --resume)
-done
-vidtool --quiet train-denoiser --family interp --base "$RUNS/t2i" --init "$RUNS/interp-short" --latent-set "$SET" \
-  -o "$RUNS/interp" --steps 3000 --batch-size 8 --lr 3e-4 --warmup 50 --ema 0.995
+INTERP_SHORT=(--config "$CONFIGS/interp-short.yaml" --base "$RUNS/t2i-short" --latent-set "$SET" -o "$RUNS/interp-short")
+vidtool --quiet train-denoiser "${INTERP_SHORT[@]}" --steps 800
+vidtool --quiet train-denoiser "${INTERP_SHORT[@]}" --resume
+vidtool --quiet train-denoiser --config "$CONFIGS/interp.yaml" --base "$RUNS/t2i" --init "$RUNS/interp-short" \
+  --latent-set "$SET" -o "$RUNS/interp"
 for name in t2i keyframes interp; do
   python "$HERE/bundle.py" "$RUNS/$name" "$name-tiny" --dest "$RUNS/bundled" --command "bash recipes/tiny/fusionframes.sh"
 done

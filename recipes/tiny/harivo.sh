@@ -7,8 +7,8 @@
 set -euo pipefail
 RUNS=${RUNS:-runs/tiny}
 HERE=$(dirname "$0")
-vidtool --quiet train-denoiser --family harivo --base "$RUNS/t2i-short" --latent-set "$RUNS/latent-set.safetensors" \
-  -o "$RUNS/harivo" --steps 3000 --batch-size 4 --lr 3e-4 --warmup 50 --ema 0.995
+vidtool --quiet train-denoiser --config "$HERE/configs/harivo.yaml" --base "$RUNS/t2i-short" \
+  --latent-set "$RUNS/latent-set.safetensors" -o "$RUNS/harivo"
 python "$HERE/bundle.py" "$RUNS/harivo" harivo-tiny --dest "$RUNS/bundled" --command "bash recipes/tiny/harivo.sh"
 export VIDTOOL_MODELS="$RUNS/bundled"
 vidtool generate --prompts "$HERE/alignment-prompts.txt" --family harivo --model "$RUNS/bundled/harivo-tiny" \

@@ -7,19 +7,18 @@
 set -euo pipefail
 DATA=${DATA:-data}
 RUNS=${RUNS:-runs/tiny}
-VAE_STEPS=${VAE_STEPS:-1800}
-DMG_STEPS=${DMG_STEPS:-2000}
+# VAE_STEPS and DMG_STEPS, when set, override the configs' 1800 and 2000 updates.
 HERE=$(dirname "$0")
 DATA=$DATA bash "$HERE/data.sh"
 vidtool make-dataset shapes -n 200 --seed 1 -o "$DATA/shapes-seed1"
 
-vidtool --quiet train-vae --family mcd-vae --data "$DATA/shapes/manifest.jsonl" -o "$RUNS/mcd-vae" --frames 8 --fps 4 \
-  --steps "$VAE_STEPS" --batch-size 4 --lr 1e-3 --warmup 100 --ema 0.995 --seed 0
+vidtool --quiet train-vae --config "$HERE/configs/mcd-vae.yaml" --data "$DATA/shapes/manifest.jsonl" -o "$RUNS/mcd-vae" \
+  ${VAE_STEPS:+--steps "$VAE_STEPS"}
 python "$HERE/bundle.py" "$RUNS/mcd-vae" mcd-vae-tiny --dest "$RUNS/bundled" --command "bash recipes/tiny/lamd.sh"
 
 # The DMG learns the motion space of the bundled (float16) autoencoder, whose tag its config records.
-vidtool --quiet train-denoiser --family dmg --vae "$RUNS/bundled/mcd-vae-tiny" --data "$DATA/shapes/manifest.jsonl" \
-  --fps 4 -o "$RUNS/dmg" --steps "$DMG_STEPS" --batch-size 32 --lr 5e-4 --warmup 100 --ema 0.995 --seed 0
+vidtool --quiet train-denoiser --config "$HERE/configs/dmg.yaml" --vae "$RUNS/bundled/mcd-vae-tiny" \
+  --data "$DATA/shapes/manifest.jsonl" -o "$RUNS/dmg" ${DMG_STEPS:+--steps "$DMG_STEPS"}
 python "$HERE/bundle.py" "$RUNS/dmg" dmg-tiny --dest "$RUNS/bundled" --command "bash recipes/tiny/lamd.sh"
 
 export VIDTOOL_MODELS="$RUNS/bundled"

@@ -17,9 +17,7 @@ COMMAND="bash recipes/tiny/motionaura.sh"
 # the bundled run was stopped and resumed several times with these flags (resume is exact).
 # The tokenizer is mbq-vae-tiny-v1 (2^10 codes). The token set it writes also holds the inpainting
 # inputs (the shapes clips carry object masks) the adapter trains on.
-vidtool --quiet train-denoiser --family spectral --no-fft --data "$DATA/shapes/manifest.jsonl" \
-  --tokenizer vidtool/defaults/mbq-vae-tiny-v1 --size 64 --frames 16 -o "$RUNS/spectral" --batch-size 8 \
-  --lr 5e-4 --warmup 50 --schedule constant --ema 0.998 --checkpoint-every 100 --steps 4000 --seed 0
+vidtool --quiet train-denoiser --config "$HERE/configs/spectral.yaml" --data "$DATA/shapes/manifest.jsonl" -o "$RUNS/spectral"
 python "$HERE/bundle.py" "$RUNS/spectral" motionaura-tiny --dest "$DEST" --command "$COMMAND"
 
 # Prompt alignment of the bundled generator, read by the shapes probe (seeds 0, 1, 2).
@@ -31,10 +29,10 @@ done
 
 # The inpainting adapter on the frozen bundled generator (App. D.4: Adam, cosine decay; a higher
 # rate than its 2e-4 for this short run): 400 updates, then resumed to 1,200, ~50 min on one core.
-ADAPT=(--family spectral-inpaint --base "$DEST/motionaura-tiny" --token-set "$RUNS/spectral/token-set.safetensors"
-       -o "$RUNS/inpaint" --set rank=16 --batch-size 4 --lr 1e-3 --warmup 20 --checkpoint-every 100)
+ADAPT=(--config "$HERE/configs/inpaint.yaml" --base "$DEST/motionaura-tiny"
+       --token-set "$RUNS/spectral/token-set.safetensors" -o "$RUNS/inpaint")
 vidtool --quiet train-denoiser "${ADAPT[@]}" --steps 400
-vidtool --quiet train-denoiser "${ADAPT[@]}" --steps 1200 --resume
+vidtool --quiet train-denoiser "${ADAPT[@]}" --resume
 python "$HERE/bundle.py" "$RUNS/inpaint" motionaura-inpaint-tiny --dest "$DEST" --command "$COMMAND"
 python benchmarks/motionaura_inpaint.py --model "$DEST/motionaura-inpaint-tiny" --n 48 -o "$RUNS/inpaint-quality.json"
 python "$HERE/bundle.py" "$RUNS/inpaint" motionaura-inpaint-tiny --dest "$DEST" --command "$COMMAND" \

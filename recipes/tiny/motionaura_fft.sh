@@ -12,15 +12,14 @@ HERE=$(dirname "$0")
 COMMAND="bash recipes/tiny/motionaura_fft.sh"
 
 # First an 8-frame generator (2x16x16 tokens): 1,600 updates, then resumed to 2,800 (~70 min).
-TRAIN=(--family spectral --data "$DATA/shapes/manifest.jsonl" --tokenizer vidtool/defaults/mbq-vae-tiny-v1 --size 64
-       --batch-size 8 --ema 0.998)
-vidtool --quiet train-denoiser "${TRAIN[@]}" --frames 8 -o "$RUNS/spectral-fft-8" --lr 1e-3 --warmup 100 --checkpoint-every 200 --steps 1600
-vidtool --quiet train-denoiser "${TRAIN[@]}" --frames 8 -o "$RUNS/spectral-fft-8" --lr 1e-3 --warmup 100 --checkpoint-every 200 --steps 2800 --resume
+FFT8=(--config "$HERE/configs/spectral-fft-8.yaml" --data "$DATA/shapes/manifest.jsonl" -o "$RUNS/spectral-fft-8")
+vidtool --quiet train-denoiser "${FFT8[@]}" --steps 1600
+vidtool --quiet train-denoiser "${FFT8[@]}" --resume
 
 # Then 16 frames, warm-started from it (RoPE and the FFT hold no length-sized weights): 5,100
 # updates at a constant rate, ~3 hours (0.5 updates/s).
-vidtool --quiet train-denoiser "${TRAIN[@]}" --frames 16 --init "$RUNS/spectral-fft-8" -o "$RUNS/spectral-fft" \
-  --lr 5e-4 --warmup 50 --schedule constant --checkpoint-every 100 --steps 5100
+vidtool --quiet train-denoiser --config "$HERE/configs/spectral-fft.yaml" --data "$DATA/shapes/manifest.jsonl" \
+  --init "$RUNS/spectral-fft-8" -o "$RUNS/spectral-fft"
 python "$HERE/bundle.py" "$RUNS/spectral-fft" motionaura-tiny-fft --dest "$DEST" --command "$COMMAND"
 
 vidtool generate --prompts "$HERE/alignment-prompts.txt" --family motionaura --model "$DEST/motionaura-tiny-fft" \

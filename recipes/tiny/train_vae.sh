@@ -14,14 +14,14 @@ HERE=$(dirname "$0")
 COMMAND="bash recipes/tiny/train_vae.sh"
 DATA=$DATA bash "$HERE/data.sh"
 SETS=(--data "$DATA/shapes/manifest.jsonl" --data "$DATA/photos/manifest.jsonl")
+CONFIGS="$HERE/configs"  # each run's options (family, preset, steps, rates, --set entries), named after it
 
 # cm-vae-tiny: the Cross-modal Video VAE's temporal-aware spatial AE, preset tiny-footage (x4 spatial,
 # 8 latent channels, no temporal compression, the linear patch shortcut), trained on footage-like
 # scenes and shapes as images (§3.4's image path; the zero-initialised temporal convs stay the
 # identity). The photos set is left out: it shows the pictures the natural test footage is made of.
-vidtool --quiet train-vae --family cm-vae --preset tiny-footage \
-  --data "$DATA/scenes/manifest.jsonl" --data "$DATA/shapes-1k/manifest.jsonl" -o "$RUNS/cm-vae-footage" \
-  --steps 1500 --stop-at 514 --batch-size 8 --frames 1 --lr 1e-3 --warmup 50 --ema 0.995 --seed 0 --checkpoint-every 150
+vidtool --quiet train-vae --config "$CONFIGS/cm-vae-footage.yaml" \
+  --data "$DATA/scenes/manifest.jsonl" --data "$DATA/shapes-1k/manifest.jsonl" -o "$RUNS/cm-vae-footage"
 python "$HERE/bundle.py" "$RUNS/cm-vae-footage" cm-vae-tiny --dest "$RUNS/bundled" --command "$COMMAND"
 python benchmarks/natural_footage.py --model "$RUNS/bundled/cm-vae-tiny" --json "$RUNS/cm-vae-natural.json"
 python benchmarks/reconstruction.py --model "$RUNS/bundled/cm-vae-tiny" --n 200 --json "$RUNS/cm-vae-quality.json"
@@ -36,23 +36,19 @@ case "$MOVQ_CODEBOOK" in
   fixed) CODEBOOK=(--set codebook_init=kmeans --set dead_code_steps=20) ;;
   *) echo "MOVQ_CODEBOOK must be 'bundled' or 'fixed', got '$MOVQ_CODEBOOK'" >&2; exit 2 ;;
 esac
-vidtool --quiet train-vae --family movq-temporal "${SETS[@]}" "${CODEBOOK[@]}" \
-  -o "$RUNS/movq-image" --steps 2000 --batch-size 4 --lr 1e-3 --warmup 100 --ema 0.995 --seed 0
+vidtool --quiet train-vae --config "$CONFIGS/movq-image.yaml" "${SETS[@]}" "${CODEBOOK[@]}" -o "$RUNS/movq-image"
 python "$HERE/bundle.py" "$RUNS/movq-image" movq-tiny --dest "$RUNS/bundled" --command "$COMMAND"
 python benchmarks/reconstruction.py --model "$RUNS/bundled/movq-tiny" --n 200 --json "$RUNS/movq-quality.json"
 
 # movq-tiny-video: FusionFrames' video stage (§4.3, Table 3 "3x1x1 Conv"). Encoder and codebook stay
 # frozen, so config.json's codes_of names movq-tiny and it decodes movq-tiny's latents.
-vidtool --quiet train-vae --family movq-temporal --init "$RUNS/bundled/movq-tiny" --set stage=video --set temporal=conv1x1x3 \
-  "${SETS[@]}" -o "$RUNS/movq-video" --steps 2400 --batch-size 4 --frames 8 --lr 5e-4 --warmup 50 --ema 0.995 --seed 0
+vidtool --quiet train-vae --config "$CONFIGS/movq-video.yaml" --init "$RUNS/bundled/movq-tiny" "${SETS[@]}" -o "$RUNS/movq-video"
 python "$HERE/bundle.py" "$RUNS/movq-video" movq-tiny-video --dest "$RUNS/bundled" --command "$COMMAND"
 python benchmarks/reconstruction.py --model "$RUNS/bundled/movq-tiny-video" --n 200 --json "$RUNS/movq-video-quality.json"
 
 # mbq-vae-tiny-v1: x4 temporal, x4 spatial, LFQ 2^10, masking lighter than the paper's so the tiny
 # model's capacity goes to reconstruction. The bundled MotionAura generators use its token ids.
-vidtool --quiet train-vae --family mbq-vae "${SETS[@]}" \
-  -o "$RUNS/mbq-vae-tiny" --steps 1500 --batch-size 4 --lr 1e-3 --warmup 100 --ema 0.995 --seed 0 \
-  --set 'patch_mask_ratio=[0.1,0.3]' --set 'frame_mask_ratio=[0.05,0.2]'
+vidtool --quiet train-vae --config "$CONFIGS/mbq-vae-tiny.yaml" "${SETS[@]}" -o "$RUNS/mbq-vae-tiny"
 python "$HERE/bundle.py" "$RUNS/mbq-vae-tiny" mbq-vae-tiny-v1 --dest "$RUNS/bundled" --command "$COMMAND"
 python benchmarks/reconstruction.py --model "$RUNS/bundled/mbq-vae-tiny-v1" --n 200 --json "$RUNS/mbq-v1-quality.json"
 
@@ -65,45 +61,40 @@ python benchmarks/reconstruction.py --model "$RUNS/bundled/mbq-vae-tiny-v1" --n 
 #  10-12 the decoder alone (trainable=decoder: encoder and LFQ frozen, token ids unchanged);
 #  13-14 the decoder scored by minus the mean per-frame PSNR (psnr_weight), what the benchmark averages.
 # window_frames=16 changes no training step: encode/decode code longer clips in 16-frame windows.
-MBQ16=(--family mbq-vae "${SETS[@]}" --seed 0 --ema 0.995
-       --lr 1e-3 --set codebook_size=65536 --set window_frames=16 --checkpoint-every 500)
-OMP_NUM_THREADS=1 vidtool --quiet train-vae "${MBQ16[@]}" -o "$RUNS/mbq16-stage1" --steps 700 --batch-size 8 --warmup 50 \
-  --schedule constant --set 'train_crop=[8,32]' --set 'patch_mask_ratio=[0.1,0.3]' --set 'frame_mask_ratio=[0.05,0.2]'
-NOMASK=(--set 'patch_mask_ratio=[0,0]' --set 'frame_mask_ratio=[0,0]' --warmup 100 --schedule cosine)
-OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m stages.cli --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" \
-  --init "$RUNS/mbq16-stage1" -o "$RUNS/mbq16-stage2" --steps 10000 --stop-at 2255 --batch-size 4 --set 'train_crop=[8,32]'
-OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m stages.cli --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" \
-  --init "$RUNS/mbq16-stage2" -o "$RUNS/mbq16-stage3" --steps 9000 --stop-at 4340 --batch-size 2 --set 'train_crop=[16,32]'
-OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m stages.cli --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" \
-  --init "$RUNS/mbq16-stage3" -o "$RUNS/mbq16-stage4" --steps 1300 --batch-size 1 --lr 5e-4 --warmup 20 --checkpoint-every 250
+# Run N's options (steps, rates, losses, crops as --set entries) are configs/mbq16-stageN.yaml.
+DDP=(torchrun --standalone --nproc-per-node 2 -m stages.cli)
+OMP_NUM_THREADS=1 vidtool --quiet train-vae --config "$CONFIGS/mbq16-stage1.yaml" "${SETS[@]}" \
+  -o "$RUNS/mbq16-stage1"
+OMP_NUM_THREADS=1 "${DDP[@]}" --quiet train-vae --config "$CONFIGS/mbq16-stage2.yaml" "${SETS[@]}" --init "$RUNS/mbq16-stage1" \
+  -o "$RUNS/mbq16-stage2"
+OMP_NUM_THREADS=1 "${DDP[@]}" --quiet train-vae --config "$CONFIGS/mbq16-stage3.yaml" "${SETS[@]}" --init "$RUNS/mbq16-stage2" \
+  -o "$RUNS/mbq16-stage3"
+OMP_NUM_THREADS=1 "${DDP[@]}" --quiet train-vae --config "$CONFIGS/mbq16-stage4.yaml" "${SETS[@]}" --init "$RUNS/mbq16-stage3" \
+  -o "$RUNS/mbq16-stage4"
 python "$HERE/bundle.py" "$RUNS/mbq16-stage4" mbq-vae-tiny-run4 --dest "$RUNS/bundled" --command "$COMMAND"
-L2=(--batch-size 2 --checkpoint-every 400 --set l1_weight=0 --set l2_weight=5)
-L2_ENT=("${L2[@]}" --set entropy_weight=0.02)  # runs 6-14
-OMP_NUM_THREADS=1 vidtool --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" "${L2[@]}" --init "$RUNS/bundled/mbq-vae-tiny-run4" \
-  -o "$RUNS/mbq16-stage5" --steps 3200 --stop-at 1200 --lr 3e-4 --warmup 50
-OMP_NUM_THREADS=1 vidtool --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" "${L2_ENT[@]}" --init "$RUNS/mbq16-stage5" \
-  -o "$RUNS/mbq16-stage6" --seed 1 --steps 2000 --lr 2e-4 --warmup 20
+OMP_NUM_THREADS=1 vidtool --quiet train-vae --config "$CONFIGS/mbq16-stage5.yaml" "${SETS[@]}" --init "$RUNS/bundled/mbq-vae-tiny-run4" \
+  -o "$RUNS/mbq16-stage5"
+OMP_NUM_THREADS=1 vidtool --quiet train-vae --config "$CONFIGS/mbq16-stage6.yaml" "${SETS[@]}" --init "$RUNS/mbq16-stage5" \
+  -o "$RUNS/mbq16-stage6"
 python "$HERE/bundle.py" "$RUNS/mbq16-stage6" mbq-vae-tiny-run6 --dest "$RUNS/bundled" --command "$COMMAND"
-OMP_NUM_THREADS=1 vidtool --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" "${L2_ENT[@]}" --init "$RUNS/bundled/mbq-vae-tiny-run6" \
-  -o "$RUNS/mbq16-stage7" --seed 2 --steps 4000 --stop-at 1250 --lr 2e-4 --warmup 20
-OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m stages.cli --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" "${L2_ENT[@]}" \
-  --init "$RUNS/mbq16-stage7" -o "$RUNS/mbq16-stage8" --seed 3 --steps 2900 --lr 3e-4 --warmup 50
+OMP_NUM_THREADS=1 vidtool --quiet train-vae --config "$CONFIGS/mbq16-stage7.yaml" "${SETS[@]}" --init "$RUNS/bundled/mbq-vae-tiny-run6" \
+  -o "$RUNS/mbq16-stage7"
+OMP_NUM_THREADS=1 "${DDP[@]}" --quiet train-vae --config "$CONFIGS/mbq16-stage8.yaml" "${SETS[@]}" --init "$RUNS/mbq16-stage7" \
+  -o "$RUNS/mbq16-stage8"
 python "$HERE/bundle.py" "$RUNS/mbq16-stage8" mbq-vae-tiny-run8 --dest "$RUNS/bundled" --command "$COMMAND"
-OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m stages.cli --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" "${L2_ENT[@]}" \
-  --init "$RUNS/bundled/mbq-vae-tiny-run8" -o "$RUNS/mbq16-stage9" --seed 4 --steps 4200 --lr 2.5e-4 --warmup 50
+OMP_NUM_THREADS=1 "${DDP[@]}" --quiet train-vae --config "$CONFIGS/mbq16-stage9.yaml" "${SETS[@]}" --init "$RUNS/bundled/mbq-vae-tiny-run8" \
+  -o "$RUNS/mbq16-stage9"
 python "$HERE/bundle.py" "$RUNS/mbq16-stage9" mbq-vae-tiny-run9 --dest "$RUNS/bundled" --command "$COMMAND"
-DECODER=(--set trainable=decoder --checkpoint-every 250)  # runs 10-14
-PSNR=("${DECODER[@]}" --set l2_weight=0 --set psnr_weight=0.005 --steps 6000 --lr 3e-4 --warmup 50)  # runs 13-14
-OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m stages.cli --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" "${L2_ENT[@]}" \
-  "${DECODER[@]}" --init "$RUNS/bundled/mbq-vae-tiny-run9" -o "$RUNS/mbq16-stage10" --seed 6 --steps 2000 --lr 2.5e-4 --warmup 50
-OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m stages.cli --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" "${L2_ENT[@]}" \
-  "${DECODER[@]}" --init "$RUNS/mbq16-stage10" -o "$RUNS/mbq16-stage11" --seed 7 --steps 3000 --stop-at 2512 --lr 3e-4 --warmup 50
-OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m stages.cli --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" "${L2_ENT[@]}" \
-  "${DECODER[@]}" --init "$RUNS/mbq16-stage11" -o "$RUNS/mbq16-stage12" --seed 9 --steps 4000 --lr 3e-4 --warmup 50
-OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m stages.cli --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" "${L2_ENT[@]}" \
-  "${PSNR[@]}" --init "$RUNS/mbq16-stage12" -o "$RUNS/mbq16-stage13" --seed 10
-OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m stages.cli --quiet train-vae "${MBQ16[@]}" "${NOMASK[@]}" "${L2_ENT[@]}" \
-  "${PSNR[@]}" --init "$RUNS/mbq16-stage13" -o "$RUNS/mbq16-stage14" --seed 11
+OMP_NUM_THREADS=1 "${DDP[@]}" --quiet train-vae --config "$CONFIGS/mbq16-stage10.yaml" "${SETS[@]}" --init "$RUNS/bundled/mbq-vae-tiny-run9" \
+  -o "$RUNS/mbq16-stage10"
+OMP_NUM_THREADS=1 "${DDP[@]}" --quiet train-vae --config "$CONFIGS/mbq16-stage11.yaml" "${SETS[@]}" --init "$RUNS/mbq16-stage10" \
+  -o "$RUNS/mbq16-stage11"
+OMP_NUM_THREADS=1 "${DDP[@]}" --quiet train-vae --config "$CONFIGS/mbq16-stage12.yaml" "${SETS[@]}" --init "$RUNS/mbq16-stage11" \
+  -o "$RUNS/mbq16-stage12"
+OMP_NUM_THREADS=1 "${DDP[@]}" --quiet train-vae --config "$CONFIGS/mbq16-stage13.yaml" "${SETS[@]}" --init "$RUNS/mbq16-stage12" \
+  -o "$RUNS/mbq16-stage13"
+OMP_NUM_THREADS=1 "${DDP[@]}" --quiet train-vae --config "$CONFIGS/mbq16-stage14.yaml" "${SETS[@]}" --init "$RUNS/mbq16-stage13" \
+  -o "$RUNS/mbq16-stage14"
 # codes_of as committed: runs 13, 12 and 11 as bundled, runs 13, 12, 11 and 10 as trained, run 9 as
 # bundled (runs 9, 11, 12 and 13 were each the default in turn). All share run 9's encoder and LFQ,
 # so tokens any of them wrote decode with this model. The tags hold for the committed weights only:
