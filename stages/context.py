@@ -32,8 +32,17 @@ def console():
 
 def check_output(out, *, inputs=(), suffixes=None) -> None:
     """`vidtool.outputs.check_output` for a stage's `-o`, saying on stderr when it creates the folder;
-    `suffixes` default to a tensor file's."""
+    `suffixes` default to a tensor file's. First, every input (a path the stage reads) must exist: a
+    stage calls this before its heavy imports, so a mistyped path is reported at once, not after torch
+    and the models load."""
+    from pathlib import Path
+
     from vidtool import outputs
+    from vidtool.errors import UserError
+
+    for path in inputs:
+        if path is not None and str(path) != "-" and not Path(path).exists():
+            raise UserError(f"no such file: {path}")
 
     outputs.check_output(out, inputs=inputs, suffixes=suffixes or outputs.TENSOR,
                          say=lambda message: console().print(message, soft_wrap=True))
