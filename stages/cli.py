@@ -36,8 +36,12 @@ class StageGroup(TyperGroup):
             command = typer.main.get_command(importlib.import_module(STAGES[name]).app)
             command.name = name
             command.params.extend([*stage_options(name), run_config.option()])
+            plain_flags(command.get_params(ctx))
             self.commands[name] = command
         return self.commands[name]
+
+    def get_params(self, ctx):
+        return plain_flags(super().get_params(ctx))
 
     def resolve_command(self, ctx, args):
         for name in STAGES:  # typo suggestions look at self.commands
@@ -55,6 +59,15 @@ class StageGroup(TyperGroup):
         except BrokenPipeError as e:
             # click turns EPIPE into a silent exit 1; carry it past click so main() can exit 141.
             raise ReaderGone from e
+
+
+def plain_flags(params: list) -> list:
+    """A flag is shown by its name(s) alone (`--quiet`, `--resume/--no-resume`): typer would write its
+    type as `<bool>`, as if it took a value."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
 
 
 class ReaderGone(Exception):
