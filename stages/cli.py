@@ -17,7 +17,7 @@ from typer.core import TyperGroup
 
 from stages import STAGES, run_config
 from stages.context import settings
-from stages.global_options import DEVICE_HELP, DTYPE_HELP, Device, stage_options
+from stages.global_options import DEVICE_HELP, DTYPE_HELP, Device, plain_flags, stage_options
 
 
 class StageGroup(TyperGroup):
@@ -59,15 +59,6 @@ class StageGroup(TyperGroup):
         except BrokenPipeError as e:
             # click turns EPIPE into a silent exit 1; carry it past click so main() can exit 141.
             raise ReaderGone from e
-
-
-def plain_flags(params: list) -> list:
-    """A flag is shown by its name(s) alone (`--quiet`, `--resume/--no-resume`): typer would write its
-    type as `<bool>`, as if it took a value."""
-    for param in params:
-        if getattr(param, "is_flag", False) and param.metavar is None:
-            param.metavar = ""
-    return params
 
 
 class ReaderGone(Exception):
