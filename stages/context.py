@@ -48,6 +48,25 @@ def check_output(out, *, inputs=(), suffixes=None) -> None:
                          say=lambda message: console().print(message, soft_wrap=True))
 
 
+def clip_summary(frames: int, height: int, width: int, fps: float | None, count: int = 1) -> str:
+    """'16 frames of 64×80 (h×w) at 8 fps, 2.0 s' (with `count` > 1: '2 videos of ...')."""
+    videos = f"{count} videos of " if count > 1 else ""
+    rate = f" at {fps:g} fps, {frames / fps:.1f} s" if fps else ""
+    return f"{videos}{frames} frames of {height}×{width} (h×w){rate}"
+
+
+def say_written(out, what: str, started: float) -> None:
+    """A stage's closing line on stderr (none with --quiet): where it wrote what, and how long it took
+    since `started` (time.monotonic())."""
+    import time
+
+    from rich.markup import escape
+
+    where = "stdout" if str(out) == "-" else str(out)
+    console().print(f"[green]wrote[/] {escape(where)}: {escape(what)}; took {time.monotonic() - started:.1f} s",
+                    soft_wrap=True, highlight=False)
+
+
 def resolve_device() -> str:
     """`auto` means CUDA when a GPU is visible, else CPU. On CUDA, float32 matmuls use TF32."""
     from vidtool.errors import UserError
