@@ -66,8 +66,8 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int | None, 
     from vidtool import checkpoint, model_store, outputs, tensorfile, video
     from vidtool.errors import UserError
 
-    started = time.monotonic()
     tf = tensorfile.load(source, kinds=["latents", "keyframes", "tokens", "motion"])
+    started = time.monotonic()  # after the input is in: in a pipe, not the stages before it
     if content is not None and tf.kind != "motion":
         raise UserError(f"--content renders LaMD motion on an image; {source} holds {tf.kind}, not motion")
     if tf.model is None:
