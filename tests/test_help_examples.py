@@ -50,6 +50,9 @@ def example_commands(text: str) -> list[list[str]]:
 
 
 EXAMPLES = [(name, args) for name in sorted(STAGES) for args in example_commands(stage_help(name))]
+# `vidtool --help` shows its examples in rich markup, within sentences: [bold]vidtool ...[/]
+EXAMPLES += [("vidtool", args) for found in re.findall(r"\[bold\](vidtool [^\[]*)\[/\]", GROUP.help or "")
+             for args in example_commands(found) if not args[0].isupper()]  # not `vidtool STAGE --help`
 
 
 def parse(args: list[str]) -> None:
@@ -70,7 +73,7 @@ MADE = {path.rstrip("/") for _, args in EXAMPLES for path in outputs_of(args)}
 
 
 def test_every_stage_has_examples():
-    assert {name for name, _ in EXAMPLES} == set(STAGES)
+    assert {name for name, _ in EXAMPLES} == {*STAGES, "vidtool"}
     assert len(EXAMPLES) > 60
 
 
