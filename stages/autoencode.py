@@ -12,10 +12,13 @@ MEDIA = {".mp4", ".gif", ".png"}
 def encode_video(source: str, out: str, *, model: str | None, fps: float | None, size: int | None,
                  frames: int | None, chunk: int | None, role: str, max_memory: str | None = None,
                  context: int | None = None, crop: str | None = None) -> None:
-    from stages.context import console
+    import time
+
+    from stages.context import clip_summary, console, say_written
     from stages.media_input import read_video_input
     from vidtool import tensorfile
 
+    started = time.monotonic()
     encoder = load_encoder(model, role)
     clip = read_video_input(source, fps=fps, size=size, frames=frames, crop=crop, multiple=encoder.ae.spatial_factor,
                             max_memory=max_memory)
@@ -23,7 +26,11 @@ def encode_video(source: str, out: str, *, model: str | None, fps: float | None,
     def padded(note: str) -> None:
         console().print(f"[yellow]{note}; decode trims them again[/]", soft_wrap=True)
 
-    tensorfile.save(encoder.encode(clip, chunk, on_pad=padded, max_memory=max_memory, context=context), out)
+    tf = encoder.encode(clip, chunk, on_pad=padded, max_memory=max_memory, context=context)
+    tensorfile.save(tf, out)
+    b, t, h, w = clip.frames.shape[:4]
+    say_written(out, f"{tf.kind} {'×'.join(map(str, tf.main.shape))} of {clip_summary(t, h, w, clip.fps, count=b)}, "
+                     f"with {tf.model}", started)
 
 
 @dataclass

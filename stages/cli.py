@@ -17,7 +17,7 @@ from typer.core import TyperGroup
 
 from stages import STAGES, run_config
 from stages.context import settings
-from stages.global_options import DEVICE_HELP, DTYPE_HELP, Device, stage_options
+from stages.global_options import DEVICE_HELP, DTYPE_HELP, Device, plain_flags, stage_options
 
 
 class StageGroup(TyperGroup):
@@ -36,8 +36,12 @@ class StageGroup(TyperGroup):
             command = typer.main.get_command(importlib.import_module(STAGES[name]).app)
             command.name = name
             command.params.extend([*stage_options(name), run_config.option()])
+            plain_flags(command.get_params(ctx))
             self.commands[name] = command
         return self.commands[name]
+
+    def get_params(self, ctx):
+        return plain_flags(super().get_params(ctx))
 
     def resolve_command(self, ctx, args):
         for name in STAGES:  # typo suggestions look at self.commands

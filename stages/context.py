@@ -32,11 +32,39 @@ def console():
 
 def check_output(out, *, inputs=(), suffixes=None) -> None:
     """`vidtool.outputs.check_output` for a stage's `-o`, saying on stderr when it creates the folder;
-    `suffixes` default to a tensor file's."""
+    `suffixes` default to a tensor file's. First, every input (a path the stage reads) must exist: a
+    stage calls this before its heavy imports, so a mistyped path is reported at once, not after torch
+    and the models load."""
+    from pathlib import Path
+
     from vidtool import outputs
+    from vidtool.errors import UserError
+
+    for path in inputs:
+        if path is not None and str(path) != "-" and not Path(path).exists():
+            raise UserError(f"no such file: {path}")
 
     outputs.check_output(out, inputs=inputs, suffixes=suffixes or outputs.TENSOR,
                          say=lambda message: console().print(message, soft_wrap=True))
+
+
+def clip_summary(frames: int, height: int, width: int, fps: float | None, count: int = 1) -> str:
+    """'16 frames of 64×80 (h×w) at 8 fps, 2.0 s' (with `count` > 1: '2 videos of ...')."""
+    videos = f"{count} videos of " if count > 1 else ""
+    rate = f" at {fps:g} fps, {frames / fps:.1f} s" if fps else ""
+    return f"{videos}{frames} frames of {height}×{width} (h×w){rate}"
+
+
+def say_written(out, what: str, started: float) -> None:
+    """A stage's closing line on stderr (none with --quiet): where it wrote what, and how long it took
+    since `started` (time.monotonic())."""
+    import time
+
+    from rich.markup import escape
+
+    where = "stdout" if str(out) == "-" else str(out)
+    console().print(f"[green]wrote[/] {escape(where)}: {escape(what)}; took {time.monotonic() - started:.1f} s",
+                    soft_wrap=True, highlight=False)
 
 
 def resolve_device() -> str:

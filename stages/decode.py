@@ -58,13 +58,16 @@ def decode(
 
 def decode_file(source: str, out: str, *, model: str | None, chunk: int | None, tile: int | None,
                 content: str | None = None, max_memory: str | None = None, context: int | None = None) -> None:
+    import time
+
     import torch
 
-    from stages.context import compile_if_asked, resolve_device, resolve_dtype
+    from stages.context import clip_summary, compile_if_asked, resolve_device, resolve_dtype, say_written
     from vidtool import checkpoint, model_store, outputs, tensorfile, video
     from vidtool.errors import UserError
 
     tf = tensorfile.load(source, kinds=["latents", "keyframes", "tokens", "motion"])
+    started = time.monotonic()  # after the input is in: in a pipe, not the stages before it
     if content is not None and tf.kind != "motion":
         raise UserError(f"--content renders LaMD motion on an image; {source} holds {tf.kind}, not motion")
     if tf.model is None:
@@ -89,13 +92,12 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int | None, 
     # encode pads a clip up to the model's factors and records its own length and size: trim back to them.
     clip = clip[:, :frames, :height, :width]
     fps = tf.fps or 8.0
-    if outputs.is_media(out):
-        suffix = outputs.suffix(out)
-        if clip.shape[0] == 1:
-            video.write_video(out, clip[0], fps)
-        else:
-            for i, one in enumerate(clip):
-                video.write_video(Path(out).with_name(f"{Path(out).stem}-{i}{suffix}"), one, fps)
+    what = clip_summary(clip.shape[1], clip.shape[2], clip.shape[3], fps, count=clip.shape[0])
+    if outputs.is_media(out):  # a batch: NAME-0.mp4, NAME-1.mp4, ...
+        names = [Path(out).with_name(f"{Path(out).stem}-{i}{outputs.suffix(out)}") for i in range(len(clip))]
+        for name, one in zip([out] if len(clip) == 1 else names, clip):
+            video.write_video(name, one, fps)
+        say_written(out if len(clip) == 1 else f"{names[0]} … {names[-1].name}", what, started)
         return
     decoded = tensorfile.TensorFile(kind="video", tensors={"video": torch.from_numpy(clip)}, model=tf.model, fps=fps,
                                     prompt=tf.prompt, seed=tf.seed, params=tf.params, parents=[tf.digest])
@@ -103,6 +105,7 @@ def decode_file(source: str, out: str, *, model: str | None, chunk: int | None, 
     if prompts is not None:
         decoded.set_prompts(prompts)
     tensorfile.save(decoded, out)
+    say_written(out, f"a 'video' tensor file, {what}", started)
 
 
 def decode_tensor(ae, kind: str, tensor, *, device: str, chunk: int | None = None, context: int | None = None,

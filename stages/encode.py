@@ -24,7 +24,7 @@ Examples:
 
   vidtool encode in.mp4 | vidtool decode -o rec.mp4
 
-  vidtool encode in.mp4 --model runs/cm-vae --fps 8 --size 64 -o z.safetensors   # short side 64, aspect kept
+  vidtool encode in.mp4 --model runs/cm --fps 8 --size 64 -o z.safetensors   # short side 64, aspect kept
 
   vidtool encode in.mp4 --size 64 --crop 64 | vidtool decode -o square.mp4
 
@@ -84,7 +84,7 @@ def encoder_command(role: str, model_help: str):
     return command
 
 
-app.command("encode", help=HELP)(encoder_command("encode", "Model folder; default: the bundled cm-vae."))
+app.command("encode", help=HELP)(encoder_command("encode", "Model folder; default: the bundled cm-vae-tiny."))
 
 
 def _model_of_family(family: str, model: str | None) -> str:

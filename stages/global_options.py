@@ -53,3 +53,12 @@ def stage_options(name: str) -> list:
     for param in params:  # set the global value instead of becoming an argument of the stage's function
         param.callback, param.expose_value = store, False
     return params
+
+
+def plain_flags(params: list) -> list:
+    """A flag is shown by its name(s) alone (`--quiet`, `--resume/--no-resume`): typer would write its
+    type as `<bool>`, as if it took a value."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params

@@ -14,7 +14,7 @@ EXAMPLE = """Examples:
 
   vidtool encode in.mp4 | vidtool info -
 
-  vidtool info models/mbq-vae-tiny --json"""
+  vidtool info runs/mbq --json               # a model folder (train-vae -o runs/mbq)"""
 
 
 @app.command(help=f"Show a tensor file or model folder: kind, tensors, metadata, provenance.\n\n{EXAMPLE}")

@@ -33,6 +33,8 @@ Examples:
 
   vidtool interpolate keyframes.safetensors --dtype bf16 --compile -o z.safetensors
 
+  vidtool train-denoiser --family interp-mfi --base runs/t2i --latent-set runs/t2i/latent-set.safetensors -o runs/interp-mfi
+
   vidtool interpolate keyframes.safetensors --method mfi --model runs/interp-mfi -o z.safetensors"""
 
 

@@ -25,7 +25,7 @@ class Format(str, Enum):
 HELP = """Build an offline training set ('shapes', 'photos' or 'scenes'): clips + manifest.jsonl.
 
 'shapes': coloured shapes moving on a plain or textured background, captioned "a {color} {shape}
-moving {direction}", with per-frame masks and edge sketches. Four (color, shape, direction)
+moving {direction}" ("an orange ..."), with per-frame masks and edge sketches. Four (color, shape, direction)
 combinations are held out by default (see --held-out-only). 'photos': pans, zooms and rotations
 over the photographs scikit-image ships. 'scenes': footage-like clips for autoencoders: a moving
 camera over a photo or texture with up to three independently moving, occluding layers, lighting

@@ -22,8 +22,8 @@ the records are rewritten relative to OUT's folder.
 
 Examples:
 
-  vidtool tokenize --manifest data/manifest.jsonl --out-dir tokens/ --shard 0/2
-  vidtool tokenize --manifest data/manifest.jsonl --out-dir tokens/ --shard 1/2
+  vidtool tokenize --manifest data/shapes/manifest.jsonl --out-dir tokens/ --shard 0/2
+  vidtool tokenize --manifest data/shapes/manifest.jsonl --out-dir tokens/ --shard 1/2
   vidtool merge-shards tokens/                      # → tokens/manifest.jsonl
 
   vidtool merge-shards parts/ -o recaptioned.jsonl"""

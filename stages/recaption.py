@@ -29,11 +29,11 @@ SLURM array) does shard I only and -o is then a folder: join the shards with
 
 Examples:
 
-  vidtool recaption data/manifest.jsonl -o recaptioned.jsonl --model LLaVA-NeXT-Video-7B-hf/
+  vidtool recaption data/shapes/manifest.jsonl -o recaptioned.jsonl --model LLaVA-NeXT-Video-7B-hf/
 
-  vidtool recaption data/manifest.jsonl -o parts/ --model llava-1.5-7b-hf/ --frames 4 --shard 3/16
+  vidtool recaption data/shapes/manifest.jsonl -o parts/ --model llava-1.5-7b-hf/ --frames 4 --shard 3/16
 
-  vidtool recaption data/manifest.jsonl -o longer.jsonl --model Qwen2.5-1.5B-Instruct/ --mode text"""
+  vidtool recaption data/shapes/manifest.jsonl -o longer.jsonl --model Qwen2.5-1.5B-Instruct/ --mode text"""
 
 
 @app.command("recaption", help=HELP)

@@ -33,4 +33,4 @@ the shards with `vidtool merge-shards DIR`. A rerun skips the clips already done
   vidtool merge-shards tokens/"""
 
 
-app.command("tokenize", help=HELP)(encoder_command("tokenize", "Tokenizer folder; default: the bundled mbq-vae."))
+app.command("tokenize", help=HELP)(encoder_command("tokenize", "Tokenizer folder; default: the bundled mbq-vae-tiny."))

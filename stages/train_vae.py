@@ -10,7 +10,7 @@ from stages import train_options as opt
 
 app = typer.Typer(add_completion=False)
 
-HELP = """Train a video autoencoder (mbq-vae, cm-vae, movq-temporal) on clip manifests.
+HELP = """Train a video autoencoder (mbq-vae, cm-vae, mcd-vae, movq-temporal) on clip manifests.
 
 The output folder is a model folder (config.json + model.safetensors) with its resume state and
 metrics.jsonl beside it; checkpoints are written every --checkpoint-every steps, atomically, and on
@@ -25,6 +25,8 @@ Examples:
   vidtool train-vae --family mbq-vae --data data/shapes/manifest.jsonl -o runs/mbq --steps 2000
 
   vidtool train-vae --family cm-vae --data data/shapes/manifest.jsonl --set gan_start_step=500 -o runs/cm --resume
+
+  vidtool train-vae --family mcd-vae --data data/shapes/manifest.jsonl --frames 8 --fps 4 -o runs/mcd-vae   # LaMD
 
 Mixed sizes and lengths: --buckets HxW:FRAMES:BATCH,... batches clips by shape instead of cropping
 them all to one --size square (see --buckets below); --image-every 5 mixes in image batches (cm-vae):
@@ -41,7 +43,7 @@ them all to one --size square (see --buckets below); --image-every 5 mixes in im
 @app.command("train-vae", help=HELP)
 def train_vae(
     ctx: typer.Context,
-    family: str = typer.Option(..., help="Model family: mbq-vae, cm-vae or movq-temporal."),
+    family: str = typer.Option(..., help="Model family: mbq-vae, cm-vae, mcd-vae or movq-temporal."),
     data: list[Path] = typer.Option(..., help="Clip manifest (JSONL); repeat to mix data sets."),
     out: opt.Out = ...,
     preset: opt.Preset = "tiny",

@@ -55,6 +55,26 @@ def test_tokens_round_trip_through_decode(vidtool, models, clip, tmp_path):
     assert video.read_video(tmp_path / "rec.mp4").frames.shape == (16, 64, 64, 3)
 
 
+def test_encode_tokenize_and_decode_end_with_one_line_saying_what_they_wrote(vidtool, models, clip, tmp_path):
+    env = {"VIDTOOL_MODELS": str(models["root"])}
+    lines = {}
+    for name, args in [("encode", ["encode", clip, "--model", models["cm"], "--frames", "16", "-o", tmp_path / "z.safetensors"]),
+                       ("tokenize", ["tokenize", clip, "--model", models["mbq"], "--frames", "16", "-o", tmp_path / "t.safetensors"]),
+                       ("decode", ["decode", tmp_path / "t.safetensors", "-o", tmp_path / "rec.mp4"]),
+                       ("decode-tensor", ["decode", tmp_path / "z.safetensors", "-o", tmp_path / "rec.safetensors"])]:
+        result = vidtool(*args, env=env)
+        assert result.returncode == 0, result.stderr
+        lines[name] = result.stderr.decode().strip().splitlines()[-1]
+    quiet = vidtool("--quiet", "decode", tmp_path / "t.safetensors", "-o", tmp_path / "quiet.mp4", env=env)
+    assert quiet.returncode == 0 and quiet.stderr == b""  # --quiet: nothing, not even the closing line
+    clip_words = "16 frames of 64×64 (h×w) at 8 fps, 2.0 s"
+    assert lines["encode"].startswith(f"wrote {tmp_path / 'z.safetensors'}: latents 1×") and clip_words in lines["encode"]
+    assert lines["tokenize"].startswith(f"wrote {tmp_path / 't.safetensors'}: tokens 1×4×16×16 of {clip_words}")
+    assert lines["decode"].startswith(f"wrote {tmp_path / 'rec.mp4'}: {clip_words}; took ")
+    assert lines["decode-tensor"].startswith(f"wrote {tmp_path / 'rec.safetensors'}: a 'video' tensor file, {clip_words}")
+    assert all(line.endswith(" s") for line in lines.values())
+
+
 def test_decode_refuses_a_model_that_did_not_write_the_input(vidtool, models, clip):
     encoded = vidtool("encode", clip, "--model", models["cm"])
     line = one_line_error(vidtool("decode", "-", "--model", models["mbq"], input=encoded.stdout))

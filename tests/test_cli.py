@@ -38,10 +38,13 @@ def test_help_lists_stages_without_importing_torch():
 def test_every_stage_help_shows_an_example(vidtool):
     from stages import STAGES
 
-    for name in STAGES:
-        result = vidtool(name, "--help")
+    for name in ["", *STAGES]:
+        result = vidtool(*([name] if name else []), "--help", env={"COLUMNS": "200"})
         assert result.returncode == 0, result.stderr
-        assert b"Example" in result.stdout and f"vidtool {name}".encode() in result.stdout, name
+        assert b"Example" in result.stdout or not name
+        assert f"vidtool {name}".encode() in result.stdout, name
+        # a flag shows as its names (--json, --resume/--no-resume), not with a value type
+        assert b"<bool>" not in result.stdout and b"BOOLEAN" not in result.stdout, name
 
 
 def test_pipe_round_trip_keeps_bytes_and_metadata(vidtool, tmp_path):
@@ -65,6 +68,29 @@ def test_info_prints_a_table_for_people(vidtool, tmp_path):
 
 def test_missing_file_exits_2(vidtool, tmp_path):
     assert "no such file" in one_line_error(vidtool("info", tmp_path / "nope.safetensors"))
+
+
+@pytest.mark.parametrize("args", [
+    ["decode", "missing.safetensors", "-o", "x.mp4"],
+    ["encode", "missing.mp4", "-o", "z.safetensors"],
+    ["tokenize", "missing.mp4", "-o", "t.safetensors"],
+    ["interpolate", "missing.safetensors", "-o", "z.safetensors"],
+    ["convert", "missing.mp4", "-o", "v.safetensors"],
+    ["generate", "--prompts", "missing.txt", "-o", "k.safetensors"],
+    ["generate", "--family", "lamd", "--image", "missing.png", "-o", "m.safetensors"],
+    ["generate", "a red circle", "--embeddings", "missing.safetensors", "-o", "k.safetensors"],
+], ids=lambda args: "-".join(a for a in args if not a.startswith("-"))[:40])
+def test_missing_input_is_reported_before_heavy_imports(tmp_path, args):
+    """A mistyped path is one line and exit 2 before torch (or a model) loads, so it is instant."""
+    code = ("import sys; from stages.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    status = e.code\n"
+            "heavy = [m for m in ('torch', 'transformers', 'diffusers', 'decord') if m in sys.modules]\n"
+            "print('STATUS', status, 'HEAVY', heavy)")
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.stdout.strip() == "STATUS 2 HEAVY []", (result.stdout, result.stderr)
+    assert result.stderr.strip() == f"vidtool: error: no such file: {args[args.index('-o') - 1]}"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_truncated_file_exits_2(vidtool, tmp_path):

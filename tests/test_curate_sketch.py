@@ -125,6 +125,15 @@ def test_without_a_library_the_sketch_is_the_mask_outline(stage, davis, tmp_path
     assert arrays["sketch"].reshape(T, -1).sum(1).tolist() == [32] * T
 
 
+def test_captions_from_class_names_take_a_or_an(stage, davis, tmp_path):
+    classes = tmp_path / "classes.json"
+    classes.write_text(json.dumps({"bear": {"1": "elephant", "2": "owl"}, "dog-jump": "dog"}))
+    out = tmp_path / "out"
+    assert stage("curate-sketch-dataset", davis, "-o", out, "--classes", classes, "--sketch-size", "32") == 0
+    captions = {(r["video"], r["object_id"]): r["caption"] for r in read_manifest(out / "manifest.jsonl")}
+    assert captions == {("bear", 1): "an elephant", ("bear", 2): "an owl", ("dog-jump", 1): "a dog", ("dog-jump", 2): "a dog"}
+
+
 def test_sharded_curation_merged_equals_one_run(stage, davis, quickdraw, tmp_path):
     args = [davis, "--sketches", quickdraw, "--sketch-size", "32"]
     assert stage("curate-sketch-dataset", *args, "-o", tmp_path / "one") == 0

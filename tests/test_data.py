@@ -10,6 +10,7 @@ import torch
 from vidtool.data.make import make_dataset
 from vidtool.data.manifest import read_manifest, resolve, write_manifest
 from vidtool.data.photos import IMAGES, PHRASES, render_photo_clip, sample_photo_clip
+from vidtool.data.wording import with_article
 from vidtool.data.shapes import (
     CAPTION_RE,
     HELD_OUT,
@@ -74,8 +75,8 @@ def test_shapes_held_out_with_unknown_color_is_a_user_error():
 # The grammar as the design states it, written out here rather than taken from the module.
 COLOR = "(red|green|blue|yellow|magenta|cyan|white|orange)"
 GRAMMAR = re.compile(
-    rf"a {COLOR} (circle|square|triangle) moving (left|right|up|down)"
-    rf"( quickly| slowly)?( on a {COLOR} background)?"
+    rf"an? {COLOR} (circle|square|triangle) moving (left|right|up|down)"
+    rf"( quickly| slowly)?( on an? {COLOR} background)?"
 )
 
 
@@ -90,9 +91,20 @@ def test_shapes_captions_follow_the_grammar_and_describe_the_clip():
 
 def test_shapes_caption_grammar_variants_all_occur():
     captions = [c.caption for c in shapes(200)]
-    assert any(" on a " in s for s in captions)
+    assert any(CAPTION_RE.fullmatch(s)["background"] for s in captions)
     assert any(s.endswith(("quickly", "slowly")) for s in captions)
-    assert any(CAPTION_RE.fullmatch(s)["speed"] is None and " on a " not in s for s in captions)
+    assert any(CAPTION_RE.fullmatch(s)["speed"] is None and CAPTION_RE.fullmatch(s)["background"] is None
+               for s in captions)
+
+
+def test_shapes_captions_say_an_before_a_vowel():
+    captions = [c.caption for c in shapes(300)]
+    assert not [s for s in captions if re.search(r"\ba [aeiou]", s)]
+    assert any(s.startswith("an orange ") for s in captions)
+    assert any(s.endswith(" on an orange background") for s in captions)
+    assert CAPTION_RE.fullmatch("an orange circle moving up on an orange background")["color"] == "orange"
+    assert [with_article(w) for w in ("orange", "red", "elephant", "owl", "unicorn", "hour", "European")] == [
+        "an orange", "a red", "an elephant", "an owl", "a unicorn", "an hour", "a European"]
 
 
 def centroid(mask):

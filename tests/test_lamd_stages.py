@@ -26,13 +26,14 @@ def clip(color: str, direction: str, start=(0.5, 0.5), travel: float = 0.4, shap
          background: str | None = None) -> ShapeClip:
     """One shape, no distractor: moving `travel` of the frame side over the clip."""
     from vidtool.data.shapes import Sprite
+    from vidtool.data.wording import with_article
 
     dx, dy = STEP[direction]
     end = (start[0] + dx * travel, start[1] + dy * travel)
     sprite = Sprite(shape=shape, color=color, radius=0.16, start=start, end=end)
     bg = COLORS[background] if background else (40, 40, 40)
     return ShapeClip(color=color, shape=shape, direction=direction, speed="medium",
-                     caption=f"a {color} {shape} moving {direction}", sprites=(sprite,), background=background,
+                     caption=f"{with_article(color)} {shape} moving {direction}", sprites=(sprite,), background=background,
                      background_rgb=bg, texture_seed=None)
 
 

@@ -4,6 +4,8 @@ Captions follow one grammar (`CAPTION_RE`):
 
     a {color} {shape} moving {direction}[ quickly| slowly][ on a {bgcolor} background]
 
+with "an" for "a" before a colour that starts with a vowel ("an orange circle ... on an orange background").
+
 The caption describes the primary (larger, frontmost) shape; a second, smaller shape may wander
 behind it as a distractor. Some (color, shape, direction) combinations are held out of training
 (`HELD_OUT`) so evaluation can ask whether a model composes attributes it saw only apart.
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from vidtool.data.wording import with_article
 from vidtool.errors import UserError
 
 COLORS = {
@@ -42,9 +45,9 @@ HELD_OUT = (
     ("green", "triangle", "right"),
 )
 CAPTION_RE = re.compile(
-    rf"a (?P<color>{'|'.join(COLORS)}) (?P<shape>{'|'.join(SHAPES)})"
+    rf"an? (?P<color>{'|'.join(COLORS)}) (?P<shape>{'|'.join(SHAPES)})"
     rf" moving (?P<direction>{'|'.join(DIRECTIONS)})"
-    rf"(?: (?P<speed>quickly|slowly))?(?: on a (?P<background>{'|'.join(COLORS)}) background)?"
+    rf"(?: (?P<speed>quickly|slowly))?(?: on an? (?P<background>{'|'.join(COLORS)}) background)?"
 )
 
 # Travel over the whole clip, as a fraction of the frame side. The gaps between the speed-word
@@ -140,10 +143,10 @@ def sample_shape_clip(seed: int, index: int, combos: list[tuple[str, str, str]])
         background_rgb = COLORS[background]
     texture_seed = int(rng.integers(2**31)) if rng.random() < 0.5 else None
 
-    caption = f"a {color} {shape} moving {direction}"
+    caption = f"{with_article(color)} {shape} moving {direction}"
     caption += {"slow": " slowly", "fast": " quickly", "medium": ""}[speed]
     if background is not None:
-        caption += f" on a {background} background"
+        caption += f" on {with_article(background)} background"
     return ShapeClip(
         color, shape, direction, speed, caption, sprites, background, background_rgb, texture_seed
     )

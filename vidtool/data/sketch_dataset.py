@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from vidtool.atomic import atomic_path
+from vidtool.data.wording import with_article
 from vidtool.data.shards import Outcome
 from vidtool.data.sketches import (SketchLibrary, TextMatcher, contour_sketch, outline, place_in_boxes, render,
                                    sketch_png)
@@ -149,7 +150,7 @@ class SketchCurator:
         with atomic_path(png) as tmp:
             sketch_png(strokes).save(tmp, format="PNG")
         fps = self.options.fps or DEFAULT_FPS[self.layout.kind]
-        return {**base, "caption": caption if caption is not None else f"a {label}", "fps": fps,
+        return {**base, "caption": caption if caption is not None else with_article(label), "fps": fps,
                 "mask": f"{stem}.masks.npz", "sketch": f"{stem}.sketch.png",
                 "object_id": obj, "class": label, "class_source": label_source, "sketch_source": source,
                 "frames": int(masks.shape[0]), "height": objects.size[0], "width": objects.size[1],
