@@ -100,13 +100,13 @@ def generate(
     from stages.context import check_output
     from vidtool.checkpoint import read_config
     from vidtool.data.manifest import prompts_of
-    from vidtool.diffusion.schedulers import SAMPLERS
+    from vidtool.budget import parse_memory
     from vidtool.errors import UserError
     from vidtool.families import REGISTRY, by_option
-    from vidtool.memory import parse_memory
     from vidtool.model_store import default_model
 
     check_output(out, inputs=[prompts, image, embeddings, *addon_inputs(lora, control_image)])
+    from vidtool.diffusion.schedulers import SAMPLERS  # torch: after the inputs are known to exist
     if scheduler is not None and scheduler not in SAMPLERS:
         raise UserError(f"unknown --scheduler {scheduler!r}; known: {', '.join(SAMPLERS)}")
     if max_memory is not None:  # checked for every family; lamd animates one image, with no batch to split
@@ -147,4 +147,3 @@ def generate(
 
     sample(items, folder, out, text_encoder=text_encoder, seed=seed, steps=steps, options=options,
            batch_size=batch_size, embeddings=embeddings, max_memory=max_memory)
-
