@@ -36,7 +36,7 @@ class StageGroup(TyperGroup):
             command = typer.main.get_command(importlib.import_module(STAGES[name]).app)
             command.name = name
             command.params.extend([*stage_options(name), run_config.option()])
-            plain_flags(command.get_params(ctx))
+            plain_flags(command.get_params(ctx) if ctx is not None else command.params)  # no ctx: no help option yet
             self.commands[name] = command
         return self.commands[name]
 

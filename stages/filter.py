@@ -57,7 +57,9 @@ def filter_clips(
     rejected_path = Path(rejected) if rejected else shards.OutputFiles(out_path).manifest.with_name(
         shards.OutputFiles(out_path).stem + ".rejected.jsonl")
     check_output(out, inputs=[manifest], suffixes=(".jsonl",))
-    check_output(rejected_path, inputs=[manifest, out], suffixes=(".jsonl",))
+    check_output(rejected_path, inputs=[manifest], suffixes=(".jsonl",))
+    if rejected_path.resolve() == out_path.resolve():
+        raise UserError(f"--rejected {rejected_path} is the -o file; name another file for the dropped clips")
     result = filter_records(read_manifest(manifest), condition, dedup)
     write_manifest(out_path, [shards.rebase(r, manifest, out_path.parent) for r in result.kept])
     write_manifest(rejected_path, [shards.rebase(r, manifest, rejected_path.parent) for r in result.rejected])

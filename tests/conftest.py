@@ -42,15 +42,23 @@ def _restore_stage_settings():
         setattr(settings, key, value)
 
 
-@pytest.fixture(autouse=True)
-def _restore_torch_threads():
-    """Tests that pin torch to one thread (for bit-exact comparisons) must not change the numbers of
-    the tests after them: a CPU convolution's last bits depend on the thread count."""
+@pytest.fixture(scope="session")
+def _default_torch_threads() -> int:
     import torch
 
-    before = torch.get_num_threads()
+    return torch.get_num_threads()
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads(_default_torch_threads):
+    """Tests that pin torch to one thread (for bit-exact comparisons) must not change the numbers of
+    the tests after them: a CPU convolution's last bits depend on the thread count. Restored to the
+    session's own count, not a per-test snapshot: a module-scoped fixture that pins the threads runs
+    before that snapshot (tests that need one thread pin it in their own body)."""
+    import torch
+
     yield
-    torch.set_num_threads(before)
+    torch.set_num_threads(_default_torch_threads)
 
 
 @pytest.fixture

@@ -119,7 +119,7 @@ def test_bad_controlnet_input_is_one_line_exit_2_and_writes_nothing(vidtool, set
     elif case == "frame-out-of-range":
         args, message = [*args, "--control-image", f"3={last}"], "the video has 3 frames"
     elif case == "missing-image":
-        args, message = [*args, "--control-image", f"2={tmp_path / 'nothing.png'}"], "no such image"
+        args, message = [*args, "--control-image", f"2={tmp_path / 'nothing.png'}"], "no such file"
     elif case == "not-an-image":
         (tmp_path / "notes.png").write_text("not a picture\n")
         args, message = [*args, "--control-image", f"2={tmp_path / 'notes.png'}"], "is not a readable image"

@@ -170,8 +170,8 @@ def test_data_stages_show_rate_failures_and_a_summary_table(curated, tmp_path, c
     (["filter", "{scored}", "--where", "-" * 500 + "motion > 0", "-o", "{out}"], "nests more than 100 levels"),
     (["filter", "{scored}", "--where", "motoin > 0.5", "-o", "{out}"], "unknown column(s) motoin"),
     (["filter", "{scored}", "--where", "phash > 1", "-o", "{out}"], "holds str values"),
-    (["filter", "{missing}", "--where", "motion > 1", "-o", "{out}"], "manifest not found"),
-    (["score", "{missing}", "-o", "{out}"], "manifest not found"),
+    (["filter", "{missing}", "--where", "motion > 1", "-o", "{out}"], "no such file"),
+    (["score", "{missing}", "-o", "{out}"], "no such file"),
     (["cut-scenes", "{missing_video}", "-o", "{folder}"], "no such video, folder or manifest"),
     (["cut-scenes", "{scored}", "-o", "{folder}", "--detector", "histogram"], "--detector must be one of"),
 ])

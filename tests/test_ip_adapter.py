@@ -120,7 +120,7 @@ def test_bad_ip_adapter_input_is_one_line_exit_2_and_writes_nothing(vidtool, set
     elif case == "no-image":
         args, message = args[:2], "pass --image IMG"
     elif case == "missing-image":
-        args[3], message = tmp_path / "none.png", "no such image"
+        args[3], message = tmp_path / "none.png", "no such file"
     elif case == "not-an-image":
         (tmp_path / "notes.png").write_text("not a picture\n")
         args[3], message = tmp_path / "notes.png", "is not a readable image"
