@@ -1,7 +1,8 @@
 """`vidtool import-weights`: released checkpoints in their released key layouts, built here from tiny
-models of the real classes (diffusers/transformers for Stable Diffusion, KandinskyVideo's own MoVQ
-code, vendored in tests/kandinsky_video_movq.py), converted and checked to compute what they computed;
-pickles that would run code are refused without running it."""
+models (the real diffusers/transformers classes for Stable Diffusion; for KandinskyVideo's MoVQ, a
+vidtool movq-temporal written in the release's key layout by the inverse mapping below), converted and
+checked to give back the same tensors and compute what they computed; pickles that would run code are
+refused without running it."""
 
 from __future__ import annotations
 
@@ -282,30 +283,108 @@ def test_kandinsky_video_unets_are_refused_naming_what_differs(vidtool, tmp_path
     assert "Kandinsky 3 U-Net" in line and "no weight-for-weight mapping" in line
 
 
-# --- KandinskyVideo MoVQ ---------------------------------------------------------------------------
+# --- KandinskyVideo MoVQ -> movq-temporal ---------------------------------------------------------
+# A tiny vidtool movq-temporal with seeded weights, written in the released MoVQ's key layout (movq.pt
+# and video_movq.pt): the inverse of vidtool.import_weights' _movq_path / _movq_tensor / _temporal_conv.
 
-MOVQ = dict(ch=32, out_ch=3, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(16,), dropout=0.0,
-            in_channels=3, resolution=32, z_channels=4, double_z=False)
+def movq_config(**video):
+    from vidtool.autoencoders.movq_temporal import MoVQTemporalConfig
+    from vidtool.import_weights import MOVQ_GROUPS
+
+    return MoVQTemporalConfig(channels=32, channel_multipliers=(1, 2), layers_per_block=1, latent_channels=4,
+                              codebook_size=64, norm_groups=MOVQ_GROUPS, **video)
 
 
-def released_movq(**video):
-    """KandinskyVideo's MoVQ class with random weights everywhere (the temporal blend scalars and
-    convs too, which the release initialises at zero), in eval mode."""
-    from kandinsky_video_movq import MoVQ
+def is_temporal_conv(key: str) -> bool:
+    return ".temporal1.conv." in key or ".temporal2.conv." in key
+
+
+def original_movq(*, mid_temporal: bool = True, **video):
+    """A movq-temporal with random weights everywhere (the zero-initialised temporal convs too), in eval
+    mode. The temporal attentions' norms are plain GroupNorms (conv_y = 1, conv_b = 0), as the release
+    calls them; `mid_temporal=False` zeroes the mid blocks' temporal convs, which the release then lacks
+    (temporal_mid_blocks=False)."""
+    from vidtool.autoencoders.movq_temporal import MoVQTemporal
 
     torch.manual_seed(0)
-    model = MoVQ(dict(MOVQ, **video)).eval()
+    model = MoVQTemporal(movq_config(**video)).eval()
     with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "temporal_merge" in name:
-                p.uniform_(0.2, 0.8)
-            elif "temporal" in name or "norm" in name or name.endswith("bias"):
-                p.add_(0.05 * torch.randn_like(p))
+        for key, value in model.state_dict().items():
+            if ".temporal_attentions." in key and (".norm.conv_y." in key or ".norm.conv_b." in key):
+                value.fill_(1.0 if key.endswith("conv_y.bias") else 0.0)
+            elif is_temporal_conv(key) and key.startswith("decoder.mid.") and not mid_temporal:
+                value.zero_()
+            elif value.is_floating_point():
+                value.add_(0.05 * torch.randn_like(value))  # norms and biases too, so a missed tensor shows
     return model
 
 
-def import_movq(tmp_path, model, codebook):
-    torch.save(model.state_dict(), tmp_path / "movq.pt")
+def released_path(key: str, levels: int) -> str:
+    """vidtool's module path -> the release's (the inverse of import_weights._movq_path)."""
+    side, *rest = key.split(".")
+    if side not in ("encoder", "decoder"):
+        return key
+    lists = {"blocks": "block", "attentions": "attn", "temporal_attentions": "temporal_attn"}
+    if rest[0] == "levels":
+        level = int(rest[1]) if side == "encoder" else levels - 1 - int(rest[1])  # decoder levels reversed
+        rest = ["down" if side == "encoder" else "up", str(level), lists.get(rest[2], rest[2]), *rest[3:]]
+    elif side == "decoder" and rest[0] == "mid":
+        mid = {("blocks", "0"): ["block_1"], ("blocks", "1"): ["block_2"],
+               ("temporal_attentions", "0"): ["temporal_attn_1"]}
+        if rest[1] == "attention":
+            rest = ["mid", "attn_1", *rest[2:]]
+        else:
+            rest = ["mid", *mid[rest[1], rest[2]], *rest[3:]]
+    elif rest[0] in ("mid_block_1", "mid_block_2", "mid_attention"):
+        rest = ["mid", {"mid_block_1": "block_1", "mid_block_2": "block_2", "mid_attention": "attn_1"}[rest[0]],
+                *rest[1:]]
+    names = {"shortcut": "nin_shortcut", "to_out": "proj_out"}
+    if len(rest) >= 2 and rest[-2] == "norm":  # the GroupNorm inside each (Spatial)Norm
+        rest[-2] = "norm_layer"
+    rest = [names.get(part, part) for part in rest]
+    return ".".join([side, *rest])
+
+
+def released_movq(model, merges: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
+    """`model`'s tensors as KandinskyVideo's MoVQ names them, without the codebook. A temporal conv
+    x + conv'(x) is written as the release's blend (1 - a) x + a conv(x) with a = merges[stem] (drawn in
+    (0.2, 0.8) when not given): conv = (conv' + a I_centre) / a, temporal_merge = a."""
+    levels = len(model.config.channel_multipliers)
+    generator = torch.Generator().manual_seed(5)
+    out = {}
+    for key, value in model.state_dict().items():
+        if key == "quantizer.codebook":
+            continue
+        name = released_path(key, levels)
+        if is_temporal_conv(key):
+            if key.startswith("decoder.mid.") and not value.any():
+                continue  # a release without temporal mid blocks
+            index = "1" if ".temporal1." in key else "2"
+            name = name.replace(f"temporal{index}.conv", f"temporal_projection{index}")
+            stem = name[: name.index("temporal_projection")]
+            if f"{stem}temporal_merge{index}" not in out:
+                a = torch.empty(1).uniform_(0.2, 0.8, generator=generator)
+                out[f"{stem}temporal_merge{index}"] = a
+            a = out[f"{stem}temporal_merge{index}"].reshape(())
+            if key.endswith("weight"):
+                value = value.clone()
+                centre = tuple(k // 2 for k in value.shape[2:])
+                value[(slice(None), slice(None), *centre)] += a * torch.eye(value.shape[0])
+            out[name] = value / a
+        elif ".temporal_attentions." in key and (".norm.conv_y." in key or ".norm.conv_b." in key):
+            # The release has these tensors but calls its TemporalAttnBlock's norm without zq; they are
+            # unused there, so any values: the importer must ignore them.
+            out[name] = torch.randn(value.shape, generator=generator)
+        elif ".to_qkv." in key:
+            for x, part in zip("qkv", value.chunk(3)):
+                out[name.replace(".to_qkv.", f".{x}.")] = part.clone()
+        else:
+            out[name] = value
+    return out
+
+
+def import_movq(tmp_path, released: dict, codebook: torch.Tensor):
+    torch.save(released, tmp_path / "movq.pt")
     torch.save({"quantize.embedding.weight": codebook}, tmp_path / "codebook.pt")
     from vidtool import checkpoint
     from vidtool.import_weights import import_weights, steps
@@ -318,49 +397,67 @@ def import_movq(tmp_path, model, codebook):
     return checkpoint.from_pretrained(tmp_path / "imported").eval()
 
 
+def assert_same_tensors(imported, original):
+    ours, theirs = imported.state_dict(), original.state_dict()
+    assert set(ours) == set(theirs)
+    for key, value in theirs.items():
+        if is_temporal_conv(key):  # through the blend fold and back
+            torch.testing.assert_close(ours[key], value, atol=1e-6, rtol=0, msg=key)
+        else:
+            assert torch.equal(ours[key], value), key
+
+
 def test_kandinsky_video_movq_imports_as_movq_temporal_and_codes_and_decodes_as_released(tmp_path):
-    released = released_movq()
-    codebook = torch.randn(64, 4)
-    model = import_movq(tmp_path, released, codebook)
+    original = original_movq()
+    released = released_movq(original)
+    assert {"decoder.up.1.attn.0.q.weight", "decoder.up.0.block.0.nin_shortcut.weight", "decoder.mid.attn_1.proj_out.bias",
+            "encoder.mid.block_2.norm1.norm_layer.weight", "decoder.norm_out.conv_y.weight"} <= set(released)
+    model = import_movq(tmp_path, released, original.quantizer.codebook.detach().clone())
     assert model.family == "movq-temporal" and model.config.stage == "image"
     assert (model.config.channels, model.config.channel_multipliers, model.config.codebook_size) == (32, (1, 2), 64)
-    frames = torch.rand(3, 3, 32, 32) * 2 - 1
+    assert_same_tensors(model, original)
+    video = torch.rand(1, 3, 3, 32, 32) * 2 - 1
     with torch.no_grad():
-        latent = released.encode(frames)  # [3, 4, 16, 16], continuous
-        nearest = torch.cdist(latent.permute(0, 2, 3, 1).reshape(-1, 4), codebook).argmin(1).reshape(3, 16, 16)
-        tokens = model.encode(frames.permute(1, 0, 2, 3)[None]).tokens[0]
-        assert torch.equal(tokens, nearest)
-        for i in range(3):  # the release decodes frame by frame faithfully (see import-weights --help)
-            ours = model.decoder(model.post_quant_conv(latent[i:i + 1]), latent[i:i + 1], 1)
-            torch.testing.assert_close(ours, released.decode(latent[i:i + 1]), atol=1e-4, rtol=1e-4)
+        ours, theirs = model.encode(video), original.encode(video)
+        assert torch.equal(ours.tokens, theirs.tokens) and ours.tokens.unique().numel() > 1
+        torch.testing.assert_close(model.decode(theirs.latents), original.decode(theirs.latents), atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("kernel,mid,attention,kind", [((3, 3, 3), True, True, "conv3x3x3"),
-                                                       ((3, 1, 1), False, False, "conv1x1x3")])
-def test_kandinsky_video_video_movq_temporal_layers_compute_as_released(tmp_path, kernel, mid, attention, kind):
-    padding = tuple(k // 2 for k in kernel)
-    released = released_movq(temporal=True, temporal_kernel_size=kernel, temporal_conv_padding=padding,
-                             temporal_mid_blocks=mid, temporal_attention_block=attention)
-    model = import_movq(tmp_path, released, torch.randn(64, 4))
+@pytest.mark.parametrize("kind,attention,mid", [("conv3x3x3", True, True), ("conv1x1x3", False, False)])
+def test_kandinsky_video_video_movq_temporal_layers_compute_as_released(tmp_path, kind, attention, mid):
+    original = original_movq(stage="video", temporal=kind, temporal_attention=attention, mid_temporal=mid)
+    released = released_movq(original)
+    kernel = (3, 3, 3) if kind == "conv3x3x3" else (3, 1, 1)
+    assert released["decoder.up.1.block.0.temporal_projection1.weight"].shape[2:] == kernel
+    assert ("decoder.mid.block_1.temporal_merge2" in released) == mid
+    assert ("decoder.mid.temporal_attn_1.norm.conv_y.weight" in released) == attention
+    merges = [v.item() for k, v in released.items() if "temporal_merge" in k]
+    assert merges and all(0.2 < a < 0.8 for a in merges)
+    model = import_movq(tmp_path, released, original.quantizer.codebook.detach().clone())
     assert (model.config.stage, model.config.temporal, model.config.temporal_attention) == ("video", kind, attention)
+    assert_same_tensors(model, original)
     torch.manual_seed(3)
-    frames = 4
-    z = torch.randn(frames, 4, 16, 16)
-    zq = torch.randn(1, 4, 16, 16).expand(frames, -1, -1, -1).contiguous()  # one zq: the release's attention quirk
+    video = torch.rand(1, 3, 4, 32, 32) * 2 - 1
     with torch.no_grad():
-        expected = released.decoder(z, zq, frames)
-        torch.testing.assert_close(model.decoder(z, zq, frames), expected, atol=1e-4, rtol=1e-4)
+        ours, theirs = model.encode(video), original.encode(video)
+        assert torch.equal(ours.tokens, theirs.tokens)
+        expected = original.decode(theirs.latents)
+        torch.testing.assert_close(model.decode(theirs.latents), expected, atol=1e-5, rtol=1e-5)
         # The temporal layers matter: the same frames decoded one at a time differ.
-        alone = torch.cat([model.decoder(z[i:i + 1], zq[i:i + 1], 1) for i in range(frames)])
+        alone = torch.cat([model.decode(theirs.latents[:, :, i:i + 1]) for i in range(4)], dim=2)
         assert not torch.allclose(alone, expected, atol=1e-3)
 
 
 def test_a_movq_without_codebook_or_with_layers_vidtool_lacks_is_one_line(vidtool, tmp_path):
-    torch.save(released_movq().state_dict(), tmp_path / "movq.pt")
+    released = released_movq(original_movq())
+    torch.save(released, tmp_path / "movq.pt")
     line = one_line_error(vidtool("import-weights", tmp_path / "movq.pt", "--family", "movq", "-o", tmp_path / "a"))
     assert "no codebook" in line and "--codebook" in line
-    torch.save(released_movq(temporal_blocks=True).state_dict(), tmp_path / "blocks.pt")
+    # A release with temporal ResNet blocks after the mid block's attention (temporal_blocks=True).
+    torch.save({**released, "decoder.mid.temporal_block_1.conv1.weight": torch.zeros(64, 64, 3, 3, 3)},
+               tmp_path / "blocks.pt")
     torch.save({"quantize.embedding.weight": torch.randn(64, 4)}, tmp_path / "codebook.pt")
     line = one_line_error(vidtool("import-weights", tmp_path / "blocks.pt", "--family", "movq", "--codebook",
                                   tmp_path / "codebook.pt", "-o", tmp_path / "b"))
     assert "temporal ResNet blocks" in line
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
