@@ -100,7 +100,9 @@ def _killed_at(kind, manifest, out, clips: int, signum: int, counter) -> int:
     return encoded
 
 
-@pytest.mark.parametrize("kind", sorted(BUILDERS))
+# Latent sets by default; the token, bucketed and motion builders (the same resume path) with -m slow.
+@pytest.mark.parametrize("kind", [kind if kind == "latents" else pytest.param(kind, marks=pytest.mark.slow)
+                                  for kind in sorted(BUILDERS)])
 def test_a_killed_set_build_resumes_without_encoding_again_and_writes_the_same_set(kind, manifest, tmp_path,
                                                                                  encoded_clips):
     torch.set_num_threads(1)

@@ -103,9 +103,12 @@ def test_the_residuals_reach_only_the_controlled_frames_of_every_clip(setup, tmp
     torch.testing.assert_close(extra["mid_block_additional_residual"][3:4], alone)
 
 
-@pytest.mark.parametrize("case", ["other-widths", "frame-out-of-range", "missing-image", "not-an-image",
-                                  "not-a-controlnet", "no-control-image", "image-without-controlnet", "bad-pair",
-                                  "grey-conditioning", "motionaura"])
+# Each case is a fresh process (torch and diffusers imported again): the first two run by default, the
+# rest with -m slow.
+@pytest.mark.parametrize("case", ["other-widths", "frame-out-of-range",
+                                  *(pytest.param(case, marks=pytest.mark.slow) for case in (
+                                      "missing-image", "not-an-image", "not-a-controlnet", "no-control-image",
+                                      "image-without-controlnet", "bad-pair", "grey-conditioning", "motionaura"))])
 def test_bad_controlnet_input_is_one_line_exit_2_and_writes_nothing(vidtool, setup, tmp_path, case):
     from diffusers import UNet2DConditionModel
 

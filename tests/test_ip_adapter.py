@@ -96,8 +96,11 @@ def test_the_image_goes_to_the_conditional_half_and_zeros_to_the_unconditional(s
     assert embeds[:3].abs().sum() > 0
 
 
-@pytest.mark.parametrize("case", ["fewer-layers", "other-width", "other-encoder", "no-image", "missing-image",
-                                  "not-an-image", "no-encoder", "plus-variant", "scale-without-adapter"])
+# Each case is a fresh process: the first two run by default, the rest with -m slow.
+@pytest.mark.parametrize("case", ["fewer-layers", "not-an-image",
+                                  *(pytest.param(case, marks=pytest.mark.slow) for case in (
+                                      "other-width", "other-encoder", "no-image", "missing-image", "no-encoder",
+                                      "plus-variant", "scale-without-adapter"))])
 def test_bad_ip_adapter_input_is_one_line_exit_2_and_writes_nothing(vidtool, setup, tmp_path, case):
     root, _, adapters, (red, _) = setup
     unet = frozen_unet("harivo")

@@ -170,8 +170,11 @@ def sd15_names() -> list[str]:
     return [f"down_blocks.2.attentions.1.transformer_blocks.0.attn1.to_{p}" for p in "qkv"]
 
 
-@pytest.mark.parametrize("case", ["no-such-layers", "shape-mismatch", "not-safetensors", "pickle", "motionaura",
-                                  "scale-without-lora", "base-of-another-architecture"])
+# Each case is a fresh process: the first two run by default, the rest with -m slow.
+@pytest.mark.parametrize("case", ["no-such-layers", "pickle",
+                                  *(pytest.param(case, marks=pytest.mark.slow) for case in (
+                                      "shape-mismatch", "not-safetensors", "motionaura", "scale-without-lora",
+                                      "base-of-another-architecture"))])
 def test_bad_addons_are_one_line_exit_2_and_write_nothing(vidtool, tmp_path, case):
     from diffusers import UNet2DConditionModel
 
