@@ -56,6 +56,21 @@ def t5_config():
                     decoder_start_token_id=0)
 
 
+def harivo_on_tiny_sd(root: Path) -> Path:
+    """A tiny SD pipeline under ROOT/sd and a HARIVO model trained on it for one update (ROOT/harivo),
+    on one thread (the add-on tests compare outputs bit for bit); returns ROOT/sd."""
+    from stage_runner import run_stage
+
+    from vidtool.data.make import make_dataset
+
+    torch.set_num_threads(1)
+    sd = tiny_sd_pipeline(root / "sd")
+    make_dataset("shapes", root / "data", 2, seed=0)
+    assert run_stage("train-denoiser", "--family", "harivo", "--base", sd, "--data", root / "data" / "manifest.jsonl",
+                     "--steps", "1", "--size", "32", "--batch-size", "2", "-o", root / "harivo") == 0
+    return sd
+
+
 def tiny_sd_pipeline(root: Path) -> Path:
     """A Stable Diffusion 1.x-layout pipeline folder as diffusers writes it: model_index.json, unet/,
     vae/ (x4, 4 latent channels), text_encoder/ (CLIPTextModel) and tokenizer/ beside it."""

@@ -156,17 +156,12 @@ def test_a_controlnet_and_an_ip_adapter_of_a_stable_diffusion_unet_apply_to_hari
 
     from diffusers import ControlNetModel, UNet2DConditionModel
     from stage_runner import run_stage
-    from test_bring_your_own_weights import tiny_sd_pipeline
+    from test_bring_your_own_weights import harivo_on_tiny_sd
     from test_ip_adapter import ip_adapter, picture
 
-    from vidtool.data.make import make_dataset
     from vidtool.video import read_video
 
-    torch.set_num_threads(1)
-    sd = tiny_sd_pipeline(tmp_path / "sd")
-    make_dataset("shapes", tmp_path / "data", 2, seed=0)
-    assert run_stage("train-denoiser", "--family", "harivo", "--base", sd, "--data", tmp_path / "data" / "manifest.jsonl",
-                     "--steps", "1", "--size", "32", "--batch-size", "2", "-o", tmp_path / "harivo") == 0
+    sd = harivo_on_tiny_sd(tmp_path)
     unet = UNet2DConditionModel.from_pretrained(sd / "unet")
     controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32, 64))
     with torch.no_grad():

@@ -250,16 +250,11 @@ def test_a_kohya_lora_of_a_stable_diffusion_unet_applies_to_harivo_trained_on_it
     LoRA made for that pipeline's unet/, decoded by the pipeline's VAE."""
     from diffusers import UNet2DConditionModel
     from stage_runner import run_stage
-    from test_bring_your_own_weights import tiny_sd_pipeline
+    from test_bring_your_own_weights import harivo_on_tiny_sd
 
-    from vidtool.data.make import make_dataset
     from vidtool.video import read_video
 
-    torch.set_num_threads(1)
-    sd = tiny_sd_pipeline(tmp_path / "sd")
-    make_dataset("shapes", tmp_path / "data", 2, seed=0)
-    assert run_stage("train-denoiser", "--family", "harivo", "--base", sd, "--data", tmp_path / "data" / "manifest.jsonl",
-                     "--steps", "1", "--size", "32", "--batch-size", "2", "-o", tmp_path / "harivo") == 0
+    sd = harivo_on_tiny_sd(tmp_path)
     unet = UNet2DConditionModel.from_pretrained(sd / "unet")
     path = save_kohya(tmp_path / "sd-lora.safetensors", random_lora(unet, [Q, "up_blocks.1.attentions.0.proj_in"]),
                       RANK, text_encoder=True)
