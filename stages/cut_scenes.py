@@ -53,8 +53,10 @@ def cut_scenes(
     from vidtool.curation.shots import DETECTORS, ShotOptions, cut_video, video_items
     from vidtool.data import shards
     from vidtool.data.manifest import resolve
+    from vidtool.curation import require_extra
     from vidtool.errors import UserError
 
+    require_extra("cut-scenes", "scenedetect")
     if detector not in DETECTORS:
         raise UserError(f"--detector must be one of {', '.join(DETECTORS)}, got {detector!r}")
     if Path(out).suffix == ".jsonl":

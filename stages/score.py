@@ -53,6 +53,7 @@ def score(
 ) -> None:
     from stages.context import check_output, resolve_device
     from stages.data_run import run_data_stage
+    from vidtool.curation import require_extra
     from vidtool.curation.aesthetic import AestheticScorer
     from vidtool.curation.filtering import ERROR_COLUMN
     from vidtool.curation.scores import ScoreOptions, score_clip
@@ -60,6 +61,7 @@ def score(
     from vidtool.data.manifest import read_manifest, resolve
     from vidtool.errors import UserError
 
+    require_extra("score", "imagehash")
     shard_at = shards.resolve_shard(shard)
     if shard_at is None:
         check_output(out, inputs=[manifest], suffixes=(".jsonl",))

@@ -247,3 +247,20 @@ def test_aesthetic_is_clips_probability_on_the_positive_prompts(clip_dir, curate
     assert stage("score", curated["shots"], "-o", out, "--clip-model", clip_dir) == 0
     values = [r["aesthetic"] for r in read_manifest(out)]
     assert all(0 < v < 1 for v in values) and "aesthetic" not in read_manifest(curated["scored"])[0]
+
+
+
+@pytest.mark.parametrize("stage,module", [("cut-scenes", "scenedetect"), ("score", "imagehash")])
+def test_a_missing_curate_extra_is_one_line_naming_the_install(monkeypatch, capsys, tmp_path, stage, module):
+    import importlib.util
+
+    from stage_runner import run_stage
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a))
+    (tmp_path / "m.jsonl").write_text('{"path": "a.mp4"}\n')
+    out = tmp_path / ("shots" if stage == "cut-scenes" else "s.jsonl")
+    assert run_stage(stage, tmp_path / "m.jsonl", "-o", out) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and module in err and "pip install 'vidtool[curate]'" in err
+    assert not out.exists()
