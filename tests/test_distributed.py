@@ -153,6 +153,7 @@ def test_fsdp_bf16_mixed_precision_trains_with_fp32_master_weights(runs):
 @pytest.mark.slow  # two fresh python processes importing torch
 def test_run_killed_with_sigkill_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
     config = {**BASE, "steps": 10, "checkpoint_every": 2, "schedule": "cosine", "warmup_steps": 2}
+    torch.set_num_threads(1)  # as the child processes run (OMP_NUM_THREADS=1): bit-identity needs the same sums
     run(str(tmp_path / "full"), config)
     script = Path(__file__).with_name("distributed_toys.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
