@@ -267,7 +267,7 @@ def test_train_denoiser_refuses_a_text_encoder_as_base_and_as_vae(sd_pipeline, t
     assert run_stage(*common, "--family", "harivo", "--base", sd_pipeline / "text_encoder", "-o", tmp_path / "a") == 2
     assert "transformers clip_text_model folder" in capsys.readouterr().err
     assert run_stage(*common, "--family", "t2i", "--vae", sd_pipeline / "text_encoder", "-o", tmp_path / "b") == 2
-    assert "not a vidtool model or a diffusers AutoencoderKL folder" in capsys.readouterr().err
+    assert "not a vidtool model or a diffusers AutoencoderKL or VQModel folder" in capsys.readouterr().err
 
 
 # --- text length: one number from training set to sampling ----------------------------------

@@ -3,8 +3,9 @@
 Every model class carries a class attribute `family` and a dataclass `config`, and is rebuilt from
 the config alone (`Model(config)`), in the Hugging Face `save_pretrained`/`from_pretrained` style.
 Nothing here downloads: a checkpoint is always a local folder. A diffusers AutoencoderKL folder (or a
-pipeline root, meaning its `vae/`) is read as it is, as the `sd-vae` family (vidtool.autoencoders.sd_vae);
-its weights file is diffusers' `diffusion_pytorch_model.safetensors`.
+pipeline root, meaning its `vae/`) is read as it is, as the `sd-vae` family (vidtool.autoencoders.sd_vae),
+and a diffusers VQModel (Kandinsky's MoVQ, a Kandinsky pipeline's `movq/`) as the `vq-model` family
+(vidtool.autoencoders.vq_model); their weights file is diffusers' `diffusion_pytorch_model.safetensors`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from vidtool.families import REGISTRY
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 # diffusers component classes read from their own folders -> the vidtool family that wraps each.
-DIFFUSERS_FAMILIES = {"AutoencoderKL": "sd-vae"}
+DIFFUSERS_FAMILIES = {"AutoencoderKL": "sd-vae", "VQModel": "vq-model"}
 
 # What a config's own checks and a model's constructor raise on values no trained model has (a zero
 # group size, an empty list of widths); for a config.json that is the folder's fault, not a bug.

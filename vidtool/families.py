@@ -41,6 +41,8 @@ REGISTRY: dict[str, Family] = {f.name: f for f in (
     Family("movq-temporal", f"{_AE}.movq_temporal:MoVQTemporal", default="movq-tiny"),
     # A pretrained diffusers AutoencoderKL (Stable Diffusion's VAE), read from its own folder.
     Family("sd-vae", f"{_AE}.sd_vae:SDVAE"),
+    # A pretrained diffusers VQModel (Kandinsky's MoVQ, a Kandinsky 3 pipeline's movq/), read likewise.
+    Family("vq-model", f"{_AE}.vq_model:VQModelAE"),
     # Generators (train-denoiser).
     Family("t2i", f"{_GEN}.t2i:T2IModel", default="t2i-tiny", trains_on="latents", data_model="movq-tiny"),
     Family("keyframes", f"{_GEN}.keyframes:KeyframeModel", default="keyframes-tiny", trains_on="latents",
@@ -89,7 +91,8 @@ def by_option(option: str, value: str) -> Family:
     """The family selected by `generate --family VALUE` (option "generate") or `interpolate --method`."""
     from vidtool.errors import UserError
 
-    found = [f for f in REGISTRY.values() if getattr(f, option) == value]
+    # The family's own name works too (`generate --family keyframes` = `--family fusionframes`).
+    found = [f for f in REGISTRY.values() if getattr(f, option) == value or (f.name == value and getattr(f, option))]
     if not found:
         known = ", ".join(getattr(f, option) for f in REGISTRY.values() if getattr(f, option))
         raise UserError(f"unknown --{'family' if option == 'generate' else 'method'} {value!r}; known: {known}")

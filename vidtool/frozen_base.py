@@ -34,6 +34,9 @@ def adapt(generator, options: dict) -> list[str]:
     if not any(k in options for k in ADDONS):
         return []
     unet = frozen_unet(generator)
+    if generator.base.config.unet_class != "UNet2DConditionModel" and ("controlnet" in options or "ip_adapter" in options):
+        raise UserError(f"--controlnet and --ip-adapter are made for a diffusers UNet2DConditionModel (Stable Diffusion); "
+                        f"this model's frozen base is a {generator.base.config.unet_class}, which has no slot for them")
     from vidtool import lora as lora_files
 
     replacement = _replacement(generator, Path(options["base"])) if "base" in options else None
@@ -105,11 +108,11 @@ def _replacement(generator, folder: Path) -> dict:
     """The state dict of the U-Net in `folder`, checked to be the frozen base's architecture."""
     from vidtool import checkpoint
     from vidtool.generators.t2i import T2IModel
-    from vidtool.standard_folders import component, describe, diffusers_class
+    from vidtool.standard_folders import UNET_CLASSES, component, describe, diffusers_class
 
     ours = frozen_unet(generator)
     unet_folder = component(folder, "unet", "--base")
-    if diffusers_class(unet_folder) == "UNet2DConditionModel":
+    if diffusers_class(unet_folder) in UNET_CLASSES:
         theirs = T2IModel.from_unet_folder(unet_folder).unet
     elif describe(unet_folder) == "a vidtool t2i model":
         model = checkpoint.from_pretrained(unet_folder)
@@ -118,8 +121,11 @@ def _replacement(generator, folder: Path) -> dict:
                             f"{generator.base.config.vae}; pass a fine-tune of the model's own base")
         theirs = model.unet
     else:
-        raise UserError(f"--base {folder} is {describe(unet_folder)}; pass a diffusers UNet2DConditionModel folder "
+        raise UserError(f"--base {folder} is {describe(unet_folder)}; pass a diffusers U-Net folder "
                         "(or pipeline root) or a vidtool t2i folder fine-tuned from the model's base")
+    if type(theirs) is not type(ours):
+        raise UserError(f"--base {folder} is a {type(theirs).__name__}, the model's frozen base a {type(ours).__name__}; "
+                        "pass a fine-tune of the same base")
     want, have = _architecture(ours), _architecture(theirs)
     differ = [k for k in sorted(want.keys() | have.keys()) if want.get(k) != have.get(k)]
     if differ:

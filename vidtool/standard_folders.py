@@ -24,8 +24,22 @@ def quiet_diffusers() -> None:
     logging.disable_progress_bar()
 
 
+# The diffusers U-Net classes vidtool wraps as a frozen text-to-image base (vidtool.generators.t2i).
+UNET_CLASSES = ("UNet2DConditionModel", "Kandinsky3UNet")
+# Other names a pipeline gives a component: the Kandinsky pipelines call their autoencoder `movq/`.
+ALIASES = {"vae": ("vae", "movq")}
+
+
 def is_pipeline_root(folder: str | Path) -> bool:
     return (Path(folder) / PIPELINE_INDEX).is_file()
+
+
+def part_of(root: Path, name: str) -> Path:
+    """`root/name`, or `root/ALIAS` for the first alias of `name` the pipeline has (`vae` -> `movq`)."""
+    for alias in ALIASES.get(name, (name,)):
+        if (root / alias / "config.json").is_file():
+            return root / alias
+    return root / name
 
 
 def component(folder: str | Path, name: str, option: str) -> Path:
@@ -33,7 +47,7 @@ def component(folder: str | Path, name: str, option: str) -> Path:
     folder = Path(folder)
     if not is_pipeline_root(folder):
         return folder
-    part = folder / name
+    part = part_of(folder, name)
     if not (part / "config.json").is_file():
         raise UserError(f"{option} {folder} is a diffusers pipeline without a {name}/ folder; pass the folder "
                         f"that holds the {name} itself")
@@ -42,7 +56,7 @@ def component(folder: str | Path, name: str, option: str) -> Path:
 
 def sibling(folder: str | Path, name: str) -> Path | None:
     """The `name` component beside a pipeline component folder (`unet/` -> `../vae`), if there is one."""
-    part = Path(folder).resolve().parent / name
+    part = part_of(Path(folder).resolve().parent, name)
     return part if (part / "config.json").is_file() and is_pipeline_root(part.parent) else None
 
 
@@ -65,7 +79,7 @@ def diffusers_class(folder: str | Path) -> str | None:
 
 def is_diffusers_unet(folder: str | Path) -> bool:
     folder = component(folder, "unet", "--base")
-    return diffusers_class(folder) == "UNet2DConditionModel"
+    return diffusers_class(folder) in UNET_CLASSES
 
 
 def describe(folder: str | Path) -> str:

@@ -151,6 +151,9 @@ class KeyframeModel(nn.Module):
             return TemporalAttention(channels, heads=max(1, channels // head_dim),
                                      position_dim=self.config.position_dim, window=window)
 
+        if base.unet_class == "Kandinsky3UNet":
+            self._attach_kandinsky3(variant, attention)
+            return
         for name, module in list(self.base.unet.named_modules()):
             if variant.inside_blocks and isinstance(module, ResnetBlock2D):
                 for conv in ("conv1", "conv2"):
@@ -166,6 +169,38 @@ class KeyframeModel(nn.Module):
                 self._hook(name, module, block, "images")
             elif not variant.inside_blocks and isinstance(module, Transformer2DModel):
                 self._hook(name, module, attention(module.out_channels, variant.attention_window), "images")
+
+    def _attach_kandinsky3(self, variant: Variant, attention) -> None:
+        """The same sites in a Kandinsky3UNet (FusionFrames' own base, §4.1): a temporal conv block after
+        each Kandinsky3ResNetBlock, a temporal attention block after each Kandinsky3AttentionBlock
+        (the self-attention block of a level and the text cross-attention block after each of its
+        ResNet blocks' first half; attention pooling of the text is no spatial site). The mixed-layers
+        baseline puts a temporal conv after each 3x3 spatial conv inside the ResNet blocks
+        (Kandinsky3Block.projection; the 1x1 ones only mix channels) and temporal attention after the
+        self-attention of each self-attention block."""
+        from diffusers.models.unets.unet_kandinsky3 import (Kandinsky3AttentionBlock, Kandinsky3Block,
+                                                            Kandinsky3ResNetBlock)
+
+        groups = self.config.base.norm_num_groups
+        for name, module in list(self.base.unet.named_modules()):
+            if variant.inside_blocks and isinstance(module, Kandinsky3Block):
+                conv = module.projection
+                if conv.kernel_size != (1, 1):
+                    self._hook(f"{name}.projection", conv, TemporalConvLayer(conv.out_channels, groups=groups), "images")
+            elif variant.inside_blocks and isinstance(module, Kandinsky3AttentionBlock):
+                if name.endswith("attentions.0"):  # a level's self-attention block (the others read text)
+                    width = module.attention.to_out[0].out_features
+                    self._hook(f"{name}.attention", module.attention, attention(width, 1), "tokens")
+            elif variant.inside_blocks:
+                continue
+            elif isinstance(module, Kandinsky3ResNetBlock):
+                channels = module.resnet_blocks[-1].projection.out_channels
+                block = (TemporalConvBlock(channels, groups=groups) if variant.conv == "conv1d" else
+                         TemporalConv3dBlock(channels, groups=groups, reduction=self.config.conv3d_reduction))
+                self._hook(name, module, block, "images")
+            elif isinstance(module, Kandinsky3AttentionBlock):
+                channels = module.attention.to_out[0].out_features
+                self._hook(name, module, attention(channels, variant.attention_window), "images")
 
     def _hook(self, site: str, spatial: nn.Module, temporal: nn.Module, layout: str) -> None:
         key = site.replace(".", "-")  # ModuleDict keys may not contain dots

@@ -3,10 +3,16 @@ latents of an image/video autoencoder, conditioned on text-encoder token embeddi
 
 The `tiny` preset is trained here (`vidtool train-denoiser --family t2i`) on single frames of the
 `shapes` and `photos` clips in the latent space of the bundled movq-temporal model; a Stable
-Diffusion U-Net (1.x, 2.x or SDXL layout) can be taken from a local diffusers folder instead
-(`T2IModel.from_unet_folder`, what `train-denoiser --base` does with a diffusers folder): its whole
-diffusers config is kept (`unet`) and the U-Net is rebuilt from it, so every layout diffusers
-knows loads as it is.
+Diffusion U-Net (1.x, 2.x or SDXL layout) or a Kandinsky 3 U-Net (`Kandinsky3UNet`, the base
+FusionFrames was published on) can be taken from a local diffusers folder instead
+(`T2IModel.from_unet_folder`, what `train-denoiser --base` does with a diffusers folder): its class
+(`unet_class`) and whole diffusers config (`unet`) are kept and the U-Net is rebuilt from them, so
+every layout diffusers knows loads as it is.
+
+Kandinsky 3 differs from Stable Diffusion where the wrapper sees it: its text tokens (T5 width,
+`encoder_hid_dim`) are projected inside the U-Net, so `cross_attention_dim` here is that input width;
+`attention_head_dim` is its head *size* (64); it always takes an attention mask (its attention
+pooling of the text into the time embedding reads one), and it has no ControlNet or IP-Adapter slot.
 The video families (FusionFrames keyframes and interpolation, HARIVO) load a trained T2I folder and
 freeze it.
 
@@ -57,6 +63,7 @@ class T2IConfig:
     # A pretrained diffusers U-Net's own config (from_unet_folder); when set, the U-Net is built from it
     # and the architecture fields above only describe it to the video families.
     unet: dict | None = None
+    unet_class: str = "UNet2DConditionModel"  # or "Kandinsky3UNet" (vidtool.standard_folders.UNET_CLASSES)
     text_max_length: int = 32
     cond_dropout: float = 0.1  # prompts replaced by the empty prompt in training, for CFG
     frames_per_clip: int = 4  # frames of each training clip used as images
@@ -74,13 +81,31 @@ class T2IConfig:
                     norm_num_groups=self.norm_num_groups)
 
 
-def config_from_unet(unet_config, **overrides) -> T2IConfig:
-    """The T2I config of a diffusers UNet2DConditionModel config: the whole of it in `unet`, and the
-    fields the video families read (widths, levels, heads, cross-attention width) taken from it.
-    SD 2.x lists heads per level (the first is taken for the temporal layers' head count)."""
+def unet_class(name: str) -> type:
+    """The diffusers class called `name`, one of the U-Nets vidtool wraps."""
+    import diffusers
+
+    from vidtool.standard_folders import UNET_CLASSES
+
+    if name not in UNET_CLASSES:
+        raise ValueError(f"unet_class must be one of {', '.join(UNET_CLASSES)}, got {name!r}")
+    return getattr(diffusers, name)
+
+
+def config_from_unet(unet_config, unet_class_name: str = "UNet2DConditionModel", **overrides) -> T2IConfig:
+    """The T2I config of a diffusers UNet2DConditionModel (or Kandinsky3UNet) config: the whole of it
+    in `unet`, and the fields the video families read (widths, levels, heads, cross-attention width)
+    taken from it. SD 2.x lists heads per level (the first is taken for the temporal layers' head count)."""
     from vidtool.autoencoders.sd_vae import diffusers_config
 
     c = diffusers_config(unet_config)
+    if unet_class_name == "Kandinsky3UNet":
+        layers = c["layers_per_block"]
+        return dataclasses.replace(
+            T2IConfig(), latent_channels=c["in_channels"], block_out_channels=tuple(c["block_out_channels"]),
+            down_block_types=(), up_block_types=(), layers_per_block=layers if isinstance(layers, int) else layers[0],
+            attention_head_dim=c["attention_head_dim"], cross_attention_dim=c["encoder_hid_dim"],
+            norm_num_groups=c["groups"], unet=c, unet_class=unet_class_name, **overrides)
     head_dim = c["attention_head_dim"]
     cross = c["cross_attention_dim"]
     return dataclasses.replace(
@@ -117,27 +142,25 @@ class T2IModel(nn.Module):
 
     def __init__(self, config: T2IConfig):
         super().__init__()
-        from diffusers import UNet2DConditionModel
-
         self.config = config
-        self.unet = UNet2DConditionModel(**config.unet_kwargs())
+        self.unet = unet_class(config.unet_class)(**config.unet_kwargs())
 
     @classmethod
     def from_unet_folder(cls, folder: str | Path, **overrides) -> "T2IModel":
-        """Wrap a local diffusers UNet2DConditionModel folder (e.g. a Stable Diffusion `unet/`);
-        diffusers reads (and, for old checkpoints, converts) its weights."""
-        from diffusers import UNet2DConditionModel
-
-        from vidtool.standard_folders import describe, diffusers_class, quiet_diffusers
+        """Wrap a local diffusers UNet2DConditionModel folder (e.g. a Stable Diffusion `unet/`) or
+        Kandinsky3UNet folder (a Kandinsky 3 `unet/`); diffusers reads (and, for old checkpoints,
+        converts) its weights."""
+        from vidtool.standard_folders import UNET_CLASSES, describe, diffusers_class, quiet_diffusers
 
         folder = Path(folder)
-        if diffusers_class(folder) != "UNet2DConditionModel":
-            raise UserError(f"{folder} is {describe(folder)}, not a diffusers UNet2DConditionModel folder")
+        name = diffusers_class(folder)
+        if name not in UNET_CLASSES:
+            raise UserError(f"{folder} is {describe(folder)}, not a diffusers {' or '.join(UNET_CLASSES)} folder")
         quiet_diffusers()
-        unet = UNet2DConditionModel.from_pretrained(folder, local_files_only=True)
+        unet = unet_class(name).from_pretrained(folder, local_files_only=True)
         model = cls.__new__(cls)
         nn.Module.__init__(model)
-        model.config = config_from_unet(unet.config, **overrides)
+        model.config = config_from_unet(unet.config, name, **overrides)
         model.unet = unet
         return model
 
@@ -154,6 +177,8 @@ class T2IModel(nn.Module):
         extra = control.residuals(noisy, timesteps, text, frames) if control is not None and frames else {}
         if image_prompt is not None:
             extra["added_cond_kwargs"] = image_prompt.added_cond_kwargs(noisy.shape[0])
+        if text_mask is None and self.config.unet_class == "Kandinsky3UNet":  # its text pooling needs a mask
+            text_mask = torch.ones(text.shape[:2], dtype=torch.bool, device=text.device)
         return self.unet(noisy, timesteps, encoder_hidden_states=text,
                          encoder_attention_mask=None if text_mask is None else text_mask.to(noisy.dtype),
                          **extra).sample
@@ -190,22 +215,59 @@ def drop_prompts(batch: dict, probability: float) -> tuple[torch.Tensor, torch.T
 
 
 def from_diffusers_base(folder: str | Path, data) -> T2IModel:
-    """A Stable Diffusion pipeline root or `unet/` folder as the frozen t2i base of a video family,
-    in the latent space and with the text encoder of the latent set `data` (built by default with the
-    pipeline's own vae/ and text_encoder/): the latents are scaled by the VAE's scaling_factor, the
-    scale the U-Net was trained at."""
-    from vidtool.standard_folders import component
+    """A Stable Diffusion or Kandinsky 3 pipeline root or `unet/` folder as the frozen t2i base of a
+    video family, in the latent space and with the text encoder of the latent set `data` (built by
+    default with the pipeline's own vae/ or movq/ and text_encoder/): the latents are scaled by the
+    autoencoder's declared scale, the scale the U-Net was trained at (an SD VAE's scaling_factor; 1
+    for Kandinsky's MoVQ). The pipeline's `scheduler/` config, when there is one, gives the noise
+    schedule the U-Net was trained with. A Kandinsky3UNet declares no sample size: the latent set's
+    (its frame size over the autoencoder's factor) is the default sampling size."""
+    from vidtool.standard_folders import component, is_pipeline_root
 
     unet_folder = component(folder, "unet", "--base")
+    root = Path(unet_folder).resolve().parent
+    scheduler = root / "scheduler" / "scheduler_config.json"
+    overrides = {}
+    if is_pipeline_root(root) and scheduler.is_file():
+        overrides["schedule"] = pipeline_schedule(scheduler)
     model = T2IModel.from_unet_folder(
         unet_folder, latent_scale=data.latent_scale, vae=data.vae, vae_path=getattr(data, "vae_path", ""),
         text_encoder=data.text_encoder, text_encoder_path=getattr(data, "text_encoder_path", ""),
-        text_max_length=getattr(data, "text_length", None) or T2IConfig.text_max_length)
+        text_max_length=getattr(data, "text_length", None) or T2IConfig.text_max_length, **overrides)
+    if model.config.unet_class == "Kandinsky3UNet":
+        factor = _spatial_factor(getattr(data, "vae_path", ""))
+        if factor:
+            model.config.sample_size = max(1, data.size // factor)
+        return model
     if model.unet.config.addition_embed_type is not None:
         raise UserError(f"{unet_folder} is an SDXL-style U-Net (addition_embed_type "
                         f"{model.unet.config.addition_embed_type!r}): it also needs pooled text embeddings and size "
                         "conditioning, which vidtool's video families do not provide; use an SD 1.x/2.x U-Net")
     return model
+
+
+def pipeline_schedule(path: Path) -> NoiseSchedule:
+    """The noise schedule of a diffusers scheduler config (betas, steps, prediction type)."""
+    import json
+
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path} is not valid JSON ({e.msg} at line {e.lineno})") from e
+    fields = {"num_train_timesteps": "train_timesteps", "beta_start": "beta_start", "beta_end": "beta_end",
+              "beta_schedule": "beta_schedule", "prediction_type": "prediction_type"}
+    return NoiseSchedule(**{ours: doc[theirs] for theirs, ours in fields.items() if theirs in doc})
+
+
+def _spatial_factor(vae_path: str) -> int | None:
+    """The spatial factor of the diffusers autoencoder at `vae_path` (2**(levels-1)), from its config."""
+    from vidtool.checkpoint import read_config
+
+    if not vae_path or not Path(vae_path).is_dir():
+        return None
+    doc = read_config(vae_path)
+    widths = doc["config"].get("diffusers", {}).get("block_out_channels") if doc.get("diffusers") else None
+    return 2 ** (len(widths) - 1) if widths else None
 
 
 def text_length(data, want: int | None, what: str) -> int | None:

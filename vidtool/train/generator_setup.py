@@ -58,10 +58,11 @@ def cache_path(entry, out: Path, *, token_set: Path | None, latent_set: Path | N
 
 def pipeline_part(base: Path, name: str) -> Path | None:
     """A diffusers pipeline's `name` component: under the root given as --base, or beside its unet/."""
-    from vidtool.standard_folders import is_pipeline_root, sibling
+    from vidtool.standard_folders import is_pipeline_root, part_of, sibling
 
     if is_pipeline_root(base):
-        return base / name if (base / name / "config.json").is_file() else None
+        part = part_of(Path(base), name)
+        return part if (part / "config.json").is_file() else None
     return sibling(base, name)
 
 
