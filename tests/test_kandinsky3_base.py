@@ -163,3 +163,53 @@ def test_keyframes_on_a_kandinsky3_pipeline_generate_and_decode_with_no_other_fl
     assert run_stage("decode", out, "-o", k3_runs / "out.mp4") == 0
     frames = read_video(k3_runs / "out.mp4").frames
     assert frames.shape == (4, 32, 32, 3)
+
+
+def test_interpolation_model_on_a_kandinsky3_base_starts_as_its_t2i_unet_on_the_middle_frame():
+    """App. 9 on Kandinsky 3: input conv inflated with zeros, output conv replicated, zero temporal convs
+    and (s, tp) embeddings: each of the three frames is what the T2I U-Net predicts for z_t^2 given
+    the zero context token."""
+    from vidtool.generators.interpolation import InterpolationConfig, InterpolationModel
+
+    torch.manual_seed(0)
+    base = kandinsky3_base(TINY_UNET).eval()
+    with torch.no_grad():  # a fresh Kandinsky3UNet ignores its time embedding (zero norm MLPs); a trained one not
+        for name, p in base.unet.named_parameters():
+            if "context_mlp" in name:
+                p.normal_(0, 0.1)
+    model = InterpolationModel.from_base(base, InterpolationConfig(base=base.config)).eval()
+    # Two 3x3 convs in each ResNet block: 2 levels, down and up, 2 blocks each, resnets_in and _out.
+    assert len(model.net.temporal_names) == 2 * 2 * 2 * 2 * 2
+    noisy, keyframes = torch.randn(1, 4, 6, 8, 8), torch.randn(1, 4, 3, 8, 8)
+    t, skip, tp = torch.tensor([300]), torch.tensor([3]), torch.tensor([0])
+    with torch.no_grad():
+        out = model.predict(noisy, t, keyframes, skip, tp)
+        middle = noisy[0, :, 1::3].permute(1, 0, 2, 3)  # z_t^2 of each group
+        zero = torch.zeros(2, 1, TEXT_DIM)
+        want = base.unet(middle, t.expand(2), encoder_hidden_states=zero,
+                         encoder_attention_mask=torch.ones(2, 1)).sample
+        for k in range(3):
+            assert torch.allclose(out[0, :, k::3].permute(1, 0, 2, 3), want, atol=1e-5)
+        # (s, tp) reach the U-Net once their embedding is trained away from zero.
+        for p in model.net.unet.class_embedding.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        assert not torch.allclose(model.predict(noisy, t, keyframes, skip, tp), out, atol=1e-4)
+
+
+def test_interp_on_a_kandinsky3_pipeline_fills_in_generated_keyframes_and_decodes(k3_runs):
+    from stage_runner import run_stage
+
+    from vidtool.tensorfile import load
+    from vidtool.video import read_video
+
+    assert run_stage("train-denoiser", "--family", "interp", "--base", k3_runs / "k3", "--latent-set",
+                     k3_runs / "keyframes" / "latent-set.safetensors", "--steps", "2", "--batch-size", "2",
+                     "-o", k3_runs / "interp") == 0
+    keyframes, video = k3_runs / "kf.safetensors", k3_runs / "video.safetensors"
+    assert run_stage("generate", "--family", "keyframes", "a red circle", "--model", k3_runs / "keyframes",
+                     "--steps", "2", "-o", keyframes) == 0
+    assert run_stage("interpolate", keyframes, "--model", k3_runs / "interp", "--steps", "2", "-o", video) == 0
+    tf = load(video)
+    assert tf.model.startswith("vq-model@") and tf["latents"].shape[2] == 4 * 4 - 3
+    assert run_stage("decode", video, "-o", k3_runs / "interp.mp4") == 0
+    assert read_video(k3_runs / "interp.mp4").frames.shape == (13, 32, 32, 3)

@@ -196,27 +196,52 @@ class VideoUNet(nn.Module):
 
     def __init__(self, base: T2IConfig, *, in_channels: int, out_channels: int, temporal_kernel: int):
         super().__init__()
-        from diffusers import UNet2DConditionModel
+        from vidtool.generators.t2i import unet_class
 
-        self.unet = UNet2DConditionModel(**{**base.unet_kwargs(), "in_channels": in_channels,
-                                            "out_channels": out_channels})
+        self.kandinsky3 = base.unet_class == "Kandinsky3UNet"
+        if self.kandinsky3:
+            # Kandinsky3UNet predicts as many channels as it takes and has no class-embedding slot: the
+            # output conv is rebuilt at `out_channels`, and (s, tp) are added to its time embedding by a
+            # forward hook (`_add_conditions`) — where UNet2DConditionModel adds a class embedding.
+            self.unet = unet_class(base.unet_class)(**{**base.unet_kwargs(), "in_channels": in_channels})
+            old = self.unet.conv_out
+            self.unet.conv_out = nn.Conv2d(old.in_channels, out_channels, old.kernel_size, padding=old.padding)
+            self.unet.time_embedding.register_forward_hook(self._add_conditions)
+        else:
+            self.unet = unet_class(base.unet_class)(**{**base.unet_kwargs(), "in_channels": in_channels,
+                                                       "out_channels": out_channels})
         self.unet.class_embedding = ConditionEmbedding(base.block_out_channels[0],
                                                        self.unet.time_embedding.linear_2.out_features)
         self.context = nn.Parameter(torch.zeros(1, 1, base.cross_attention_dim))
         self.length = SequenceLength()
+        self._labels: torch.Tensor | None = None
         self.temporal_names: list[str] = []
         for name, module in list(self.unet.named_modules()):
             if type(module).__name__ == "ResnetBlock2D":
                 for conv in ("conv1", "conv2"):
                     setattr(module, conv, TemporalConv(getattr(module, conv), self.length, temporal_kernel))
                     self.temporal_names.append(f"{name}.{conv}")
+            elif type(module).__name__ == "Kandinsky3Block" and module.projection.kernel_size != (1, 1):
+                # Kandinsky 3's ResNet blocks: each 3x3 spatial conv (the 1x1 ones only mix channels).
+                module.projection = TemporalConv(module.projection, self.length, temporal_kernel)
+                self.temporal_names.append(f"{name}.projection")
+
+    def _add_conditions(self, module: nn.Module, args: tuple, embedding: torch.Tensor) -> torch.Tensor:
+        return embedding + self.unet.class_embedding(self._labels).to(embedding.dtype)
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, skip: torch.Tensor, perturbation: torch.Tensor,
                 *, length: int) -> torch.Tensor:
         labels = torch.stack([skip, perturbation], dim=-1).to(x.dtype)
         context = self.context.expand(x.shape[0], -1, -1)
         with self.length.set(length):
-            return self.unet(x, timesteps, encoder_hidden_states=context, class_labels=labels).sample
+            if not self.kandinsky3:
+                return self.unet(x, timesteps, encoder_hidden_states=context, class_labels=labels).sample
+            self._labels = labels
+            try:
+                mask = torch.ones(context.shape[:2], dtype=torch.bool, device=x.device)
+                return self.unet(x, timesteps, encoder_hidden_states=context, encoder_attention_mask=mask).sample
+            finally:
+                self._labels = None
 
     @torch.no_grad()
     def load_base(self, base_unet: nn.Module, *, input_slot: int, output_copies: int) -> None:
