@@ -27,7 +27,8 @@ the first frame's codes, vidtool's each frame on its own. Refused: add_conv norm
 blocks, flicker projections, 3D-conv decoders.
 
 --family keyframes / interp: KandinskyVideo's t2v.pt / interpolation.pt are refused: they hold
-Kandinsky 3's own U-Net with temporal blocks built in, vidtool's families wrap a diffusers U-Net.
+Kandinsky 3's own U-Net with temporal blocks built in, vidtool's families a diffusers Kandinsky3UNet
+with temporal layers of their own; train those on a Kandinsky 3 pipeline folder (--base DIR).
 
 Pickles are read only with torch.load(weights_only=True): one that needs code to load is refused.
 

@@ -17,8 +17,8 @@ tokenizer ids (spectral) and its sketch-inpainting LoRA (spectral-inpaint, on a 
 Clips are encoded once by the autoencoder (--vae, default the bundled one) and their captions by the
 text encoder; the result is cached as a latent set (--latent-set, default OUT/latent-set.safetensors)
 that reruns and --resume reuse. The video families need --base, the trained t2i folder they freeze,
-or a Stable Diffusion pipeline folder (diffusers layout; its vae/ and text_encoder/ are then the
-defaults for --vae and --text-encoder).
+or a Stable Diffusion or Kandinsky 3 pipeline folder (diffusers layout; its vae/ or movq/ and
+text_encoder/ are then the defaults for --vae and --text-encoder).
 The token families tokenize clips with --tokenizer (default mbq-vae-tiny-v1, the bundled MotionAura
 models' 2^10-code token space) into a token set
 (--token-set, default OUT/token-set.safetensors); spectral-inpaint also reads each clip's object
@@ -63,7 +63,7 @@ def train_denoiser(
     latent_set: Path = typer.Option(None, help="Latent set file: read if it exists, else built from --data "
                                                 "(default OUT/latent-set.safetensors)."),
     vae: Path = typer.Option(None, help="Autoencoder folder whose latent space to use: a vidtool one or a diffusers "
-                                        "AutoencoderKL (default: the bundled one, or --base's vae/ for a diffusers base)."),
+                                        "AutoencoderKL or VQModel (default: the bundled one, or --base's vae/ or movq/)."),
     tokenizer: Path = typer.Option(None, help="Tokenizer folder (mbq-vae) of the token families "
                                               "(default: mbq-vae-tiny-v1, the bundled generators' ids)."),
     token_set: Path = typer.Option(None, help="Token set file of the token families: read if it exists, else built from "

@@ -281,6 +281,7 @@ def test_kandinsky_video_unets_are_refused_naming_what_differs(vidtool, tmp_path
     torch.save({"unet": {"in_layer.weight": torch.zeros(1)}, "null_embedding": torch.zeros(1)}, tmp_path / "k.pt")
     line = one_line_error(vidtool("import-weights", tmp_path / "k.pt", "--family", family, "-o", tmp_path / "o"))
     assert "Kandinsky 3 U-Net" in line and "no weight-for-weight mapping" in line
+    assert f"train-denoiser --family {family} --base DIR" in line  # what to do instead
 
 
 # --- KandinskyVideo MoVQ -> movq-temporal ---------------------------------------------------------

@@ -213,3 +213,13 @@ def test_interp_on_a_kandinsky3_pipeline_fills_in_generated_keyframes_and_decode
     assert tf.model.startswith("vq-model@") and tf["latents"].shape[2] == 4 * 4 - 3
     assert run_stage("decode", video, "-o", k3_runs / "interp.mp4") == 0
     assert read_video(k3_runs / "interp.mp4").frames.shape == (13, 32, 32, 3)
+
+
+def test_controlnet_on_a_kandinsky3_base_is_refused_in_one_line(k3_runs):
+    from vidtool.checkpoint import from_pretrained
+    from vidtool.errors import UserError
+    from vidtool.frozen_base import adapt
+
+    model = from_pretrained(k3_runs / "keyframes")
+    with pytest.raises(UserError, match="frozen base is a Kandinsky3UNet, which has no slot"):
+        adapt(model, {"controlnet": str(k3_runs / "k3"), "control_images": [[0, "first.png"]]})

@@ -36,8 +36,14 @@ PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 KANDINSKY_UNET = (
     "KandinskyVideo's {name} holds its own Kandinsky 3 U-Net (ConditionalGroupNorm blocks, AttentionPolling, "
     "in_layer/down_samples/up_samples) with temporal ResNet and attention blocks built into its levels{extra}; "
-    "vidtool's {family} family wraps a diffusers U-Net (UNet2DConditionModel or Kandinsky3UNet) with hook-attached "
-    "temporal modules, so there is no weight-for-weight mapping: it cannot be imported")
+    "vidtool's {family} family {ours}, so there is no weight-for-weight mapping: it cannot be imported; train one "
+    "on a diffusers Kandinsky 3 pipeline folder instead (train-denoiser --family {family} --base DIR)")
+OURS = {
+    "keyframes": "is a frozen diffusers Kandinsky3UNet (or UNet2DConditionModel) with its own temporal blocks "
+                 "hooked after the U-Net's ResNet and attention blocks",
+    "interp": "is a copy of a diffusers Kandinsky3UNet (or UNet2DConditionModel) with its own 3x1x1 temporal convs "
+              "around the ResNet blocks' 3x3 convs and its own (s, tp) embeddings",
+}
 
 
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
@@ -97,7 +103,7 @@ def import_weights(source: str | Path, out: str | Path, family: str, *, config: 
     if family in ("keyframes", "interp"):
         name = "t2v.pt" if family == "keyframes" else "interpolation.pt"
         extra = "" if family == "keyframes" else " and an input layer taking the two end frames' latents"
-        raise UserError(KANDINSKY_UNET.format(name=name, family=family, extra=extra))
+        raise UserError(KANDINSKY_UNET.format(name=name, family=family, extra=extra, ours=OURS[family]))
     if family == "sd" and config is None:
         raise UserError("--family sd needs --config-dir DIR: a local diffusers Stable Diffusion pipeline folder "
                         "(model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/) with this "
