@@ -157,20 +157,23 @@ def _between(readings) -> float:
     return float(np.mean(inside)) if inside else float("nan")
 
 
-def overfit_set(per_direction: int) -> tuple[Path, list[dict]]:
+def overfit_set(per_direction: int, seed: int = 0) -> tuple[Path, list[dict]]:
     """A latent set (movq-tiny, the generators' latent space, built as train-denoiser builds one) of
-    `per_direction` clips for each direction, on the plain background so the probe reads them."""
+    `per_direction` clips for each direction, on the plain background so the probe reads them (from
+    the shapes set of `seed`: 1 for clips the model never trained on)."""
     from vidtool.data.latents import build_latent_set
     from vidtool.data.manifest import read_manifest, write_manifest
     from vidtool.data.shapes import DIRECTIONS
     from vidtool.model_store import BUNDLED
 
-    manifest = shapes_set(200)
+    manifest = shapes_set(max(200, 24 * per_direction), seed)
     chosen = []
     for direction in DIRECTIONS:
         chosen += [r for r in read_manifest(manifest) if r["direction"] == direction and not r["background"]
                    and "slowly" not in r["caption"]][:per_direction]
     subset = manifest.parent / f"overfit-{per_direction}.jsonl"
+    if len(chosen) < 4 * per_direction:
+        raise SystemExit(f"the shapes set has only {len(chosen)} plain-background clips for {per_direction} per direction")
     write_manifest(subset, chosen)
     out = subset.with_suffix(".latents.safetensors")
     if not out.exists():
@@ -312,7 +315,10 @@ def overfit(args) -> None:
     started = time.perf_counter()
     for step in range(1, args.steps + 1):
         step_batch = dict(batch)
-        step_batch["text"], step_batch["text_mask"] = text_fn(batch["text"], batch["text_mask"], batch["prompt"])
+        if args.batch:
+            pick = torch.randperm(len(batch["prompt"]))[:args.batch]
+            step_batch = {k: [v[i] for i in pick] if k == "prompt" else v[pick] for k, v in batch.items()}
+        step_batch["text"], step_batch["text_mask"] = text_fn(step_batch["text"], step_batch["text_mask"], step_batch["prompt"])
         loss = model.training_losses(step_batch, step=step, total_steps=args.steps)["loss"]
         optimizer.zero_grad()
         loss.backward()
@@ -332,6 +338,9 @@ def overfit(args) -> None:
 
     vae = from_pretrained(BUNDLED / "movq-tiny").eval()
     model.eval()
+    if args.eval_held_out:
+        records = overfit_set(args.eval_held_out, seed=1)[1]
+        print(f"sampling the captions of {len(records)} held-out clips (shapes seed 1)")
     captions = [r["caption"] for r in records] * args.seeds
     text, mask = text_fn(*_encode(captions), captions)
     null_text, null_mask = _encode([""])
@@ -395,6 +404,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=25)
     p = commands.add_parser("overfit")
     p.add_argument("--per-direction", type=int, default=2)
+    p.add_argument("--batch", type=int, default=0, help="clips per update drawn at random (0: all, full batch)")
+    p.add_argument("--eval-held-out", type=int, default=0, metavar="N",
+                   help="sample the captions of N held-out clips per direction (shapes seed 1) instead of the training clips")
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--text", choices=("minilm", "onehot"), default="minilm")
