@@ -93,6 +93,20 @@ def config_from_unet(unet_config, **overrides) -> T2IConfig:
         unet=c, **overrides)
 
 
+def _check_unet_config(folder: Path) -> None:
+    """The sizes in a diffusers U-Net's config.json within bounds (vidtool.config_limits) before
+    diffusers builds it."""
+    import json
+
+    from vidtool.config_limits import check_values
+
+    try:
+        values = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
+        raise UserError(f"{folder}/config.json is not readable JSON ({type(e).__name__})") from e
+    check_values(values, f"{folder}/config.json")
+
+
 def preset(name: str, **overrides) -> T2IConfig:
     """`tiny`: 8x8x4 latents, 64/128/128 channels (about 5M parameters), trains on CPU."""
     if name != "tiny":
@@ -133,6 +147,7 @@ class T2IModel(nn.Module):
         folder = Path(folder)
         if diffusers_class(folder) != "UNet2DConditionModel":
             raise UserError(f"{folder} is {describe(folder)}, not a diffusers UNet2DConditionModel folder")
+        _check_unet_config(folder)
         quiet_diffusers()
         unet = UNet2DConditionModel.from_pretrained(folder, local_files_only=True)
         model = cls.__new__(cls)
