@@ -82,6 +82,24 @@ def test_every_bundled_model_folder_is_within_the_bounds():
         config_from_dict(model_class(doc["family"]), doc["config"])  # bounds checked on the way
 
 
+def test_the_published_stable_diffusion_configs_are_within_the_bounds():
+    """A Stable Diffusion checkout is read as it is (--base, --vae): its U-Net and VAE configs, SDXL's
+    included, pass, inside a video family's config as its base too."""
+    from diffusers import UNet2DConditionModel
+
+    from test_bring_your_own_weights import SD15_UNET, SD21_UNET, SD_VAE, SDXL_UNET
+    from vidtool.autoencoders.sd_vae import diffusers_config
+    from vidtool.generators.keyframes import KeyframeConfig
+    from vidtool.generators.t2i import config_from_unet
+
+    for layout in (SD15_UNET, SD21_UNET, SDXL_UNET):
+        with torch.device("meta"):
+            unet_config = UNet2DConditionModel(**layout).config
+        check_values(dict(unet_config), "unet/config.json")
+        check_values(KeyframeConfig(base=config_from_unet(unet_config)), "keyframes on SD")
+    check_values({"diffusers": diffusers_config(SD_VAE)}, "vae/config.json")
+
+
 @pytest.mark.parametrize("values, field, bound", [
     ({"layers_per_block": 100_000}, "layers_per_block", "512"),
     ({"channels": 10**7}, "channels", "32,768"),
