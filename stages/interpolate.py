@@ -62,7 +62,9 @@ def interpolate(
     check_output(out, inputs=[source])
     import torch
 
-    from stages.context import compile_if_asked, progress_bar, resolve_device, resolve_dtype
+    import time
+
+    from stages.context import compile_if_asked, progress_bar, resolve_device, resolve_dtype, say_written
     from vidtool import checkpoint, model_store, tensorfile
     from vidtool.diffusion.schedulers import SAMPLERS
     from vidtool.errors import UserError
@@ -72,6 +74,7 @@ def interpolate(
     if scheduler not in SAMPLERS:
         raise UserError(f"unknown --scheduler {scheduler!r}; known: {', '.join(SAMPLERS)}")
     tf = tensorfile.load(source)
+    started = time.monotonic()  # after the input is in: in a pipe, not the stages before it
     if tf.kind == "video":
         raise UserError(f"{source} holds video frames; interpolate works on latents: encode them first "
                         "(vidtool encode in.mp4 | vidtool interpolate)")
@@ -117,3 +120,6 @@ def interpolate(
     if prompts is not None:
         result.set_prompts(prompts)
     tensorfile.save(result, out)
+    rate = f", {tf.fps:g} → {result.fps:g} fps" if tf.fps else ""
+    say_written(out, f"latents {'×'.join(map(str, latents.shape))}, {keyframes.shape[2]} → {latents.shape[2]} frames"
+                f"{rate}", started)

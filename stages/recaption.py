@@ -75,6 +75,7 @@ def recaption(
     captioner = Captioner(model, mode=mode, prompt=prompt, max_new_tokens=max_new_tokens, frames=frames,
                           device=resolve_device(), dtype=dtype)
     out_folder = files.manifest.parent
+    side = captioner.input_side  # frames are decoded no larger than the model looks at them
 
     def process(batch_items: list[shards.Item]) -> list[shards.Outcome]:
         outcomes: list[shards.Outcome | None] = [None] * len(batch_items)
@@ -87,7 +88,7 @@ def recaption(
                 continue
             try:
                 clip = None if captioner.mode == "text" else read_clip_frames(
-                    resolve(manifest, item.record["path"]), frames, fps=item.record.get("fps"))
+                    resolve(manifest, item.record["path"]), frames, fps=item.record.get("fps"), side=side)
             except UserError as e:
                 outcomes[i] = shards.failure(base, str(e))
                 continue

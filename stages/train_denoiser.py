@@ -119,8 +119,9 @@ def train_denoiser(
     from vidtool.train.parallel import build_device
 
     entry, vae, text_encoder, set_, shapes = setup.checked_inputs(
-        family, base=base, vae=vae, text_encoder=text_encoder, embeddings=embeddings, text_length=text_length,
-        no_fft=no_fft, set_=set_, buckets=buckets, validate_every=validate_every, validate_prompts=validate_prompts)
+        family, preset=preset, base=base, vae=vae, text_encoder=text_encoder, embeddings=embeddings,
+        text_length=text_length, no_fft=no_fft, set_=set_, buckets=buckets, validate_every=validate_every,
+        validate_prompts=validate_prompts)
     if validate_prompts is not None:
         from stages.train_samples import read_prompts
 

@@ -50,6 +50,25 @@ def test_interpolate_twice_from_stdin_writes_latents_at_sixteen_times_the_rate(v
     assert out.params["frames"] == 17 and out.params["skip"] == [3, 1] and out.params["guidance"] == 0.25
 
 
+def test_interpolate_ends_with_one_line_saying_what_it_wrote(vidtool, interp_folder, tmp_path):
+    """Like encode/decode: frames in -> frames out, the shape and where, on stderr; none with --quiet."""
+    keyframes_file(tmp_path / "key.safetensors", frames=3)
+    args = [tmp_path / "key.safetensors", "--model", interp_folder, "--steps", "1"]
+    to_file = vidtool("interpolate", *args, "-o", tmp_path / "z.safetensors")
+    assert to_file.returncode == 0, to_file.stderr.decode()
+    line = to_file.stderr.decode().strip().splitlines()[-1]
+    assert line.startswith(f"wrote {tmp_path / 'z.safetensors'}: latents 2×4×9×8×8, 3 → 9 frames, 2 → 8 fps; took ")
+    assert line.endswith(" s")
+    piped = vidtool("interpolate", *args)  # to stdout: the data there, the line still on stderr
+    assert piped.returncode == 0, piped.stderr.decode()
+    assert piped.stderr.decode().strip().splitlines()[-1].startswith("wrote stdout: latents 2×4×9×8×8, 3 → 9 frames")
+    (tmp_path / "piped.safetensors").write_bytes(piped.stdout)
+    assert tensorfile.load(tmp_path / "piped.safetensors").main.shape == (2, 4, 9, 8, 8)
+    quiet = vidtool("--quiet", "interpolate", *args, "-o", tmp_path / "q.safetensors")
+    assert quiet.returncode == 0 and quiet.stderr == b""
+    assert (tmp_path / "q.safetensors").is_file()
+
+
 def test_interpolate_refuses_latents_of_another_autoencoder(vidtool, interp_folder, tmp_path):
     keyframes_file(tmp_path / "key.safetensors", model="cm-vae@ffffffffffffffff")
     result = vidtool("interpolate", tmp_path / "key.safetensors", "-o", tmp_path / "z.safetensors",

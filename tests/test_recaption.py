@@ -197,3 +197,17 @@ def test_video_vlm_sees_the_clip_as_one_video(stage, tmp_path, clips):
     out = tmp_path / "recaptioned.jsonl"
     assert stage("recaption", clips, "-o", out, "--model", folder, "--frames", "4", "--max-new-tokens", "3") == 0
     assert len(read_manifest(out)) == 5 and json.loads(out.with_name("recaptioned.stats.json").read_text())["errors"] == 1
+
+
+def test_recaption_decodes_a_large_clip_at_the_models_input_size(stage, llava, tmp_path, monkeypatch):
+    """The tiny LLaVA's processor resizes to 32 px: a 2000×2000 clip is decoded at 64, not whole."""
+    from large_clip import large_clip, record_decodes
+
+    large_clip(tmp_path / "big.mp4", frames=4)
+    write_manifest(tmp_path / "manifest.jsonl", [{"path": "big.mp4", "caption": "a test pattern"}])
+    assert Captioner(llava, frames=2, max_new_tokens=2).input_side == 32
+    opened = record_decodes(monkeypatch)
+    assert stage("recaption", tmp_path / "manifest.jsonl", "--model", llava, "--frames", "2", "--max-new-tokens", "2",
+                 "-o", tmp_path / "out.jsonl") == 0
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 1
+    assert opened and all(max(shape) <= 64 for shape in opened), opened

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vidtool.atomic import atomic_path, atomic_write_text
+from vidtool.config_limits import MAX_PARAMETERS, check_values
 from vidtool.errors import UserError
 from vidtool.families import REGISTRY
 
@@ -52,11 +53,14 @@ def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
         raise UserError(f"config has keys {sorted(unknown)} that {config_cls.__name__} does not know")
     for name, value in values.items():
         _check_value(config_cls.__name__, name, value, fields[name].default)
+    check_values(values, f"config.json: {config_cls.__name__}")  # before __post_init__ builds anything from them
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     try:
-        return config_cls(**kwargs)
+        config = config_cls(**kwargs)
     except _BAD_CONFIG as e:  # the config's own checks (__post_init__)
         raise UserError(f"bad {config_cls.__name__} in config.json: {str(e).splitlines()[0] if str(e) else e!r}") from e
+    check_values(config, f"config.json: {config_cls.__name__}")  # what __post_init__ derived or nested
+    return config
 
 
 def _check_value(owner: str, name: str, value: Any, default: Any) -> None:
@@ -185,6 +189,7 @@ def from_pretrained(folder: str | Path, device: str = "cpu", dtype: Any = None) 
     if not weights.is_file():
         raise UserError(f"{folder} has no {weights.name}")
     if doc.get("diffusers"):
+        check_values(doc["config"], f"{folder}/{CONFIG_NAME}")  # before diffusers builds it
         model = cls.from_diffusers(folder)
         if dtype is not None:
             cast(model, dtype)
@@ -221,6 +226,9 @@ def _check_shapes(cls: type, config: Any, folder: Path, weights: Path) -> None:
             sizes = {k: v.numel() for k, v in cls(config).state_dict().items()}
     except Exception:  # noqa: BLE001 - a model that reads values while built (.item()) cannot be built on
         return  # meta; the real build below checks its config
+    if sum(sizes.values()) > MAX_PARAMETERS:
+        raise UserError(f"{folder}: {CONFIG_NAME} makes a model of {sum(sizes.values()) / 1e9:.1f}e9 values; at most "
+                        f"{MAX_PARAMETERS / 1e9:.0f}e9 are allowed")
     header, _ = read_header_file(weights)
     stored = {k: math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__"}
     for name, count in stored.items():

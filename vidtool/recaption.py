@@ -124,6 +124,29 @@ class Captioner:
             first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
             raise UserError(f"cannot load a {self.mode} model from {self.folder}: {first}") from None
 
+    @property
+    def input_side(self) -> int | None:
+        """The largest side the model's processor resizes frames to (its `size`/`crop_size` sides, an
+        any-resolution model's largest tile grid), or None where it gives none in pixels (a pixel
+        budget, a text model): what the frames need to be read at, no more."""
+        if self.mode == "text":
+            return None
+        owners = [getattr(self.processor, name, None) for name in ("video_processor", "image_processor")]
+        owner = next((o for o in (owners if self.mode == "video" else owners[::-1]) if o is not None), None)
+        sides = []
+        for name in ("size", "crop_size"):
+            value = getattr(owner, name, None)
+            if isinstance(value, int):
+                sides.append(value)
+                continue
+            # a dict in a processor's config; transformers' SizeDict (an object of optional fields) once loaded
+            entries = value if isinstance(value, dict) else getattr(value, "__dict__", {})
+            sides += [v for k, v in entries.items() if isinstance(v, int) and not isinstance(v, bool)
+                      and k in ("shortest_edge", "longest_edge", "height", "width", "max_height", "max_width")]
+        for grid in getattr(owner, "image_grid_pinpoints", None) or []:
+            sides += [v for v in grid if isinstance(v, int)]
+        return max(sides) if sides and all(v > 0 for v in sides) else None
+
     def settings(self) -> dict:
         """What the captions depend on, for the shard journal."""
         return {"model": self.digest, "mode": self.mode, "prompt": self.prompt, "max_new_tokens": self.max_new_tokens,
@@ -178,8 +201,10 @@ class Captioner:
         return [" ".join(text.split()) for text in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
 
-def read_clip_frames(path: Path, count: int, fps: float | None = None) -> np.ndarray:
-    """`count` frames spread over a clip: a media file, a frame folder or a `video` tensor file (its first video)."""
+def read_clip_frames(path: Path, count: int, fps: float | None = None, side: int | None = None) -> np.ndarray:
+    """`count` frames spread over a clip: a media file, a frame folder or a `video` tensor file (its first video).
+    `side`: the short side the captioner resizes frames to (`Captioner.input_side`); a media file is decoded
+    no larger than about twice that, so a 4K clip is never held at its own size."""
     from vidtool import video
 
     if path.suffix.lower() == ".safetensors":
@@ -187,4 +212,4 @@ def read_clip_frames(path: Path, count: int, fps: float | None = None) -> np.nda
 
         clip = tensorfile.load(path, kinds=["video"]).main[0].numpy()
         return clip[np.round(np.linspace(0, len(clip) - 1, count)).astype(np.int64)]
-    return video.sample_frames(path, count, fps=fps).frames
+    return video.sample_frames(path, count, fps=fps, shrink_for=side).frames

@@ -146,14 +146,17 @@ def probe_video(path, *, fps: float | None = None) -> VideoInfo:
     return VideoInfo(frames=len(source.times), fps=float(source.fps), height=int(height), width=int(width))
 
 
-def sample_frames(path, count: int, *, fps: float | None = None) -> Video:
+def sample_frames(path, count: int, *, fps: float | None = None, shrink_for: int | tuple[int, int] | None = None,
+                  max_memory: int | None = None) -> Video:
     """`count` frames spread evenly over a whole clip, first and last included, decoding only those
-    (a captioning model looks at a few frames of a long clip). A folder plays at `fps` (default 8)."""
+    (a captioning model looks at a few frames of a long clip). A folder plays at `fps` (default 8).
+    `shrink_for` and `max_memory` as in `read_video`: frames are scaled down while decoding for a
+    caller that resizes them to that size itself, and a read over the budget is refused."""
     if count < 1:
         raise UserError(f"need at least one frame to sample, got {count}")
     path = Path(path)
-    budget = _budget(None)
-    source = _open(path, fps, None, budget)
+    budget = _budget(max_memory)
+    source = _open(path, fps, _target_size(shrink_for), budget)
     if len(source.times) == 0:
         raise UserError(f"no frames in {path}")
     # A clip shorter than `count` repeats frames: video models such as Video-LLaVA take a fixed number.
@@ -162,13 +165,14 @@ def sample_frames(path, count: int, *, fps: float | None = None) -> Video:
     return Video(frames=source.load(indices), fps=float(source.fps))
 
 
-def read_frames(path, pick: Callable[[int], np.ndarray], *, fps: float | None = None) -> Video:
+def read_frames(path, pick: Callable[[int], np.ndarray], *, fps: float | None = None,
+                shrink_for: int | tuple[int, int] | None = None, max_memory: int | None = None) -> Video:
     """The frames `pick(frame count)` names (indices into the clip's own frames, in any order, repeats
     allowed), decoding only those: `vidtool score` reads a few frame pairs of a long clip this way.
-    A folder plays at `fps` (default 8)."""
+    A folder plays at `fps` (default 8). `shrink_for` and `max_memory` as in `read_video`."""
     path = Path(path)
-    budget = _budget(None)
-    source = _open(path, fps, None, budget)
+    budget = _budget(max_memory)
+    source = _open(path, fps, _target_size(shrink_for), budget)
     if len(source.times) == 0:
         raise UserError(f"no frames in {path}")
     indices = np.clip(np.asarray(pick(len(source.times)), dtype=np.int64), 0, len(source.times) - 1)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vidtool import checkpoint
+from vidtool.config_limits import check_config, check_values
 from vidtool.errors import UserError
 
 
@@ -37,10 +38,13 @@ def build_autoencoder(family: str, preset: str, overrides: list[str], init: Path
         config = module.preset(preset)
     except ValueError as e:
         raise UserError(str(e)) from e
+    values = parse_overrides(overrides, cls.config_class)
+    check_values(values, "--set")  # before the config's own checks build anything from them
     try:
-        config = dataclasses.replace(config, **parse_overrides(overrides, cls.config_class))
+        config = dataclasses.replace(config, **values)
     except (ValueError, AssertionError, TypeError) as e:
         raise UserError(f"bad {family} config: {e}") from e
+    check_config(cls, config, f"{family} preset {preset!r} with --set")  # before any layer is built
     if init is None:
         return cls(config)
     source = checkpoint.from_pretrained(init)

@@ -133,6 +133,14 @@ def score_frames(first: np.ndarray, second: np.ndarray, middle: np.ndarray, opti
             "brightness": round(brightness(greys), 2), "phash": phash(middle), "text_area": round(text_area(greys), 4)}
 
 
+def read_side(options: ScoreOptions, aesthetic=None) -> int:
+    """The short side every measurement resizes to at most (sharpness/brightness/text at `size`,
+    motion at MOTION_SIZE, the aesthetic CLIP at its input size; the pHash at 32): a clip is decoded
+    no larger than about twice that (vidtool.video shrinks while decoding), so a 4K clip is never
+    held at its own size."""
+    return max(options.size, MOTION_SIZE, int(aesthetic.clip.size) if aesthetic is not None else 0)
+
+
 def score_clip(path: str | os.PathLike, options: ScoreOptions, fps: float | None = None, aesthetic=None) -> dict:
     """`score_frames` of a clip file or frame folder, decoding only the frames it needs; with
     `aesthetic` (a `vidtool.curation.aesthetic.AestheticScorer`) also its `aesthetic` column."""
@@ -142,7 +150,7 @@ def score_clip(path: str | os.PathLike, options: ScoreOptions, fps: float | None
         starts = pair_indices(frames, options.pairs)
         return np.concatenate([starts, np.minimum(starts + 1, frames - 1), [frames // 2]])
 
-    frames = read_frames(Path(path), wanted, fps=fps).frames
+    frames = read_frames(Path(path), wanted, fps=fps, shrink_for=read_side(options, aesthetic)).frames
     count = (len(frames) - 1) // 2
     columns = score_frames(frames[:count], frames[count : 2 * count], frames[-1], options)
     if aesthetic is not None:

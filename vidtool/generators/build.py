@@ -18,8 +18,6 @@ from vidtool.errors import UserError
 
 def build_generator(family: str, preset: str, overrides: list[str], base: Path | None, data: Any):
     """`overrides` are `--set KEY=VALUE` strings, checked against the family's config fields."""
-    from vidtool.autoencoders.build import parse_overrides
-    from vidtool.checkpoint import model_class
 
     from vidtool.families import REGISTRY, trainable
     from vidtool.standard_folders import is_diffusers_unet
@@ -28,6 +26,8 @@ def build_generator(family: str, preset: str, overrides: list[str], base: Path |
         raise UserError(f"unknown generator family {family!r}; known: {', '.join(sorted(trainable()))}")
     entry = REGISTRY[family]
     wanted = entry.base
+    values = checked_settings(family, preset, overrides)
+    module = importlib.import_module(entry.module)
     if wanted and base is None:
         raise UserError(f"{family} extends a trained {wanted} model: pass --base DIR (a {wanted} model folder)")
     base_model = None
@@ -47,9 +47,30 @@ def build_generator(family: str, preset: str, overrides: list[str], base: Path |
             raise UserError(f"--base {base} is a {found} model; {family} extends a {wanted} folder")
         base_model = from_pretrained(base)
         base_model.source_folder = Path(base).resolve()
-    module = importlib.import_module(entry.module)
-    values = parse_overrides(overrides, model_class(family).config_class)
     try:
         return module.build(preset, values, base_model, data)
     except (TypeError, ValueError) as e:
         raise UserError(f"cannot build {family} preset {preset!r} with {overrides}: {e}") from e
+
+
+def checked_settings(family: str, preset: str, overrides: list[str]) -> dict[str, Any]:
+    """The `--set` values of a generator, typed and within the size bounds (vidtool.config_limits),
+    and the preset they make within the parameter bound: run before the training set is encoded and
+    again before the model is built, so an absurd size is one line, not a hang."""
+    from vidtool.autoencoders.build import parse_overrides
+    from vidtool.checkpoint import model_class
+    from vidtool.config_limits import check_parameters, check_values
+    from vidtool.families import REGISTRY
+
+    cls = model_class(family)
+    values = parse_overrides(overrides, cls.config_class)
+    check_values(values, "--set")
+    module = importlib.import_module(REGISTRY[family].module)
+    if hasattr(module, "preset"):
+        try:
+            config = module.preset(preset, **values)
+        except (TypeError, ValueError):
+            return values  # the family's own build says what is wrong with the preset
+        check_values(config, f"{family} preset {preset!r} with --set")
+        check_parameters(cls, config, f"{family} preset {preset!r} with --set")
+    return values

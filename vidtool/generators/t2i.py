@@ -118,6 +118,20 @@ def config_from_unet(unet_config, unet_class_name: str = "UNet2DConditionModel",
         unet=c, **overrides)
 
 
+def _check_unet_config(folder: Path) -> None:
+    """The sizes in a diffusers U-Net's config.json within bounds (vidtool.config_limits) before
+    diffusers builds it."""
+    import json
+
+    from vidtool.config_limits import check_values
+
+    try:
+        values = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
+        raise UserError(f"{folder}/config.json is not readable JSON ({type(e).__name__})") from e
+    check_values(values, f"{folder}/config.json")
+
+
 def preset(name: str, **overrides) -> T2IConfig:
     """`tiny`: 8x8x4 latents, 64/128/128 channels (about 5M parameters), trains on CPU."""
     if name != "tiny":
@@ -156,6 +170,7 @@ class T2IModel(nn.Module):
         name = diffusers_class(folder)
         if name not in UNET_CLASSES:
             raise UserError(f"{folder} is {describe(folder)}, not a diffusers {' or '.join(UNET_CLASSES)} folder")
+        _check_unet_config(folder)
         quiet_diffusers()
         unet = unet_class(name).from_pretrained(folder, local_files_only=True)
         model = cls.__new__(cls)

@@ -31,7 +31,7 @@ from vidtool.errors import UserError
 from vidtool.metrics import shapes_probe
 from vidtool.metrics.rows import Rows
 from vidtool.data.shards import shard_range
-from vidtool.metrics.video_sets import VideoSet, describe_digests, set_description
+from vidtool.metrics.video_sets import Clip, VideoSet, describe_digests, set_description
 
 PAIRED = ("psnr", "ssim", "lpips")
 VIDEO_ONLY = ("temporal-flickering", "dynamic-degree", "motion-smoothness")
@@ -39,6 +39,11 @@ METRICS = ("psnr", "ssim", "lpips", "fvd", "cd-fvd", "isv", "clipsim", *VIDEO_ON
 PROTOCOL_OPTIONS = ("fvd_variant", "fvd_videos", "isv_videos", "isv_splits", "clip_x100")
 DISTRIBUTION = ("fvd", "cd-fvd")  # metrics that read the reference set as a distribution
 DEFAULT_FPS = 8.0  # a clip that records no frame rate (a frame folder, a bare tensor file)
+# Metrics measured on the frames as they are (compared pixel by pixel, flow at full size): clips are
+# decoded at their own size when one of them runs. The others feed networks that resize the frames
+# themselves, to these short sides (StyleGAN-V's I3D: 224; C3D: 112; VideoMAE and CLIP: their config).
+NATIVE = (*PAIRED, *VIDEO_ONLY, "shapes-probe", "codebook")
+I3D_SIDE, C3D_SIDE = 224, 112
 
 
 @dataclass(frozen=True)
@@ -196,6 +201,18 @@ def load_networks(config: EvaluateConfig, plan: Plan) -> Networks:
     return nets
 
 
+def read_side(plan: Plan, nets: Networks) -> int | None:
+    """The short side clips are read at: None (their own size) when a metric measures the frames as
+    they are, else the largest input of the networks that resize them, so a 4K clip is decoded small
+    (vidtool.video shrinks while decoding) instead of whole."""
+    if not plan.metrics or any(m in NATIVE for m in plan.metrics):
+        return None
+    sides = {"fvd": I3D_SIDE, "isv": C3D_SIDE, "cd-fvd": getattr(nets.videomae, "image_size", None),
+             "clipsim": getattr(nets.clip, "size", None)}
+    wanted = [sides.get(m) for m in plan.metrics]
+    return None if any(side is None for side in wanted) else int(max(wanted))
+
+
 def build_setup(config: EvaluateConfig, plan: Plan, generated: VideoSet, reference: VideoSet | None,
                 nets: Networks) -> dict:
     """Everything the numbers depend on; a shard's setup must equal every other shard's to merge."""
@@ -212,6 +229,7 @@ def build_setup(config: EvaluateConfig, plan: Plan, generated: VideoSet, referen
     # the protocol knobs; weight files enter through their digests in "models"
     options = {k: v for k, v in asdict(config).items() if k in PROTOCOL_OPTIONS}
     options["codebook_size"] = codebook
+    options["read_side"] = read_side(plan, nets)  # clips decoded at about twice this short side (None: own size)
     return {"metrics": list(plan.metrics), "unavailable": plan.unavailable, "probe_prompts": plan.probe_prompts,
             "probe_reconstruction": plan.probe_reconstruction, "sets": sets, "models": nets.files, "options": options}
 
@@ -228,6 +246,7 @@ class RowComputer:
 
     def __init__(self, config: EvaluateConfig, setup: dict, nets: Networks):
         self.config, self.setup, self.nets = config, setup, nets
+        self.side = setup["options"].get("read_side")
         self.metrics = set(setup["metrics"])
         self.jobs = []  # (field, detector, clip protocol, cache, videos used), for the detector metrics
         if nets.i3d is not None:
@@ -243,6 +262,10 @@ class RowComputer:
 
             self.jobs.append(("isv", nets.c3d, C3D_CLIP, self._cache(nets.c3d, C3D_CLIP), config.isv_videos))
 
+    def load(self, item) -> Clip:
+        """An item's frames, decoded at the run's read side (`read_side`)."""
+        return item.load(short_side=self.side)
+
     def _cache(self, detector, clip):
         from vidtool.metrics.feature_cache import FeatureCache
 
@@ -254,7 +277,7 @@ class RowComputer:
 
     def generated_rows(self, items, indices: list[int], refs) -> list[dict[str, np.ndarray]]:
         """Rows of generated videos `items` (set positions `indices`); `refs` their paired clips or None."""
-        clips = [item.load() for item in items]
+        clips = [self.load(item) for item in items]
         rows = [{"shape": np.array([c.frames.shape[:3]])} for c in clips]
         if self.setup["sets"]["generated"]["kind"] == "tokens":
             size = self.setup["options"]["codebook_size"]
@@ -271,7 +294,7 @@ class RowComputer:
 
     def reference_rows(self, items, indices: list[int]) -> list[dict[str, np.ndarray]]:
         """Reference-set rows: only what a distribution metric (FVD, cd-FVD) needs from each video."""
-        clips = [item.load() for item in items]
+        clips = [self.load(item) for item in items]
         rows = [{"shape": np.array([c.frames.shape[:3]])} for c in clips]
         self._detector_rows(items, indices, clips, rows, "reference")
         return rows
@@ -357,7 +380,7 @@ def compute_rows(config: EvaluateConfig, setup: dict, nets: Networks, generated:
     for start in range(gen_range.start, gen_range.stop, step):
         indices = list(range(start, min(start + step, gen_range.stop)))
         items = [generated.items[i] for i in indices]
-        refs = [reference.items[i].load() for i in indices] if paired else None
+        refs = [computer.load(reference.items[i]) for i in indices] if paired else None
         for item, row in zip(items, computer.generated_rows(items, indices, refs)):
             rows.add("generated", item.key, row)
         done += len(indices)

@@ -53,6 +53,8 @@ def build_report(rows: Rows, setup: dict) -> dict:
                 geometry = {"resolution": _distinct([[int(s[1]), int(s[2])] for s in shapes]),
                             "frames": _distinct([int(s[0]) for s in shapes])}
         report["sets"][role] = {**described, **geometry}
+        if options.get("read_side"):  # clips decoded small for networks that resize them anyway
+            report["sets"][role]["decoded_for_short_side"] = options["read_side"]
     builders = {
         "psnr": _psnr, "ssim": _ssim, "lpips": _lpips, "fvd": _fvd, "cd-fvd": _cdfvd, "isv": _isv, "clipsim": _clipsim,
         "temporal-flickering": _flicker, "dynamic-degree": _dynamic, "motion-smoothness": _smoothness,

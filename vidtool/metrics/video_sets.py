@@ -37,7 +37,10 @@ class Item:
     key: str  # what a person reads in messages: a path relative to the set, "file.safetensors#3"
     digest: str  # of the source bytes, with "#index" for an item of a batch
     prompt: str | None
-    load: Callable[[], Clip]
+    # load(short_side=None): the frames; a media file with `short_side` S is decoded at no more than
+    # about 2·S on its short side (vidtool.video's decode-time scaling) for a caller that resizes to S
+    # itself; a tensor file's frames are already in memory at their size and come as they are.
+    load: Callable[..., Clip]
 
 
 @dataclass(frozen=True)
@@ -100,10 +103,12 @@ def _open_file(path: Path, key: str, fps: float | None = None):
     return "video", [Item(key, file_digest(path), None, functools.partial(_read_clip, path, fps))], ()
 
 
-def _read_clip(path: Path, fps: float | None) -> Clip:
+def _read_clip(path: Path, fps: float | None, short_side: int | None = None) -> Clip:
     from vidtool.video import read_video
 
-    video = read_video(path)
+    # Within the memory budget (half the free RAM: a larger read is one line before decoding), and
+    # shrunk while decoding when the metrics look at `short_side` pixels only.
+    video = read_video(path, shrink_for=short_side)
     return Clip(video.frames, fps or video.fps)
 
 
@@ -128,7 +133,7 @@ def _load_main(path: Path) -> np.ndarray:
     return load(path, kinds=["video", "tokens"]).main.numpy()
 
 
-def _batch_entry(loader, index: int, fps: float | None) -> Clip:
+def _batch_entry(loader, index: int, fps: float | None, short_side: int | None = None) -> Clip:
     return Clip(loader()[index], fps)
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from vidtool.errors import UserError
 
 
-def checked_inputs(family: str, *, base, vae, text_encoder, embeddings, text_length, no_fft, set_, buckets,
-                   validate_every, validate_prompts):
+def checked_inputs(family: str, *, preset: str = "tiny", base, vae, text_encoder, embeddings, text_length, no_fft, set_,
+                   buckets, validate_every, validate_prompts):
     """(family entry, vae, text encoder or text cache, --set entries, bucket shapes or None) once the
     options are checked against the family; a diffusers base supplies its own vae/ and text_encoder/."""
     from vidtool.families import REGISTRY, trainable
@@ -36,6 +36,9 @@ def checked_inputs(family: str, *, base, vae, text_encoder, embeddings, text_len
         if family != "spectral":
             raise UserError("--no-fft belongs to --family spectral (spectral-inpaint takes its base's setting)")
         set_ = [*set_, "fft=false"]
+    from vidtool.generators.build import checked_settings
+
+    checked_settings(family, preset, set_)  # an absurd size is refused before minutes of encoding
     shapes = None
     if buckets is not None:
         from vidtool.data.buckets import parse_buckets
