@@ -246,9 +246,13 @@ def test_fusionframes_keyframes_and_interpolation_on_an_sdxl_unet_folder(sdxl, s
     from stage_runner import run_stage
 
     latent_set = sdxl_runs / "harivo" / "latent-set.safetensors"
+    (sdxl_runs / "prompts.txt").write_text("a blue square\n")
+    validate = {"keyframes": ["--validate-every", "1", "--validate-prompts", sdxl_runs / "prompts.txt",
+                              "--validate-steps", "1"], "interp": []}
     for family in ("keyframes", "interp"):
         assert run_stage("train-denoiser", "--family", family, "--base", sdxl / "unet", "--latent-set", latent_set,
-                         "--steps", "1", "--batch-size", "2", "-o", sdxl_runs / family) == 0
+                         "--steps", "1", "--batch-size", "2", *validate[family], "-o", sdxl_runs / family) == 0
+    assert (sdxl_runs / "keyframes" / "samples" / "step-1" / "0.mp4").is_file()  # sampled with the pooled embeddings
     keyframes = sdxl_runs / "keyframes.safetensors"
     assert run_stage("generate", "--family", "fusionframes", "a red circle", "--model", sdxl_runs / "keyframes",
                      "--steps", "2", "-o", keyframes) == 0
