@@ -34,7 +34,8 @@ def embed_text(
     sources: list[Path] = typer.Argument(..., help="Prompt files (.txt, one per line) or manifests (.jsonl, captions)."),
     out: Path = typer.Option(..., "--out", "-o", help="Cache file (or, with --shard, the folder for shard files)."),
     text_encoder: Path = typer.Option(None, help="Local transformers text-encoder folder: T5/Flan-T5 (encoder part), "
-                                                 "CLIP text, MiniLM (default all-MiniLM-L6-v2)."),
+                                                 "CLIP text, MiniLM (default all-MiniLM-L6-v2), an SDXL pipeline "
+                                                 "root (both encoders and the pooled projection)."),
     max_length: int = typer.Option(32, min=1, max=4096, help="Tokens per prompt (padding/truncation length)."),
     batch_size: int = typer.Option(64, min=1, help="Prompts per encoder call."),
     shard: str = typer.Option(None, help="I/N: encode shard I of N of the distinct prompts (default: the SLURM array task)."),

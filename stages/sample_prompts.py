@@ -20,7 +20,7 @@ def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | Non
     from vidtool.families import REGISTRY, pipeline
     from vidtool.frozen_base import ADDONS, adapt
     from vidtool.memory import release, retry_in_halves
-    from vidtool.text_cache import matching_encoder
+    from vidtool.text_cache import encode_prompts, matching_encoder
 
     started = time.monotonic()
     device = resolve_device()
@@ -49,10 +49,12 @@ def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | Non
         text_encoder = Path(trained_path)  # the encoder it was trained with (a Stable Diffusion text_encoder/, say)
     encoder = matching_encoder(embeddings, text_encoder, folder=folder, trained_with=base.text_encoder,
                                dim=base.text_dim if kind == "tokens" else base.cross_attention_dim, device=device,
-                               max_length=base.text_max_length, dtype=dtype)
+                               max_length=base.text_max_length, dtype=dtype,
+                               text_embeds_dim=None if kind == "tokens" else base.text_embeds_dim)
     if encoder.name != base.text_encoder:
         console().print(f"[yellow]{folder} was trained with {base.text_encoder}; using {encoder.name}[/]")
-    texts, masks, null = _encode_all(encoder, items, batch_size)
+    prompts = encode_prompts(encoder, items, batch_size)  # with an SDXL base's pooled embeddings
+    texts, masks, null = prompts.tokens, prompts.mask, prompts.null
     del encoder
     release(device)
     generator.to(device)
@@ -66,7 +68,8 @@ def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | Non
             def run(batch: list[int], n: int = n):
                 noise = [torch.Generator().manual_seed(seed + i) for i in batch]
                 return run_pipeline(generator, texts[batch].to(device), masks[batch].to(device), *null, steps=steps,
-                                    generator=noise, progress=lambda k: done(n * steps + k), **sampling)
+                                    generator=noise, progress=lambda k: done(n * steps + k), **sampling,
+                                    **prompts.pooled(batch, device))
 
             # Item i depends on seed + i alone, so a batch split after an out-of-memory error is exact.
             results.extend(retry_in_halves(run, whole, what="generate"))
@@ -94,17 +97,6 @@ def sample(items: list[str], folder: Path, out: str, *, text_encoder: Path | Non
     console().print(f"[green]{kind}[/] {len(items)} × {length} ({'×'.join(map(str, shape))}{rate}) from {tag}, "
                     f"{steps} steps, cfg {options.get('cfg', 'default')}, seed {seed}, "
                     f"{time.monotonic() - started:.1f} s → {'stdout' if out == '-' else out}", soft_wrap=True)
-
-
-def _encode_all(encoder, items: list[str], batch_size: int):
-    """Every prompt's token embeddings and mask (kept on the host) and the empty prompt's (on the
-    encoder's device), so that the text encoder can leave before sampling starts."""
-    import torch
-
-    encoded = [encoder.encode(items[i : i + batch_size]) for i in range(0, len(items), batch_size)]
-    null = encoder.encode([""])
-    return (torch.cat([e.tokens.cpu() for e in encoded]), torch.cat([e.mask.cpu() for e in encoded]),
-            (null.tokens[0], null.mask[0]))
 
 
 def _planned_batch(generator, kind: str, options: dict, max_memory: str, device: str, batch_size: int) -> int:

@@ -74,7 +74,7 @@ def train_denoiser(
     init: Path = typer.Option(None, help="Start from this model folder's weights (same family and parameter shapes; "
                                          "e.g. continue a model at a longer clip length)."),
     text_encoder: Path = typer.Option(None, help="Local transformers text-encoder folder (default all-MiniLM-L6-v2, or "
-                                                 "--base's text_encoder/ for a diffusers base)."),
+                                                 "--base's text_encoder/ for a diffusers base, both of SDXL's)."),
     text_length: int = typer.Option(None, min=1, max=4096, help="Text tokens per caption in a new latent set (default "
                                                                 "32); models trained on it read that many."),
     embeddings: Path = typer.Option(None, help="Text-embedding cache from `vidtool embed-text` to read captions from "

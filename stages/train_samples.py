@@ -5,7 +5,7 @@ training set's latent or token space, so that one run's samples compare across s
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SAMPLES_DIR = "samples"
@@ -24,6 +24,7 @@ class Validation:
     steps: int | None  # None: the model's own sample_steps, else 25 (as `vidtool generate`)
     seed: int
     device: str
+    pooled: dict = field(default_factory=dict)  # an SDXL base's text_embeds, null_text_embeds on the host
 
     def callback(self, out: Path, on_sheet: Callable | None) -> Callable:
         """train()'s `validate(model, step)`: writes OUT/samples/step-N/{0,1,…}.mp4, contact-sheet.png
@@ -44,7 +45,8 @@ class Validation:
         steps = self.steps or getattr(model.config, "sample_steps", 25)
         noise = [torch.Generator().manual_seed(self.seed + i) for i in range(len(self.prompts))]
         result = self.pipeline(model, self.text.to(device), self.text_mask.to(device),
-                               *(part.to(device) for part in self.null), steps=steps, generator=noise)
+                               *(part.to(device) for part in self.null), steps=steps, generator=noise,
+                               **{name: tensor.to(device) for name, tensor in self.pooled.items()})
         codes = result.tokens if self.kind == "tokens" else result.latents
         decoder = checkpoint.from_pretrained(self.decoder, device=self.device)
         clips = decode_tensor(decoder, self.kind, codes, device=self.device)
@@ -93,9 +95,12 @@ def prepare(entry, dataset, prompts_file: Path, *, every: int, steps: int | None
     embedded, null = encoder.encode(prompts), encoder.encode([""])
     text, text_mask = embedded.tokens.cpu(), embedded.mask.cpu()
     null_parts = (null.tokens[0].cpu(), null.mask[0].cpu())
+    pooled = {} if null.text_embeds is None else {"text_embeds": embedded.text_embeds.cpu(),
+                                                  "null_text_embeds": null.text_embeds[0].cpu()}
     del encoder
     release(device)
     space = getattr(info, "vae", None) or info.tokenizer
     decoder = autoencoder or model_store.find_by_tag(space, hint=getattr(info, "vae_path", "") or None)
     return Validation(every=every, prompts=prompts, text=text, text_mask=text_mask, null=null_parts, kind=entry.writes,
-                      pipeline=pipeline(entry), decoder=Path(decoder), steps=steps, seed=seed, device=device)
+                      pipeline=pipeline(entry), decoder=Path(decoder), steps=steps, seed=seed, device=device,
+                      pooled=pooled)

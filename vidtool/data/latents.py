@@ -6,7 +6,8 @@ Diffusion training then reads tensors, not videos: at the tiny scale 2,000 clips
 
 File layout: "latents" float16 [N, C, T, h, w] (unscaled), "text" float16 [N, L, D], "text_mask"
 bool [N, L], "null_text" [1, L, D] / "null_mask" [1, L] (the empty prompt, for classifier-free
-guidance); metadata `vidtool.model` = the autoencoder's tag, `vidtool.prompts`, and in params the
+guidance), and with an SDXL pipeline's text encoders "text_embeds" float16 [N, P] / "null_text_embeds"
+[1, P], the pooled projection its U-Net takes besides the tokens (vidtool.text); metadata `vidtool.model` = the autoencoder's tag, `vidtool.prompts`, and in params the
 latent standard deviation, the text encoder and the clip geometry.
 
 A bucketed set (built with `buckets`, vidtool.data.buckets) encodes each clip at its bucket's shape:
@@ -43,6 +44,7 @@ class LatentSetInfo:
     text_length: int | None = None  # text tokens per caption: what generators trained on it read
     text_encoder_path: str = ""  # the encoder's folder when it is not the default
     vae_path: str = ""  # where the autoencoder was when the set was built
+    text_embeds_dim: int | None = None  # width of the captions' pooled "text_embeds" (SDXL); None: none
 
     @property
     def latent_scale(self) -> float:
@@ -93,6 +95,8 @@ def build_latent_set(manifests: list[Path], vae_folder: Path, out_file: Path, *,
                              size=min(min(b.size) for b in buckets), buckets=[b.shape for b in buckets])
     info.declared_scale = getattr(vae, "scaling_factor", None)
     info.text_length = int(encoded.tensors["text"].shape[1])
+    if "text_embeds" in encoded.tensors:
+        info.text_embeds_dim = int(encoded.tensors["text_embeds"].shape[1])
     info.text_encoder_path = encoded.text_encoder_path
     info.vae_path = str(Path(vae_folder).resolve())
     tf = TensorFile(kind="dataset-shard", tensors=encoded.tensors, model=info.vae, params=info.__dict__)
@@ -120,7 +124,8 @@ def load_set(path: str | Path, required: set[str], what: str, how: str):
 
 @dataclass
 class EncodedClips:
-    tensors: dict[str, torch.Tensor]  # what `encode` returned, concatenated, plus text, text_mask, null_text, null_mask
+    tensors: dict[str, torch.Tensor]  # what `encode` returned, concatenated, plus text, text_mask, null_text,
+    # null_mask (and text_embeds, null_text_embeds of an SDXL pipeline's encoders)
     prompts: list[str]
     text_encoder: str
     text_encoder_path: str = ""  # the encoder's folder when one was named (not a cache, not the default)
@@ -176,6 +181,8 @@ def encode_clip_set(manifests: list[Path], encode: Callable[[list[dict], Any], d
                         made = {_tensor_name(name, bucket): tensor for name, tensor in made.items()}
                         made["bucket"] = torch.full((len(items),), n, dtype=torch.long)
                     made = {**made, "text": embedded.tokens.half().cpu(), "text_mask": embedded.mask.cpu()}
+                    if embedded.text_embeds is not None:
+                        made["text_embeds"] = embedded.text_embeds.half().cpu()
                     if kept is not None:
                         kept.save(number, made, captions)
                 for name, tensor in made.items():
@@ -187,6 +194,8 @@ def encode_clip_set(manifests: list[Path], encode: Callable[[list[dict], Any], d
         null = text_encoder.encode([""])
     tensors = {name: torch.cat(chunks) for name, chunks in parts.items()}
     tensors.update(null_text=null.tokens.half().cpu(), null_mask=null.mask.cpu())
+    if null.text_embeds is not None:
+        tensors["null_text_embeds"] = null.text_embeds.half().cpu()
     named = getattr(text_encoder, "model", None) is not None and text_encoder_path is not None
     return EncodedClips(tensors, prompts, text_encoder.name, str(text_encoder.path.resolve()) if named else "", kept)
 
@@ -223,7 +232,8 @@ class _Reads(torch.utils.data.Dataset):
 
 class LatentDataset(torch.utils.data.Dataset):
     """Items: dict(latents=float [C, T, h, w] times `latent_scale`, text, text_mask, null_text,
-    null_mask, prompt). The default collate stacks them (null_* gain a batch dimension)."""
+    null_mask, prompt; text_embeds and null_text_embeds when the set has them). The default collate
+    stacks them (null_* gain a batch dimension)."""
 
     def __init__(self, path: str | Path, latent_scale: float | None = None):
         how = "`vidtool train-denoiser --data MANIFEST` or vidtool.data.latents.build_latent_set"
@@ -250,6 +260,10 @@ class LatentDataset(torch.utils.data.Dataset):
                 counts[n] += 1
         self.text, self.text_mask = tf["text"], tf["text_mask"]
         self.null_text, self.null_mask = tf["null_text"][0].float(), tf["null_mask"][0]
+        self.text_embeds = tf.tensors.get("text_embeds")
+        if self.text_embeds is not None:
+            self.null_text_embeds = tf["null_text_embeds"][0].float()
+            self.info.text_embeds_dim = int(self.text_embeds.shape[1])
         self.prompts = tf.prompts()
 
     def __len__(self) -> int:
@@ -267,7 +281,7 @@ class LatentDataset(torch.utils.data.Dataset):
         else:
             tensor, row = self.latents[index]
             latents = tensor[row]
-        return {
+        item = {
             "latents": latents.float() * self.latent_scale,
             "text": self.text[index].float(),
             "text_mask": self.text_mask[index],
@@ -275,6 +289,9 @@ class LatentDataset(torch.utils.data.Dataset):
             "null_mask": self.null_mask,
             "prompt": self.prompts[index],
         }
+        if self.text_embeds is not None:
+            item.update(text_embeds=self.text_embeds[index].float(), null_text_embeds=self.null_text_embeds)
+        return item
 
 
 def _shape_bucket(shape: str) -> Bucket:

@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from vidtool.diffusion.schedulers import NoiseSchedule, diffusion_pair
-from vidtool.generators.t2i import T2IConfig, T2IModel, base_config, drop_prompts, text_length
+from vidtool.generators.t2i import T2IConfig, T2IModel, base_config, drop_conditions, text_length
 from vidtool.nn.harivo_blocks import (FrameTokenGenerator, MappingNetwork, ProjectionHead, TemporalLayer,
                                       with_frame_tokens)
 from vidtool.nn.params import parameter_count
@@ -201,7 +201,7 @@ class HarivoModel(nn.Module):
     # --- prediction ---------------------------------------------------------------------------
 
     def _predict(self, noisy: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
-                 *, temporal: bool, record: bool = False) -> VideoPrediction:
+                 *, temporal: bool, record: bool = False, text_embeds: torch.Tensor | None = None) -> VideoPrediction:
         b, _, f = noisy.shape[:3]
         tokens = None
         if temporal and self.token_generator is not None:
@@ -211,21 +211,24 @@ class HarivoModel(nn.Module):
             tokens = self.token_generator(text, f)
         text_f, mask_f = with_frame_tokens(text, text_mask, tokens, f)
         x = rearrange(self.mapping(noisy), "b c f h w -> (b f) c h w")
+        pooled = None if text_embeds is None else repeat(text_embeds, "b p -> (b f) p", f=f)
         recording = Recording() if record else None
         with self._video_pass(f if temporal else None, recording):
-            out = self.base.predict(x, repeat(timesteps, "b -> (b f)", f=f), text_f, mask_f, frames=f)
+            out = self.base.predict(x, repeat(timesteps, "b -> (b f)", f=f), text_f, mask_f, frames=f,
+                                    text_embeds=pooled)
         return VideoPrediction(rearrange(out, "(b f) c h w -> b c f h w", b=b), recording)
 
     def predict(self, noisy: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor,
-                text_mask: torch.Tensor) -> torch.Tensor:
-        """Video latents x_t [B, C, F, h, w] at `timesteps` [B] -> epsilon [B, C, F, h, w]."""
-        return self._predict(noisy, timesteps, text, text_mask, temporal=True).output
+                text_mask: torch.Tensor, text_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """Video latents x_t [B, C, F, h, w] at `timesteps` [B] -> epsilon [B, C, F, h, w].
+        `text_embeds` [B, P]: the pooled text embeddings an SDXL base takes."""
+        return self._predict(noisy, timesteps, text, text_mask, temporal=True, text_embeds=text_embeds).output
 
     def predict_t2i(self, noisy: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor,
-                    text_mask: torch.Tensor) -> torch.Tensor:
+                    text_mask: torch.Tensor, text_embeds: torch.Tensor | None = None) -> torch.Tensor:
         """f_{l^M, phi} of Eq. 2: the mapping network, then the frozen T2I U-Net on each frame alone
         (no temporal layers, no frame-wise tokens)."""
-        return self._predict(noisy, timesteps, text, text_mask, temporal=False).output
+        return self._predict(noisy, timesteps, text, text_mask, temporal=False, text_embeds=text_embeds).output
 
     # --- training -----------------------------------------------------------------------------
 
@@ -238,15 +241,15 @@ class HarivoModel(nn.Module):
                              f"build the latent set with more frames")
         starts = torch.randint(0, length - f + 1, (b,)).tolist()
         clips = torch.stack([latents[i, :, s:s + f] for i, s in enumerate(starts)])
-        text, mask = drop_prompts(batch, self.config.base.cond_dropout)
+        text, mask, pooled = drop_conditions(batch, self.config.base.cond_dropout)
         noisy, timesteps, target = diffusion_pair(self.config.schedule, clips)
 
-        video = self._predict(noisy, timesteps, text, mask, temporal=True, record=True)
+        video = self._predict(noisy, timesteps, text, mask, temporal=True, record=True, text_embeds=pooled)
         simple = F.mse_loss(video.output, target)  # Eq. 1
         trs = self._trs_loss(video.recording.attention_change)
         # Eq. 2: both paths carry gradients into the mapping network, which is what keeps its
         # output in the T2I model's domain; lambda_t = 1 - t/T.
-        image = self.predict_t2i(noisy, timesteps, text, mask)
+        image = self.predict_t2i(noisy, timesteps, text, mask, pooled)
         lambda_t = 1 - timesteps.to(video.output.dtype) / self.config.schedule.train_timesteps
         reg = (lambda_t * (video.output - image).square().mean(dim=(1, 2, 3, 4))).mean()
         dc = self._dc_loss(rearrange(video.recording.h, "(b f) c h w -> b f c h w", f=f))

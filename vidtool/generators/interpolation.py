@@ -19,7 +19,9 @@ itself is only read.
   zero and alpha at one, so the fresh model is the T2I model and the conv gets a gradient at once.
   The temporal axis is the sequence of groups: a clip of T keyframes is T - 1 groups denoised jointly.
 - No text (§4.2): cross-attention reads one learned context token, initialised to zero (the fresh
-  model equals the T2I U-Net given a zero context), and shared by all inputs.
+  model equals the T2I U-Net given a zero context), and shared by all inputs. On an SDXL-layout
+  U-Net the pooled text embedding it also takes is learned the same way (zero at first), and its
+  size conditioning is the frames' own (vidtool.generators.t2i.size_condition).
 - Skip-frame s and perturbation level tp: sinusoidal embeddings through small MLPs whose last layer
   starts at zero, added to the time embedding (the diffusers "class embedding" slot).
 
@@ -60,6 +62,7 @@ from vidtool.generators.t2i import (
     T2IConfig,
     base_config,
     schedule_from_dict,
+    size_condition,
     text_length,
 )
 
@@ -213,6 +216,9 @@ class VideoUNet(nn.Module):
         self.unet.class_embedding = ConditionEmbedding(base.block_out_channels[0],
                                                        self.unet.time_embedding.linear_2.out_features)
         self.context = nn.Parameter(torch.zeros(1, 1, base.cross_attention_dim))
+        self.pixels_per_latent = base.pixels_per_latent
+        if base.text_embeds_dim is not None:  # only then: the other layouts' folders keep their keys
+            self.pooled_context = nn.Parameter(torch.zeros(1, base.text_embeds_dim))
         self.length = SequenceLength()
         self._labels: torch.Tensor | None = None
         self.temporal_names: list[str] = []
@@ -233,9 +239,13 @@ class VideoUNet(nn.Module):
                 *, length: int) -> torch.Tensor:
         labels = torch.stack([skip, perturbation], dim=-1).to(x.dtype)
         context = self.context.expand(x.shape[0], -1, -1)
+        extra = {}
+        if hasattr(self, "pooled_context"):
+            extra["added_cond_kwargs"] = {"text_embeds": self.pooled_context.expand(x.shape[0], -1).to(x.dtype),
+                                          "time_ids": size_condition(x, self.pixels_per_latent)}
         with self.length.set(length):
             if not self.kandinsky3:
-                return self.unet(x, timesteps, encoder_hidden_states=context, class_labels=labels).sample
+                return self.unet(x, timesteps, encoder_hidden_states=context, class_labels=labels, **extra).sample
             self._labels = labels
             try:
                 mask = torch.ones(context.shape[:2], dtype=torch.bool, device=x.device)

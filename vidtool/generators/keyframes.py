@@ -47,7 +47,7 @@ from torch import nn
 
 from vidtool.diffusion.schedulers import diffusion_pair
 from vidtool.errors import UserError
-from vidtool.generators.t2i import T2IConfig, T2IModel, base_config, drop_prompts, text_length
+from vidtool.generators.t2i import T2IConfig, T2IModel, base_config, drop_conditions, text_length
 from vidtool.nn.temporal_blocks import (TemporalAttention, TemporalConv3dBlock, TemporalConvBlock, TemporalConvLayer,
                                         sinusoidal_table)
 
@@ -257,18 +257,22 @@ class KeyframeModel(nn.Module):
         return torch.arange(frames, device=self.frame_positions.weight.device) * self.config.frame_skip
 
     def predict(self, noisy: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor,
-                text_mask: torch.Tensor | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
+                text_mask: torch.Tensor | None = None, positions: torch.Tensor | None = None,
+                text_embeds: torch.Tensor | None = None) -> torch.Tensor:
         """Keyframes [B, C, T, h, w] at `timesteps` [B] (one per clip) -> epsilon [B, C, T, h, w].
 
-        `positions`: [T] or [B, T] keyframe positions in source frames (default 0, s, 2s, ...)."""
+        `positions`: [T] or [B, T] keyframe positions in source frames (default 0, s, 2s, ...).
+        `text_embeds` [B, P]: the pooled text embeddings an SDXL base takes."""
         b, _, t = noisy.shape[:3]
         positions = self.positions(t) if positions is None else positions
         embedded = self.frame_positions(positions.expand(b, t))
         frames = rearrange(noisy, "b c t h w -> (b t) c h w")
         text = repeat(text, "b l d -> (b t) l d", t=t)
         text_mask = None if text_mask is None else repeat(text_mask, "b l -> (b t) l", t=t)
+        pooled = None if text_embeds is None else repeat(text_embeds, "b p -> (b t) p", t=t)
         with self._clips_of(_Clip(t, embedded)):
-            out = self.base.predict(frames, repeat(timesteps, "b -> (b t)", t=t), text, text_mask, frames=t)
+            out = self.base.predict(frames, repeat(timesteps, "b -> (b t)", t=t), text, text_mask, frames=t,
+                                    text_embeds=pooled)
         return rearrange(out, "(b t) c h w -> b c t h w", t=t)
 
     @property
@@ -288,9 +292,9 @@ class KeyframeModel(nn.Module):
     def training_losses(self, batch: dict, *, step: int, total_steps: int) -> dict[str, torch.Tensor]:
         """Epsilon MSE on `keyframes` frames of each clip, `frame_skip` apart from a random start."""
         keyframes = sample_keyframes(batch["latents"], self.config.keyframes, self.config.frame_skip)
-        text, mask = drop_prompts(batch, self.config.cond_dropout)
+        text, mask, pooled = drop_conditions(batch, self.config.cond_dropout)
         noisy, timesteps, target = diffusion_pair(self.config.base.schedule, keyframes)
-        return {"loss": F.mse_loss(self.predict(noisy, timesteps, text, mask), target)}
+        return {"loss": F.mse_loss(self.predict(noisy, timesteps, text, mask, text_embeds=pooled), target)}
 
 def sample_keyframes(latents: torch.Tensor, count: int, skip: int) -> torch.Tensor:
     """`count` frames `skip` apart from each clip [B, C, T, h, w], from a random start per clip

@@ -16,9 +16,15 @@ pooling of the text into the time embedding reads one), and it has no ControlNet
 The video families (FusionFrames keyframes and interpolation, HARIVO) load a trained T2I folder and
 freeze it.
 
+An SDXL-layout U-Net (diffusers' addition_embed_type "text_time") takes two conditions besides the
+text tokens, as StableDiffusionXLPipeline passes them in `added_cond_kwargs`: "text_embeds", the
+pooled projection of the pipeline's second text encoder (vidtool.text), and "time_ids", the size
+micro-conditioning (`size_condition`).
+
 Batches are the latent-dataset dicts (vidtool.data.latents): "latents" [B, C, T, h, w] (already
 multiplied by `latent_scale`), "text" [B, L, D], "text_mask" [B, L] bool, "null_text" [L, D] and
-"null_mask" [L]. The T2I model trains on `frames_per_clip` random frames of each clip, as images.
+"null_mask" [L], and of an SDXL pipeline's captions "text_embeds" [B, P] and "null_text_embeds" [P].
+The T2I model trains on `frames_per_clip` random frames of each clip, as images.
 """
 
 from __future__ import annotations
@@ -34,6 +40,18 @@ from torch import nn
 
 from vidtool.diffusion.schedulers import NoiseSchedule, diffusion_pair
 from vidtool.errors import UserError
+
+
+TIME_IDS = 6  # SDXL's size conditioning: original (h, w), crop (top, left), target (h, w)
+
+
+def size_condition(noisy: torch.Tensor, pixels_per_latent: int) -> torch.Tensor:
+    """SDXL's "time_ids" [N, 6] for latents [N, C, h, w]: (original h, w, crop top, left, target h, w)
+    in pixels, the latent grid's size uncropped, which is what StableDiffusionXLPipeline passes
+    unless told otherwise (original_size = target_size = (height, width), crops (0, 0)). Training
+    conditions on the same: clips are encoded at the size they are trained at."""
+    h, w = (side * pixels_per_latent for side in noisy.shape[-2:])
+    return torch.tensor([h, w, 0, 0, h, w], dtype=torch.float32, device=noisy.device).expand(noisy.shape[0], TIME_IDS)
 
 
 @dataclass
@@ -67,9 +85,20 @@ class T2IConfig:
     text_max_length: int = 32
     cond_dropout: float = 0.1  # prompts replaced by the empty prompt in training, for CFG
     frames_per_clip: int = 4  # frames of each training clip used as images
+    # The autoencoder's pixels per latent cell: an SDXL U-Net's size conditioning is in pixels.
+    pixels_per_latent: int = 8
 
     def __post_init__(self):
         self.schedule = schedule_from_dict(self.schedule)  # config.json holds it as a mapping
+
+    @property
+    def text_embeds_dim(self) -> int | None:
+        """Width of the pooled text embedding an SDXL-layout U-Net adds to its time embedding (its
+        add_embedding reads P + 6 x addition_time_embed_dim features: the pooled vector and the six
+        size values' sinusoidal features); None for a U-Net that takes none."""
+        if not self.unet or self.unet.get("addition_embed_type") != "text_time":
+            return None
+        return self.unet["projection_class_embeddings_input_dim"] - TIME_IDS * self.unet["addition_time_embed_dim"]
 
     def unet_kwargs(self) -> dict:
         if self.unet is not None:
@@ -182,16 +211,27 @@ class T2IModel(nn.Module):
     # --- prediction ---------------------------------------------------------------------------
 
     def predict(self, noisy: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor,
-                text_mask: torch.Tensor | None = None, *, frames: int | None = None) -> torch.Tensor:
+                text_mask: torch.Tensor | None = None, *, frames: int | None = None,
+                text_embeds: torch.Tensor | None = None) -> torch.Tensor:
         """Images [N, C, h, w] at `timesteps` [N] -> the model output (epsilon or v). `frames`: the
         images are clips of that many frames, (B F) in order, which a `control` attached at generate
         time (vidtool.controlnet.FrameControl) steers on its chosen frames. An `image_prompt`
         attached at generate time (vidtool.ip_adapter) takes the batch as a guided one, its
-        conditional half first (vidtool.pipelines.conditioning.with_null)."""
+        conditional half first (vidtool.pipelines.conditioning.with_null). `text_embeds` [N, P]:
+        the prompts' pooled embeddings, which an SDXL-layout U-Net needs (and no other takes)."""
         control, image_prompt = getattr(self, "control", None), getattr(self, "image_prompt", None)
         extra = control.residuals(noisy, timesteps, text, frames) if control is not None and frames else {}
+        added = {}
         if image_prompt is not None:
-            extra["added_cond_kwargs"] = image_prompt.added_cond_kwargs(noisy.shape[0])
+            added.update(image_prompt.added_cond_kwargs(noisy.shape[0]))
+        if self.config.text_embeds_dim is not None:
+            if text_embeds is None:
+                raise UserError("this model's U-Net has the SDXL layout: it needs the prompts' pooled text embeddings "
+                                "(text_embeds), which its text encoder is the SDXL pipeline's pair")
+            added.update(text_embeds=text_embeds.to(noisy.dtype),
+                         time_ids=size_condition(noisy, self.config.pixels_per_latent))
+        if added:
+            extra["added_cond_kwargs"] = added
         if text_mask is None and self.config.unet_class == "Kandinsky3UNet":  # its text pooling needs a mask
             text_mask = torch.ones(text.shape[:2], dtype=torch.bool, device=text.device)
         return self.unet(noisy, timesteps, encoder_hidden_states=text,
@@ -208,35 +248,49 @@ class T2IModel(nn.Module):
         pick = torch.stack([torch.randperm(t)[:k] for _ in range(b)]).to(latents.device)
         images = torch.stack([latents[i, :, pick[i]] for i in range(b)])  # [B, C, k, h, w]
         images = rearrange(images, "b c k h w -> (b k) c h w")
-        text, mask = drop_prompts(batch, self.config.cond_dropout)
+        text, mask, pooled = drop_conditions(batch, self.config.cond_dropout)
         text, mask = (repeat(x, "b ... -> (b k) ...", k=k) for x in (text, mask))
+        pooled = None if pooled is None else repeat(pooled, "b p -> (b k) p", k=k)
         noisy, timesteps, target = diffusion_pair(self.config.schedule, images)
-        loss = F.mse_loss(self.predict(noisy, timesteps, text, mask), target)
+        loss = F.mse_loss(self.predict(noisy, timesteps, text, mask, text_embeds=pooled), target)
         return {"loss": loss}
 
 def drop_prompts(batch: dict, probability: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Text tokens and mask with each item's prompt replaced by the empty prompt with `probability`
     (the classifier-free guidance training rule)."""
-    text, mask = batch["text"], batch["text_mask"]
+    text, mask, _ = drop_conditions(batch, probability)
+    return text, mask
+
+
+def drop_conditions(batch: dict, probability: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """`drop_prompts` with the pooled text embeddings too (None when the batch has none: all but an
+    SDXL pipeline's captions), dropped with the same draw as their tokens."""
+    text, mask, pooled = batch["text"], batch["text_mask"], batch.get("text_embeds")
     drop = torch.rand(text.shape[0]) < probability
     if not drop.any():
-        return text, mask
+        return text, mask, pooled
     drop = drop.to(text.device)
     null_text = batch["null_text"][0] if batch["null_text"].dim() == 3 else batch["null_text"]
     null_mask = batch["null_mask"][0] if batch["null_mask"].dim() == 2 else batch["null_mask"]
     text = torch.where(drop[:, None, None], null_text.to(text.dtype), text)
     mask = torch.where(drop[:, None], null_mask, mask)
-    return text, mask
+    if pooled is not None:
+        null_pooled = batch["null_text_embeds"]
+        null_pooled = null_pooled[0] if null_pooled.dim() == 2 else null_pooled
+        pooled = torch.where(drop[:, None], null_pooled.to(pooled.dtype), pooled)
+    return text, mask, pooled
 
 
 def from_diffusers_base(folder: str | Path, data) -> T2IModel:
-    """A Stable Diffusion or Kandinsky 3 pipeline root or `unet/` folder as the frozen t2i base of a
-    video family, in the latent space and with the text encoder of the latent set `data` (built by
-    default with the pipeline's own vae/ or movq/ and text_encoder/): the latents are scaled by the
-    autoencoder's declared scale, the scale the U-Net was trained at (an SD VAE's scaling_factor; 1
-    for Kandinsky's MoVQ). The pipeline's `scheduler/` config, when there is one, gives the noise
-    schedule the U-Net was trained with. A Kandinsky3UNet declares no sample size: the latent set's
-    (its frame size over the autoencoder's factor) is the default sampling size."""
+    """A Stable Diffusion (1.x, 2.x, SDXL) or Kandinsky 3 pipeline root or `unet/` folder as the frozen
+    t2i base of a video family, in the latent space and with the text encoder of the latent set `data`
+    (built by default with the pipeline's own vae/ or movq/ and text_encoder/, both of SDXL's): the
+    latents are scaled by the autoencoder's declared scale, the scale the U-Net was trained at (an SD
+    VAE's scaling_factor; 1 for Kandinsky's MoVQ). The pipeline's `scheduler/` config, when there is
+    one, gives the noise schedule the U-Net was trained with. A Kandinsky3UNet declares no sample
+    size: the latent set's (its frame size over the autoencoder's factor) is the default sampling
+    size. An SDXL-layout U-Net needs the set's captions to carry the pooled embeddings it takes, and
+    its size conditioning the VAE's spatial factor."""
     from vidtool.standard_folders import component, is_pipeline_root
 
     unet_folder = component(folder, "unet", "--base")
@@ -250,14 +304,23 @@ def from_diffusers_base(folder: str | Path, data) -> T2IModel:
         text_encoder=data.text_encoder, text_encoder_path=getattr(data, "text_encoder_path", ""),
         text_max_length=getattr(data, "text_length", None) or T2IConfig.text_max_length, **overrides)
     if model.config.unet_class == "Kandinsky3UNet":
-        factor = _spatial_factor(getattr(data, "vae_path", ""))
+        factor = _diffusers_spatial_factor(getattr(data, "vae_path", ""))
         if factor:
             model.config.sample_size = max(1, data.size // factor)
         return model
-    if model.unet.config.addition_embed_type is not None:
-        raise UserError(f"{unet_folder} is an SDXL-style U-Net (addition_embed_type "
-                        f"{model.unet.config.addition_embed_type!r}): it also needs pooled text embeddings and size "
-                        "conditioning, which vidtool's video families do not provide; use an SD 1.x/2.x U-Net")
+    kind = model.unet.config.addition_embed_type
+    if kind not in (None, "text_time"):
+        raise UserError(f"{unet_folder} is a U-Net with addition_embed_type {kind!r} (image or hint conditioning), "
+                        "which vidtool's video families do not provide; use an SD 1.x/2.x or SDXL U-Net")
+    want = model.config.text_embeds_dim
+    if want is not None:
+        have = getattr(data, "text_embeds_dim", None)
+        if have != want:
+            raise UserError(f"{unet_folder} is an SDXL-layout U-Net that takes {want}-d pooled text embeddings; the "
+                            f"latent set's captions carry {f'{have}-d ones' if have else 'none'}: build it with the "
+                            "SDXL pipeline's two text encoders (--text-encoder SDXL_PIPELINE_DIR, the default for "
+                            "an SDXL --base)")
+        model.config.pixels_per_latent = _spatial_factor(data)
     return model
 
 
@@ -274,7 +337,7 @@ def pipeline_schedule(path: Path) -> NoiseSchedule:
     return NoiseSchedule(**{ours: doc[theirs] for theirs, ours in fields.items() if theirs in doc})
 
 
-def _spatial_factor(vae_path: str) -> int | None:
+def _diffusers_spatial_factor(vae_path: str) -> int | None:
     """The spatial factor of the diffusers autoencoder at `vae_path` (2**(levels-1)), from its config."""
     from vidtool.checkpoint import read_config
 
@@ -283,6 +346,13 @@ def _spatial_factor(vae_path: str) -> int | None:
     doc = read_config(vae_path)
     widths = doc["config"].get("diffusers", {}).get("block_out_channels") if doc.get("diffusers") else None
     return 2 ** (len(widths) - 1) if widths else None
+
+
+def _spatial_factor(data) -> int:
+    """Pixels per latent cell of the autoencoder the latent set `data` was made with."""
+    from vidtool import checkpoint, model_store
+
+    return checkpoint.spatial_factor(model_store.find_by_tag(data.vae, hint=getattr(data, "vae_path", "") or None))
 
 
 def text_length(data, want: int | None, what: str) -> int | None:

@@ -22,7 +22,7 @@ from einops import rearrange
 from vidtool.diffusion.guidance import cfg_weight, guide
 from vidtool.diffusion.noise import initial_noise
 from vidtool.diffusion.sampling import sample
-from vidtool.pipelines.conditioning import with_null
+from vidtool.pipelines.conditioning import pooled_with_null, with_null
 from vidtool.pipelines.outputs import LatentsOutput, VideoOutput
 from vidtool.precision import autocast_like, model_dtype
 
@@ -30,16 +30,19 @@ LATER_SKIP = 1  # §5: s = 1 for the second and later interpolation passes
 
 
 def sample_images(t2i, text: torch.Tensor, text_mask: torch.Tensor, null_text: torch.Tensor, null_mask: torch.Tensor,
-                  *, noise: torch.Tensor, steps: int = 25, cfg: float = 5.0, scheduler: str = "ddim") -> torch.Tensor:
-    """The text-to-image base alone: images from `noise` [N, C, h, w] with classifier-free guidance;
-    returns unscaled latents [N, C, h, w]."""
+                  *, noise: torch.Tensor, steps: int = 25, cfg: float = 5.0, scheduler: str = "ddim",
+                  text_embeds: torch.Tensor | None = None, null_text_embeds: torch.Tensor | None = None) -> torch.Tensor:
+    """The text-to-image base alone: images from `noise` [N, C, h, w] with classifier-free guidance
+    (`text_embeds`/`null_text_embeds`: an SDXL base's pooled embeddings); returns unscaled latents
+    [N, C, h, w]."""
     dtype = model_dtype(t2i)
     texts, masks = with_null(text, text_mask, null_text, null_mask, noise.device)
     texts = texts.to(dtype)
+    pooled = pooled_with_null(text_embeds, null_text_embeds, noise.device)
 
     def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         with autocast_like(t2i):
-            prediction = t2i.predict(torch.cat([x, x]).to(dtype), torch.cat([t, t]), texts, masks)
+            prediction = t2i.predict(torch.cat([x, x]).to(dtype), torch.cat([t, t]), texts, masks, text_embeds=pooled)
         cond, uncond = prediction.float().chunk(2)
         return guide(cond, uncond, cfg_weight(cfg))
 
@@ -50,10 +53,12 @@ def sample_images(t2i, text: torch.Tensor, text_mask: torch.Tensor, null_text: t
 def sample_keyframes(model, text: torch.Tensor, text_mask: torch.Tensor, null_text: torch.Tensor,
                      null_mask: torch.Tensor, *, frames: int | None = None, size: tuple[int, int] | None = None,
                      steps: int = 25, cfg: float = 5.0, scheduler: str = "ddim", generator: torch.Generator | list[torch.Generator] | None = None,
-                     progress: Callable[[int], None] | None = None) -> LatentsOutput:
+                     progress: Callable[[int], None] | None = None, text_embeds: torch.Tensor | None = None,
+                     null_text_embeds: torch.Tensor | None = None) -> LatentsOutput:
     """Keyframes for prompts `text` [B, L, D] (§4.1) with classifier-free guidance of scale `cfg`.
 
-    `null_text` [L, D] or [B, L, D] is the empty prompt. `generator`: one per prompt (item i's noise
+    `null_text` [L, D] or [B, L, D] is the empty prompt; `text_embeds` [B, P] and `null_text_embeds`
+    [P] their pooled embeddings, which an SDXL base takes. `generator`: one per prompt (item i's noise
     comes from generator i alone, so a batch equals its items run one by one) or one for the batch.
     `size` is the latent grid (h, w) (default: the training size; the U-Net is convolutional and its
     attention has no spatial position table, so other sizes run). Returns unscaled latents
@@ -66,10 +71,12 @@ def sample_keyframes(model, text: torch.Tensor, text_mask: torch.Tensor, null_te
     positions, dtype = model.positions(frames), model_dtype(model)
     texts, masks = with_null(text, text_mask, null_text, null_mask, device)
     texts = texts.to(dtype)
+    pooled = pooled_with_null(text_embeds, null_text_embeds, device)
 
     def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         with autocast_like(model):
-            prediction = model.predict(torch.cat([x, x]).to(dtype), torch.cat([t, t]), texts, masks, positions)
+            prediction = model.predict(torch.cat([x, x]).to(dtype), torch.cat([t, t]), texts, masks, positions,
+                                       text_embeds=pooled)
         cond, uncond = prediction.float().chunk(2)
         return guide(cond, uncond, cfg_weight(cfg))
 
@@ -133,7 +140,8 @@ def _interpolate_once(model, keyframes: torch.Tensor, *, steps: int, skip: int, 
 
 def text_to_video(keyframe_model, interpolator, autoencoder, text: torch.Tensor, text_mask: torch.Tensor,
                   null_text: torch.Tensor, null_mask: torch.Tensor, *, steps: int = 25, cfg: float = 5.0,
-                  times: int = 1, scheduler: str = "ddim", seed: int = 0) -> VideoOutput:
+                  times: int = 1, scheduler: str = "ddim", seed: int = 0, text_embeds: torch.Tensor | None = None,
+                  null_text_embeds: torch.Tensor | None = None) -> VideoOutput:
     """The whole of §4 in one call: keyframes (item i from seed + i), interpolation and decoding.
     The stages run the same three steps as separate processes (`generate | interpolate | decode`)."""
     from vidtool.autoencoders.apply import decode_frames
@@ -141,7 +149,8 @@ def text_to_video(keyframe_model, interpolator, autoencoder, text: torch.Tensor,
 
     generators = [torch.Generator().manual_seed(seed + i) for i in range(text.shape[0])]
     keyframes = sample_keyframes(keyframe_model, text, text_mask, null_text, null_mask, steps=steps, cfg=cfg,
-                                 scheduler=scheduler, generator=generators)
+                                 scheduler=scheduler, generator=generators, text_embeds=text_embeds,
+                                 null_text_embeds=null_text_embeds)
     device = keyframes.latents.device
     video = interpolate(interpolator, keyframes.latents, steps=steps, times=times, scheduler=scheduler,
                         generator=torch.Generator(device).manual_seed(seed), fps=keyframes.fps)

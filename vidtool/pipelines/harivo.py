@@ -16,7 +16,7 @@ from vidtool.diffusion import mitigating
 from vidtool.diffusion.noise import initial_noise
 from vidtool.diffusion.sampling import sample
 from vidtool.errors import UserError
-from vidtool.pipelines.conditioning import with_null
+from vidtool.pipelines.conditioning import pooled_with_null, with_null
 from vidtool.pipelines.outputs import LatentsOutput
 from vidtool.precision import autocast_like, model_dtype
 
@@ -26,11 +26,13 @@ def generate(model, text: torch.Tensor, text_mask: torch.Tensor, null_text: torc
              cfg: float | mitigating.CfgSchedule | None = None,
              alpha: float = 40.0, scheduler: str = "ddim",
              generator: torch.Generator | list[torch.Generator] | None = None,
-             progress: Callable[[int], None] | None = None) -> LatentsOutput:
+             progress: Callable[[int], None] | None = None, text_embeds: torch.Tensor | None = None,
+             null_text_embeds: torch.Tensor | None = None) -> LatentsOutput:
     """Videos for prompts `text` [B, L, D] with CFG (a number: constant scale; default: the config's
     `sampling_cfg`, else App. D's schedule) and MG guidance of strength `alpha` (0: off).
 
-    `null_text` [L, D] or [B, L, D] is the empty prompt. `generator`: one per prompt (item i's noise
+    `null_text` [L, D] or [B, L, D] is the empty prompt; `text_embeds` [B, P] and `null_text_embeds`
+    [P] their pooled embeddings, which an SDXL base takes. `generator`: one per prompt (item i's noise
     comes from generator i alone, so a batch equals its items run one by one) or one for the batch.
     `size`: the latent grid (h, w) (default: the training size; the U-Net, the mapping network and
     the temporal layers are convolutions and attention without spatial position tables, so other
@@ -51,10 +53,11 @@ def generate(model, text: torch.Tensor, text_mask: torch.Tensor, null_text: torc
     dtype = model_dtype(model)
     texts, masks = with_null(text, text_mask, null_text, null_mask, device)
     texts = texts.to(dtype)
+    pooled = pooled_with_null(text_embeds, null_text_embeds, device)
 
     def denoise(x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast_like(model):
-            prediction = model.predict(torch.cat([x, x]).to(dtype), torch.cat([t, t]), texts, masks)
+            prediction = model.predict(torch.cat([x, x]).to(dtype), torch.cat([t, t]), texts, masks, pooled)
         return prediction.float().chunk(2)
 
     if cfg is None:

@@ -25,7 +25,7 @@ def checked_inputs(family: str, *, preset: str = "tiny", base, vae, text_encoder
         # A Stable Diffusion checkout: its U-Net works in its VAE's latents on its text encoder's tokens.
         vae = vae or pipeline_part(base, "vae")
         if embeddings is None:
-            text_encoder = text_encoder or pipeline_part(base, "text_encoder")
+            text_encoder = text_encoder or pipeline_text_encoder(base)
     if text_length is not None and entry.trains_on != "latents":
         raise UserError(f"--text-length is for the latent families; {family}'s {entry.trains_on} set keeps its own")
     if embeddings is not None:  # a cache goes wherever an encoder path goes (vidtool.text_cache)
@@ -67,6 +67,18 @@ def pipeline_part(base: Path, name: str) -> Path | None:
         part = part_of(Path(base), name)
         return part if (part / "config.json").is_file() else None
     return sibling(base, name)
+
+
+def pipeline_text_encoder(base: Path) -> Path | None:
+    """A diffusers pipeline's text conditioning: its text_encoder/, or for a pipeline with two
+    (SDXL: text_encoder/ and text_encoder_2/) the root, which vidtool.text reads as the pair."""
+    from vidtool.standard_folders import is_pipeline_root
+    from vidtool.text import is_two_encoder_pipeline
+
+    root = Path(base) if is_pipeline_root(base) else Path(base).resolve().parent
+    if is_two_encoder_pipeline(root):
+        return root
+    return pipeline_part(base, "text_encoder")
 
 
 def bucket_plan(dataset, shapes, batch_size: int, seed: int):
