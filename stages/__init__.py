@@ -24,6 +24,7 @@ STAGES: dict[str, str] = {
     "make-dataset": "stages.make_dataset",
     "merge-shards": "stages.merge_shards",
     "recaption": "stages.recaption",
+    "restore": "stages.restore",
     "runs": "stages.runs",
     "score": "stages.score",
     "sample-keyframes": "stages.generate",  # the FusionFrames name of `generate`

@@ -7,16 +7,27 @@ import json
 from pathlib import Path
 
 
-def save_tiny_clip(folder: Path, *, letters: str = "abcdefghijklmnopqrstuvwxyz", image_size: int = 32) -> Path:
-    import torch
-    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+def save_clip_tokenizer(folder: Path, letters: str = "abcdefghijklmnopqrstuvwxyz"):
+    """A character-level BPE vocabulary (no merges): a valid CLIP tokenizer for lower-case prompts.
+    The special tokens come last, as in CLIP's own vocabulary (OWL-ViT takes a query whose first
+    token is id 0 for padding)."""
+    from transformers import CLIPTokenizer
 
-    # A character-level BPE vocabulary (no merges) is a valid CLIP tokenizer for lower-case prompts.
     vocab = {c: i for i, c in enumerate(letters)}
     vocab.update({c + "</w>": len(letters) + i for i, c in enumerate(letters)})
     vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def save_tiny_clip(folder: Path, *, letters: str = "abcdefghijklmnopqrstuvwxyz", image_size: int = 32) -> Path:
+    import torch
+    from transformers import CLIPConfig, CLIPModel
+
+    vocab = save_clip_tokenizer(folder, letters).get_vocab()
     end = vocab["<|endoftext|>"]
     config = CLIPConfig(
         text_config=dict(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
@@ -27,5 +38,4 @@ def save_tiny_clip(folder: Path, *, letters: str = "abcdefghijklmnopqrstuvwxyz",
         projection_dim=16)
     torch.manual_seed(0)
     CLIPModel(config).save_pretrained(folder)
-    CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt")).save_pretrained(folder)
     return folder

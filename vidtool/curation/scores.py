@@ -12,7 +12,8 @@ the numbers comparable between clips of any resolution):
 - `brightness`: mean luma (BT.601 grey, 0-255).
 - `phash`: perceptual hash (imagehash's pHash, 64 bits as 16 hex digits) of the middle frame; two
   clips whose hashes differ in few bits look alike (`vidtool filter --dedup`).
-- `text_area`: fraction of the frame covered by text lines: see `text_area`.
+- `text_area`: fraction of the frame covered by text lines: see `text_mask`, or, with a detection
+  model (`vidtool.curation.text_detect`), the mean share of its boxes.
 
 MotionAura App. C.3 and Open-Sora's data pipeline drop clips by such measures (static, blurred,
 dark, duplicated, covered in captions or watermarks) before training.
@@ -99,7 +100,12 @@ def hash_distance(a: str, b: str) -> int:
 
 
 def text_area(greys: list[np.ndarray]) -> float:
-    """Fraction of the frame covered by text lines that stay put across the sampled frames.
+    """Fraction of the frame covered by text lines that stay put across the sampled frames (`text_mask`)."""
+    return float(text_mask(greys).mean())
+
+
+def text_mask(greys: list[np.ndarray]) -> np.ndarray:
+    """bool [H,W]: where text lines stay put across the grey frames `greys` (all of one size).
 
     Classical, no model: strokes are thin structures of high contrast (morphological top-hat and
     black-hat with a STROKE_KERNEL square, over STROKE_CONTRAST levels); only strokes present in every
@@ -123,7 +129,7 @@ def text_area(greys: list[np.ndarray]) -> float:
         density = steady[y : y + h, x : x + w].mean()
         if w >= 2 * h and 6 <= h <= height // 6 and 0.15 <= density <= 0.9:
             covered[y : y + h, x : x + w] = True
-    return float(covered.mean())
+    return covered
 
 
 def score_frames(first: np.ndarray, second: np.ndarray, middle: np.ndarray, options: ScoreOptions) -> dict:
@@ -141,9 +147,11 @@ def read_side(options: ScoreOptions, aesthetic=None) -> int:
     return max(options.size, MOTION_SIZE, int(aesthetic.clip.size) if aesthetic is not None else 0)
 
 
-def score_clip(path: str | os.PathLike, options: ScoreOptions, fps: float | None = None, aesthetic=None) -> dict:
+def score_clip(path: str | os.PathLike, options: ScoreOptions, fps: float | None = None, aesthetic=None,
+               text_detector=None) -> dict:
     """`score_frames` of a clip file or frame folder, decoding only the frames it needs; with
-    `aesthetic` (a `vidtool.curation.aesthetic.AestheticScorer`) also its `aesthetic` column."""
+    `aesthetic` (a `vidtool.curation.aesthetic.AestheticScorer`) also its `aesthetic` column; with
+    `text_detector` (a `vidtool.curation.text_detect.TextDetector`) `text_area` is that model's."""
     from vidtool.video import read_frames
 
     def wanted(frames: int) -> np.ndarray:
@@ -155,4 +163,6 @@ def score_clip(path: str | os.PathLike, options: ScoreOptions, fps: float | None
     columns = score_frames(frames[:count], frames[count : 2 * count], frames[-1], options)
     if aesthetic is not None:
         columns["aesthetic"] = round(aesthetic(frames[:count]), 4)
+    if text_detector is not None:
+        columns["text_area"] = round(text_detector.area(frames[:count]), 4)
     return columns
