@@ -44,8 +44,8 @@ from vidtool.data.manifest import PATH_KEYS, read_manifest, resolve, write_manif
 from vidtool.errors import UserError
 
 # Record fields holding paths, rebased when records move: the manifest's own and the clip a
-# tensor file came from (encode/tokenize --manifest).
-REBASED_KEYS = PATH_KEYS + ("source",)
+# tensor file came from (encode/tokenize --manifest) or a restored clip was made from (restore).
+REBASED_KEYS = PATH_KEYS + ("source", "restored_from")
 SHARD_RE = re.compile(r"^(?P<stage>.+)-shard-(?P<index>\d{5})-of-(?P<count>\d{5})$")
 
 
