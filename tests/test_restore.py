@@ -38,12 +38,14 @@ def clips(tmp_path_factory):
     return root
 
 
-def save_tiny_owlvit(folder, *, shift: float | None = None):
-    """A tiny random OWL-ViT and its processor. With `shift`, every query's logit is cosine + shift, so
-    each box's probability lies in [sigmoid(shift-1), sigmoid(shift+1)], and every box is as large as
-    the image (its size logits raised by 10 over the patch-size bias), so together they cover it."""
-    from transformers import OwlViTConfig, OwlViTForObjectDetection, OwlViTImageProcessor, OwlViTProcessor
+def save_tiny_owl(folder, *, shift: float | None = None, v2: bool = False, boxes: list[float] | None = None):
+    """A tiny random OWL-ViT (OWLv2 with `v2`) and its processor. With `shift`, every query's logit is
+    cosine + shift, so each box's probability lies in [sigmoid(shift-1), sigmoid(shift+1)], and every
+    box is as large as the image (its size logits raised by 10 over the patch-size bias), so together
+    they cover it; `boxes` replaces those raised logits (centre x, y, width, height) for every box."""
+    import transformers
 
+    prefix = "Owlv2" if v2 else "OwlViT"
     tokenizer = save_clip_tokenizer(folder)
     vocab = tokenizer.get_vocab()
     end = vocab["<|endoftext|>"]
@@ -52,24 +54,26 @@ def save_tiny_owlvit(folder, *, shift: float | None = None):
     vision = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                   intermediate_size=37)
     torch.manual_seed(0)
-    model = OwlViTForObjectDetection(OwlViTConfig(text_config=text, vision_config=vision, projection_dim=32))
+    config = getattr(transformers, f"{prefix}Config")(text_config=text, vision_config=vision, projection_dim=32)
+    model = getattr(transformers, f"{prefix}ForObjectDetection")(config)
     if shift is not None:
         with torch.no_grad():
             for layer in (model.box_head.dense2, model.class_head.logit_shift, model.class_head.logit_scale):
                 layer.weight.zero_()
                 layer.bias.zero_()  # logit_scale: elu(0) + 1 = 1
             model.class_head.logit_shift.bias.fill_(shift)
-            model.box_head.dense2.bias.copy_(torch.tensor([0.0, 0.0, 10.0, 10.0]))
+            model.box_head.dense2.bias.copy_(torch.tensor(boxes or [0.0, 0.0, 10.0, 10.0]))
     model.save_pretrained(folder)
     square = {"height": 32, "width": 32}
-    OwlViTProcessor(image_processor=OwlViTImageProcessor(size=square, crop_size=square), tokenizer=tokenizer).save_pretrained(folder)
+    images = getattr(transformers, f"{prefix}ImageProcessor")(size=square, crop_size=square)
+    getattr(transformers, f"{prefix}Processor")(image_processor=images, tokenizer=tokenizer).save_pretrained(folder)
     return folder
 
 
 @pytest.fixture(scope="module")
 def owl_everywhere(tmp_path_factory):
     """Every box probability between sigmoid(2) = 0.88 and sigmoid(4) = 0.98; the boxes tile the frame."""
-    return save_tiny_owlvit(tmp_path_factory.mktemp("owl"), shift=3.0)
+    return save_tiny_owl(tmp_path_factory.mktemp("owl"), shift=3.0)
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +126,21 @@ def test_score_text_detector_area_is_the_share_under_the_models_boxes_over_the_t
     assert stage("score", clips / "m.jsonl", "-o", clips / "classical.jsonl") == 0
     text, good = read_manifest(clips / "classical.jsonl")
     assert text["text_area"] > 0.02 and good["text_area"] == 0.0
+
+
+def test_owlv2_boxes_are_fractions_of_the_padded_square(tmp_path, monkeypatch):
+    """OWLv2's processor pads a frame to a square at the bottom and right, so its boxes are fractions
+    of that square: a box over the square's top-left quarter covers half of a 64x128 frame."""
+    from transformers import Owlv2ForObjectDetection
+
+    from vidtool.curation.text_detect import TextDetector
+
+    # No grid bias: every box is the same, centre (0.25, 0.25) and size 0.5 of the square (logit(0.25) = -ln 3).
+    monkeypatch.setattr(Owlv2ForObjectDetection, "compute_box_bias", lambda self, h, w: torch.zeros(h * w, 4))
+    (tmp_path / "owlv2").mkdir()
+    folder = save_tiny_owl(tmp_path / "owlv2", shift=3.0, v2=True, boxes=[-np.log(3), -np.log(3), 0.0, 0.0])
+    frames = np.full((2, 64, 128, 3), 128, dtype=np.uint8)
+    assert TextDetector(folder, threshold=0.5).area(frames) == pytest.approx(0.5)
 
 
 def test_remove_text_drops_the_text_area_and_keeps_the_rest_of_the_frame(clips, stage):

@@ -57,7 +57,8 @@ class TextDetector:
         import torch
 
         height, width = frames.shape[1:3]
-        # OWLv2's processor pads a frame to a square at its bottom and right: its boxes are fractions of that square.
+        # OWLv2's processor pads a frame to a square at its bottom and right: its boxes are fractions of that
+        # square. Recent transformers scale them by the larger side themselves, older ones by the size given.
         side = (max(height, width),) * 2 if self.kind == "owlv2" else (height, width)
         found = []
         for start in range(0, len(frames), BATCH):
