@@ -8,7 +8,9 @@ timestep and text tokens (frame-wise tokens included) as the U-Net. Its down and
 times --control-scale, are added to those frames' skip connections through the U-Net's
 `down_block_additional_residuals` / `mid_block_additional_residual`; every other frame gets zeros,
 and the temporal layers carry the guidance on to them. Both halves of classifier-free guidance get
-the residuals, as in diffusers' StableDiffusionControlNetPipeline (guess_mode off).
+the residuals, as in diffusers' StableDiffusionControlNetPipeline (guess_mode off). An SDXL
+ControlNet (addition_embed_type "text_time") also gets the rows' pooled text embeddings and size
+conditions (`text_embeds`, `time_ids`), as StableDiffusionXLControlNetPipeline gives it the U-Net's.
 
 Control images are read as RGB in [0, 1] (diffusers' control-image preprocessing, no
 normalisation), resized to cover the frame and centre-cropped to latent size × the ControlNet's
