@@ -125,6 +125,38 @@ def test_kohya_sdxl_names_map_to_the_diffusers_unet_and_text_encoder_parts_are_l
         torch.testing.assert_close(unet.get_submodule(name).weight, want, rtol=0, atol=1e-6)
 
 
+# Key names as kohya's released SDXL LoRAs spell them, and the module of the published SDXL base 1.0
+# U-Net (layers_per_block 2, ten transformer blocks in the middle) each one updates.
+KOHYA_SDXL = {"input_blocks_4_1_transformer_blocks_0_attn1_to_q": "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q",
+              "input_blocks_7_0_in_layers_2": "down_blocks.2.resnets.0.conv1",
+              "middle_block_1_transformer_blocks_9_ff_net_2": "mid_block.attentions.0.transformer_blocks.9.ff.net.2",
+              "output_blocks_0_1_transformer_blocks_0_attn2_to_k": "up_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k",
+              "output_blocks_2_1_proj_out": "up_blocks.0.attentions.2.proj_out",
+              "label_emb_0_0": "add_embedding.linear_1"}
+
+
+def test_a_kohya_lora_of_the_published_sdxl_unet_maps_onto_its_modules(tmp_path):
+    from diffusers import UNet2DConditionModel
+    from test_bring_your_own_weights import SDXL_UNET
+
+    from vidtool import lora
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**SDXL_UNET)
+    state = {}
+    for key, name in KOHYA_SDXL.items():
+        w = unet.get_submodule(name).weight
+        state[f"lora_unet_{key}.lora_down.weight"] = torch.zeros(RANK, *w.shape[1:])
+        state[f"lora_unet_{key}.lora_up.weight"] = torch.zeros(w.shape[0], RANK, *(1, 1)[:w.dim() - 2])
+        state[f"lora_unet_{key}.alpha"] = torch.tensor(8.0)
+    for te in ("lora_te1_text_model_encoder_layers_11_mlp_fc1", "lora_te2_text_model_encoder_layers_31_mlp_fc1"):
+        state[f"{te}.lora_down.weight"], state[f"{te}.lora_up.weight"] = torch.zeros(RANK, 8), torch.zeros(8, RANK)
+    save_file(state, tmp_path / "xl.safetensors")
+    read = lora.read(tmp_path / "xl.safetensors", unet)
+    assert set(read.layers) == set(KOHYA_SDXL.values()) and read.skipped == 2
+    assert all(layer.scale == 8.0 / RANK for layer in read.layers.values())
+
+
 @pytest.mark.parametrize("layout", ["peft", "kohya"])
 def test_an_sdxl_lora_changes_the_video_and_scale_0_is_bit_identical(xl, layout):
     torch.set_num_threads(1)
