@@ -8,7 +8,9 @@ timestep and text tokens (frame-wise tokens included) as the U-Net. Its down and
 times --control-scale, are added to those frames' skip connections through the U-Net's
 `down_block_additional_residuals` / `mid_block_additional_residual`; every other frame gets zeros,
 and the temporal layers carry the guidance on to them. Both halves of classifier-free guidance get
-the residuals, as in diffusers' StableDiffusionControlNetPipeline (guess_mode off).
+the residuals, as in diffusers' StableDiffusionControlNetPipeline (guess_mode off). An SDXL
+ControlNet (addition_embed_type "text_time") also gets the rows' pooled text embeddings and size
+conditions (`text_embeds`, `time_ids`), as StableDiffusionXLControlNetPipeline gives it the U-Net's.
 
 Control images are read as RGB in [0, 1] (diffusers' control-image preprocessing, no
 normalisation), resized to cover the frame and centre-cropped to latent size × the ControlNet's
@@ -29,8 +31,10 @@ from torch import nn
 from vidtool.errors import UserError
 
 # U-Net settings the residuals' shapes (and the ControlNet's reading of the latents) depend on.
+# The addition_* keys: an SDXL ControlNet embeds the pooled text and size conditions as its U-Net does.
 MATCHING = ("in_channels", "block_out_channels", "layers_per_block", "down_block_types", "mid_block_type",
-            "cross_attention_dim", "transformer_layers_per_block")
+            "cross_attention_dim", "transformer_layers_per_block", "addition_embed_type", "addition_time_embed_dim",
+            "projection_class_embeddings_input_dim")
 
 
 class FrameControl(nn.Module):
@@ -68,16 +72,20 @@ class FrameControl(nn.Module):
             self._conditioning = {key: pixels.to(like.device, like.dtype)}
         return self._conditioning[key]
 
-    def residuals(self, x: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor, frames: int) -> dict:
+    def residuals(self, x: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor, frames: int,
+                  added_cond_kwargs: dict | None = None) -> dict:
         """The U-Net's extra keyword arguments for a batch x [(B F), C, h, w] of clips of `frames`
-        frames: the ControlNet's residuals on the controlled frames, zeros on the others."""
+        frames: the ControlNet's residuals on the controlled frames, zeros on the others.
+        `added_cond_kwargs`: an SDXL base's per-row "text_embeds" and "time_ids", which its
+        ControlNet reads as the U-Net does (StableDiffusionXLControlNetPipeline passes them both)."""
         picked = self.frames_of(frames)
         clips = x.shape[0] // frames
         rows = torch.tensor([c * frames + f for c in range(clips) for f in picked], device=x.device)
         condition = self.conditioning(frames, x.shape[2], x.shape[3], x).repeat(clips, 1, 1, 1)
         t = timesteps.expand(x.shape[0]) if timesteps.dim() == 0 else timesteps
+        added = {k: v[rows] for k, v in (added_cond_kwargs or {}).items()} or None
         out = self.controlnet(x[rows], t[rows], encoder_hidden_states=text[rows], controlnet_cond=condition,
-                              conditioning_scale=self.scale, return_dict=False)
+                              conditioning_scale=self.scale, added_cond_kwargs=added, return_dict=False)
         down, mid = out
 
         def spread(residual: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,8 @@ with off-the-shelf models like ... DreamBooth", LoRA, no retraining):
   installed in the base, prompted by the image (vidtool.ip_adapter), attached as `image_prompt`.
 
 FusionFrames' interpolation model has no frozen base (App. 9: the whole copied U-Net is trained),
-so these belong to `generate` only. The options (stages.addon_options) travel in the pipeline's
+so these belong to `generate` only. All four work on an SD 1.x, 2.x or SDXL base; on a Kandinsky 3
+base (Kandinsky3UNet) --base and --lora do, and ControlNet and IP-Adapter are refused. The options (stages.addon_options) travel in the pipeline's
 options dict, JSON values that the output's params record, and are applied here to the loaded
 generator before it moves to the device."""
 
@@ -35,7 +36,7 @@ def adapt(generator, options: dict) -> list[str]:
         return []
     unet = frozen_unet(generator)
     if generator.base.config.unet_class != "UNet2DConditionModel" and ("controlnet" in options or "ip_adapter" in options):
-        raise UserError(f"--controlnet and --ip-adapter are made for a diffusers UNet2DConditionModel (Stable Diffusion); "
+        raise UserError(f"--controlnet and --ip-adapter are made for a diffusers UNet2DConditionModel (Stable Diffusion 1.x, 2.x, XL); "
                         f"this model's frozen base is a {generator.base.config.unet_class}, which has no slot for them")
     from vidtool import lora as lora_files
 

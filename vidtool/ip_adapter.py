@@ -13,8 +13,11 @@ it against the base before anything changes, the image embedding by a local
 the image, the unconditional half zeros (diffusers' negative image embedding), as
 `vidtool.pipelines.conditioning.with_null` orders them.
 
-The folder is laid out as h94/IP-Adapter's `models/`: the adapter file (`--ip-adapter DIR` with one
-`*.safetensors` in it, or the file itself) and the image encoder in `image_encoder/` beside it.
+The folder is laid out as h94/IP-Adapter's `models/` or, for SDXL, `sdxl_models/`: the adapter file
+(`--ip-adapter DIR` with one `*.safetensors` in it, or the file itself) and the image encoder in
+`image_encoder/` beside it (ip-adapter_sdxl_vit-h reads the ViT-H encoder of `models/image_encoder`:
+put it beside that file). On an SDXL base the U-Net takes the image's `image_embeds` in the same
+`added_cond_kwargs` as the pooled `text_embeds` and `time_ids` (vidtool.generators.t2i.predict).
 Only the plain IP-Adapter (`image_proj.proj`, `image_proj.norm`) is read; Plus and Face-ID
 variants (resamplers over the encoder's hidden states) are refused in one line.
 """

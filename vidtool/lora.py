@@ -6,17 +6,21 @@ A LoRA file is read as safetensors only and in either layout Stable Diffusion Lo
   / `lora_B.weight`, the older `<module>.lora.down.weight` / `lora.up.weight` and
   `<attn>.processor.to_q_lora.down.weight`; alpha from the file's `lora_adapter_metadata`
   (`unet.lora_alpha`, `unet.alpha_pattern`), else alpha = rank;
-- kohya (`lora_unet_down_blocks_0_..._to_q.lora_down.weight`, `.lora_up.weight`, `.alpha`).
+- kohya (`lora_unet_down_blocks_0_..._to_q.lora_down.weight`, `.lora_up.weight`, `.alpha`; for SDXL
+  its sgm block names `lora_unet_input_blocks_4_1_...`, `middle_block_`, `output_blocks_`, `label_emb_`).
 diffusers' own converters bring both to peft names (`StableDiffusionLoraLoaderMixin.lora_state_dict`
-for kohya, `convert_unet_state_dict_to_peft` for the diffusers spellings); vidtool's bases are
-diffusers `UNet2DConditionModel`s (vidtool.generators.t2i), so those names are the base's module
-names as they are. The low-rank update is then merged into the frozen weights,
+for kohya, which maps SDXL's sgm blocks by the base's `layers_per_block`; `convert_unet_state_dict_to_peft`
+for the diffusers spellings); vidtool's bases are diffusers `UNet2DConditionModel`s (SD 1.x, 2.x,
+SDXL) or `Kandinsky3UNet`s (vidtool.generators.t2i), so those names are the base's module names as
+they are. The low-rank update is then merged into the frozen weights,
 
     W <- W + scale * (alpha / r) * B @ A      (rsLoRA: alpha / sqrt(r))
 
 exact for inference and free at sampling time; the temporal layers are not touched. Every layer is
 checked before any is changed, so a LoRA made for another base is refused with nothing merged.
-Text-encoder parts of a file are left out (with a message): the prompts are embedded elsewhere.
+Text-encoder parts of a file (SD's `text_encoder.`/`lora_te_`, SDXL's second `text_encoder_2.`/
+`lora_te2_` too) are left out and counted in the console note: the prompts are embedded elsewhere
+(embed-text, the latent set), by the encoders as they are.
 """
 
 from __future__ import annotations
@@ -128,7 +132,7 @@ def _layers(path: Path, tensors: dict, metadata: dict, unet_config) -> tuple[dic
     unet = {k.removeprefix("unet."): v for k, v in tensors.items() if k.startswith("unet.")}
     other = sorted(set(tensors) - skipped - {f"unet.{k}" for k in unet})
     if other:
-        raise UserError(f"--lora {path} is not a Stable Diffusion U-Net LoRA: {len(other)} keys such as {other[0]!r} "
+        raise UserError(f"--lora {path} is not a LoRA of a U-Net: {len(other)} keys such as {other[0]!r} "
                         "match no part of a U-Net")
     downs, ups = {}, {}
     for key, value in unet.items():

@@ -218,18 +218,22 @@ class T2IModel(nn.Module):
         time (vidtool.controlnet.FrameControl) steers on its chosen frames. An `image_prompt`
         attached at generate time (vidtool.ip_adapter) takes the batch as a guided one, its
         conditional half first (vidtool.pipelines.conditioning.with_null). `text_embeds` [N, P]:
-        the prompts' pooled embeddings, which an SDXL-layout U-Net needs (and no other takes)."""
+        the prompts' pooled embeddings, which an SDXL-layout U-Net needs (and no other takes); with
+        the size conditioning they go to its ControlNet too, and together with the image prompt's
+        `image_embeds` to the U-Net."""
         control, image_prompt = getattr(self, "control", None), getattr(self, "image_prompt", None)
-        extra = control.residuals(noisy, timesteps, text, frames) if control is not None and frames else {}
         added = {}
-        if image_prompt is not None:
-            added.update(image_prompt.added_cond_kwargs(noisy.shape[0]))
         if self.config.text_embeds_dim is not None:
             if text_embeds is None:
                 raise UserError("this model's U-Net has the SDXL layout: it needs the prompts' pooled text embeddings "
                                 "(text_embeds), which its text encoder is the SDXL pipeline's pair")
             added.update(text_embeds=text_embeds.to(noisy.dtype),
                          time_ids=size_condition(noisy, self.config.pixels_per_latent))
+        # An SDXL ControlNet takes the U-Net's pooled text and size conditions (not the image prompt's,
+        # as in StableDiffusionXLControlNetPipeline); the U-Net takes all of them in one dict.
+        extra = control.residuals(noisy, timesteps, text, frames, added) if control is not None and frames else {}
+        if image_prompt is not None:
+            added.update(image_prompt.added_cond_kwargs(noisy.shape[0]))
         if added:
             extra["added_cond_kwargs"] = added
         if text_mask is None and self.config.unet_class == "Kandinsky3UNet":  # its text pooling needs a mask
