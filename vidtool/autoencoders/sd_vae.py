@@ -38,23 +38,24 @@ def preset(name: str, **overrides) -> SDVAEConfig:
 class SDVAE(nn.Module):
     family = "sd-vae"
     config_class = SDVAEConfig
+    diffusers_class = "AutoencoderKL"  # the diffusers class wrapped (vidtool.autoencoders.vq_model: VQModel)
 
     def __init__(self, config: SDVAEConfig):
         super().__init__()
-        from diffusers import AutoencoderKL
+        import diffusers
 
         self.config = config
-        self.vae = AutoencoderKL.from_config(config.diffusers)
+        self.vae = getattr(diffusers, self.diffusers_class).from_config(config.diffusers)
 
     @classmethod
     def from_diffusers(cls, folder: str | Path) -> SDVAE:
-        """Wrap the AutoencoderKL saved in `folder` (diffusers reads and converts its weights)."""
-        from diffusers import AutoencoderKL
+        """Wrap the diffusers autoencoder saved in `folder` (diffusers reads and converts its weights)."""
+        import diffusers
 
         from vidtool.standard_folders import quiet_diffusers
 
         quiet_diffusers()
-        vae = AutoencoderKL.from_pretrained(Path(folder), local_files_only=True)
+        vae = getattr(diffusers, cls.diffusers_class).from_pretrained(Path(folder), local_files_only=True)
         model = cls.__new__(cls)
         nn.Module.__init__(model)
         model.config = SDVAEConfig(diffusers=diffusers_config(vae.config))

@@ -15,13 +15,11 @@ so latents made with it decode with it.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from einops import rearrange
-from torch import nn
 
 from vidtool.autoencoders.outputs import EncoderOutput
-from vidtool.autoencoders.sd_vae import SDVAE, SDVAEConfig, diffusers_config
+from vidtool.autoencoders.sd_vae import SDVAE, SDVAEConfig
 from vidtool.errors import UserError
 
 
@@ -32,27 +30,7 @@ def preset(name: str, **overrides) -> SDVAEConfig:
 
 class VQModelAE(SDVAE):
     family = "vq-model"
-
-    def __init__(self, config: SDVAEConfig):
-        nn.Module.__init__(self)
-        from diffusers import VQModel
-
-        self.config = config
-        self.vae = VQModel.from_config(config.diffusers)
-
-    @classmethod
-    def from_diffusers(cls, folder: str | Path) -> VQModelAE:
-        from diffusers import VQModel
-
-        from vidtool.standard_folders import quiet_diffusers
-
-        quiet_diffusers()
-        vae = VQModel.from_pretrained(Path(folder), local_files_only=True)
-        model = cls.__new__(cls)
-        nn.Module.__init__(model)
-        model.config = SDVAEConfig(diffusers=diffusers_config(vae.config))
-        model.vae = vae
-        return model
+    diffusers_class = "VQModel"
 
     @property
     def latent_channels(self) -> int:
