@@ -268,6 +268,25 @@ def _encode(prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     return embedded.tokens.float(), embedded.mask
 
 
+def motion_weighted_loss(model, batch: dict, weight: float) -> torch.Tensor:
+    """The keyframe model's epsilon MSE plus `weight` x the MSE of its error's differences between
+    consecutive keyframes. The epsilon error is the x0 error times a per-sample factor, so its frame
+    differences are the error in how the clip moves; the plain MSE is dominated by the part every
+    keyframe shares (where the shape is, what it looks like), which the prompt's direction does not
+    decide."""
+    import torch.nn.functional as F
+
+    from vidtool.diffusion.schedulers import diffusion_pair
+    from vidtool.generators.keyframes import sample_keyframes as pick_keyframes
+    from vidtool.generators.t2i import drop_conditions
+
+    keyframes = pick_keyframes(batch["latents"], model.config.keyframes, model.config.frame_skip)
+    text, mask, pooled = drop_conditions(batch, model.config.cond_dropout)
+    noisy, timesteps, target = diffusion_pair(model.config.base.schedule, keyframes)
+    error = model.predict(noisy, timesteps, text, mask, text_embeds=pooled) - target  # [B, C, F, h, w]
+    return error.pow(2).mean() + weight * error.diff(dim=2).pow(2).mean()
+
+
 def overfit(args) -> None:
     from vidtool.autoencoders.apply import decode_frames
     from vidtool.autoencoders.tiling import default_tiling
@@ -319,7 +338,8 @@ def overfit(args) -> None:
             pick = torch.randperm(len(batch["prompt"]))[:args.batch]
             step_batch = {k: [v[i] for i in pick] if k == "prompt" else v[pick] for k, v in batch.items()}
         step_batch["text"], step_batch["text_mask"] = text_fn(step_batch["text"], step_batch["text_mask"], step_batch["prompt"])
-        loss = model.training_losses(step_batch, step=step, total_steps=args.steps)["loss"]
+        loss = (motion_weighted_loss(model, step_batch, args.motion_loss) if args.motion_loss else
+                model.training_losses(step_batch, step=step, total_steps=args.steps)["loss"])
         optimizer.zero_grad()
         loss.backward()
         if step in (1, 10) or step % args.log_every == 0:
@@ -404,6 +424,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=25)
     p = commands.add_parser("overfit")
     p.add_argument("--per-direction", type=int, default=2)
+    p.add_argument("--motion-loss", type=float, default=0.0, metavar="W",
+                   help="add W x the MSE of the epsilon error's differences between consecutive keyframes")
     p.add_argument("--batch", type=int, default=0, help="clips per update drawn at random (0: all, full batch)")
     p.add_argument("--eval-held-out", type=int, default=0, metavar="N",
                    help="sample the captions of N held-out clips per direction (shapes seed 1) instead of the training clips")
