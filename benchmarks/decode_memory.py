@@ -6,7 +6,9 @@
 
 (a) Peak memory. Random-normal latents [1, C, T/tf, S/sf, S/sf] for T = 64 and T = 512 frames (--frames)
     at S = 64 (--size) are
-    decoded through `vidtool.autoencoders.apply.decode_frames` with the default `Tiling()`, the uint8
+    decoded through `vidtool.autoencoders.apply.decode_frames` with the `decode` stage's tiling
+    (`default_tiling`: `Tiling()`, or for a model that decodes frames alone chunks of about 2^20
+    pixels, 16 frames at 256², with no context), the uint8
     chunks collected and joined as the `decode` stage does. Each length runs in a fresh subprocess
     that reports `ru_maxrss` after imports, model load and latents (its baseline) and again at the
     end (its peak); peak - baseline is the decode's working memory. Goal: net(512) / net(64) <= 1.3.
@@ -70,7 +72,7 @@ def measure_peak(folder: Path, frames: int, size: int) -> None:
     import torch
 
     from vidtool.autoencoders.apply import decode_frames
-    from vidtool.autoencoders.tiling import Tiling
+    from vidtool.autoencoders.tiling import default_tiling
     from vidtool.checkpoint import from_pretrained
 
     torch.set_num_threads(1)  # per-thread scratch buffers would make the peak depend on the core count
@@ -78,11 +80,12 @@ def measure_peak(folder: Path, frames: int, size: int) -> None:
     torch.manual_seed(SEED)
     latents = torch.randn(1, model.latent_channels, frames // model.temporal_factor,
                           size // model.spatial_factor, size // model.spatial_factor)
+    tiling = default_tiling(model, frame_pixels=size * size)  # what the `decode` stage uses
     baseline = maxrss_mib()
     with torch.inference_mode():
-        clip = np.concatenate(list(decode_frames(model, latents, Tiling(), "cpu")), axis=1)
+        clip = np.concatenate(list(decode_frames(model, latents, tiling, "cpu")), axis=1)
     assert clip.shape == (1, frames, size, size, 3), clip.shape
-    print(json.dumps({"start": start, "baseline": baseline, "peak": maxrss_mib()}))
+    print(json.dumps({"start": start, "baseline": baseline, "peak": maxrss_mib(), "tiling": str(tiling)}))
 
 
 def run_worker(*args: str, env: dict[str, str] | None = None) -> str:
@@ -117,7 +120,8 @@ def memory_part(folder: Path, size: int, lengths: tuple[int, int]) -> tuple[bool
             peak["net"] = peak["peak"] - peak["baseline"]
             peaks[allocator, frames] = peak
     short, long = lengths
-    print(f"(a) peak resident memory (ru_maxrss), decode_frames with Tiling() at {size}x{size}, 1 thread;")
+    print(f"(a) peak resident memory (ru_maxrss), decode_frames with the stage's tiling at {size}x{size}, 1 thread:")
+    print(f"    {peaks['fixed', long]['tiling']};")
     print("    net = peak - baseline after imports, model load and latents")
     print(f"    {'allocator':<10} {'frames':>6} {'baseline MiB':>13} {'peak MiB':>9} {'net MiB':>8}")
     ratios = {}

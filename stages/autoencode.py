@@ -71,7 +71,7 @@ class LoadedEncoder:
             on_pad(f"padded {height}×{width} → {h}×{w} pixels (multiples of the spatial factor "
                    f"{self.ae.spatial_factor})")
         shape = (padded.shape[0], t // self.ae.temporal_factor, h // self.ae.spatial_factor, w // self.ae.spatial_factor)
-        start = default_tiling(self.ae, chunk, context, frame_pixels=h * w)
+        start = default_tiling(self.ae, chunk, context, frame_pixels=h * w, encode=True)
         tiling = planned_tiling(self.ae, shape, start, max_memory, self.device, spatial=False)
         with torch.inference_mode():
             encoded = with_retry(lambda t: encode_frames(self.ae, padded, t, self.device), tiling, *shape[2:],

@@ -201,6 +201,25 @@ def test_a_frame_wise_movq_codes_every_frame_once_and_a_temporal_decoder_still_g
     assert video.decoded == 8 + 12 + 12 + 8  # chunks of 4 with up to 4 frames of context each side
 
 
+def test_a_frame_wise_encoder_encodes_in_long_chunks_even_when_its_decoder_needs_context():
+    """movq-tiny-video's case: its 2D encoder codes frames alone, its decoder mixes them. The stage's
+    encode tiling is the frames-alone one (about FRAMES_ALONE_PIXELS per call, no context), not the
+    decoder's 4-frame chunks: four calls of 4 frames made its 64² encode 2.8x its bare network
+    (benchmarks/codec_throughput.py). The decode tiling keeps its context."""
+    model = movq_video_model()
+    assert model.encodes_frames_alone and not model.decodes_frames_alone
+    encode_tiling = default_tiling(model, frame_pixels=16 * 16, encode=True)
+    assert encode_tiling.margin == 0 and encode_tiling.chunk >= 16
+    assert default_tiling(model, frame_pixels=16 * 16) == Tiling()
+    calls = []
+    counted = FramesSeen(model)
+    counted.encode = lambda video: calls.append(video.shape[2]) or model.encode(video)
+    frames = shapes_clip(16, 16)
+    chunked = encode_frames(counted, frames, encode_tiling, "cpu")
+    assert calls == [16]
+    assert torch.equal(chunked.tokens, encode_frames(model, frames, Tiling(), "cpu").tokens)
+
+
 def test_movq_chunked_decode_is_exact_once_the_context_covers_every_temporal_conv():
     """Each 3x1x1 temporal conv reaches one frame further and every other layer stays in its frame
     (per-frame GroupNorm, SpatialNorm on the frame's own codes), so the reach is the conv count."""

@@ -11,6 +11,7 @@ and a diffusers VQModel (Kandinsky's MoVQ, a Kandinsky pipeline's `movq/`) as th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib
 import json
@@ -264,9 +265,19 @@ def spatial_factor(folder: str | Path) -> int:
 
 
 def digest(folder: str | Path) -> str:
-    """Short content digest of a checkpoint's weights; tensor files record it as `vidtool.model`."""
+    """Short content digest of a checkpoint's weights; tensor files record it as `vidtool.model`.
+    Hashed once per version of the file (its path, inode, size and modification time; vidtool's
+    atomic writes replace the inode), not once per call: `encode` tags every clip it writes, and
+    sha256 of movq-tiny's 12 MB took a third of a 16-frame 64² encode."""
+    path = weights_file(folder).resolve()
+    stat = path.stat()
+    return _file_digest(path, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_digest(path: Path, inode: int, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
-    with open(weights_file(folder), "rb") as f:
+    with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()[:16]
