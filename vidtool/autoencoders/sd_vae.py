@@ -52,10 +52,19 @@ class SDVAE(nn.Module):
         """Wrap the diffusers autoencoder saved in `folder` (diffusers reads and converts its weights)."""
         import diffusers
 
-        from vidtool.standard_folders import quiet_diffusers
+        from vidtool.standard_folders import first_line, load_errors, quiet_diffusers
 
         quiet_diffusers()
-        vae = getattr(diffusers, cls.diffusers_class).from_pretrained(Path(folder), local_files_only=True)
+        try:
+            vae, info = getattr(diffusers, cls.diffusers_class).from_pretrained(
+                Path(folder), local_files_only=True, output_loading_info=True)
+        except load_errors() as e:
+            raise UserError(f"cannot load the diffusers {cls.diffusers_class} in {folder}: {first_line(e)}; is it "
+                            "the folder diffusers wrote, with its config.json unchanged?") from e
+        missing = sorted(info.get("missing_keys") or [])
+        if missing:  # weights left at random initialisation would encode and decode noise without a word
+            raise UserError(f"{folder} lacks {len(missing)} of the {cls.diffusers_class}'s weights (first: {missing[0]}); "
+                            "does its config.json match its weights?")
         model = cls.__new__(cls)
         nn.Module.__init__(model)
         model.config = SDVAEConfig(diffusers=diffusers_config(vae.config))
