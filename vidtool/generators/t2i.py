@@ -89,7 +89,23 @@ class T2IConfig:
     pixels_per_latent: int = 8
 
     def __post_init__(self):
+        import math
+
+        if not isinstance(self.schedule, (dict, NoiseSchedule)):
+            raise ValueError(f"schedule must be a mapping of the noise schedule's values, got {self.schedule!r}")
         self.schedule = schedule_from_dict(self.schedule)  # config.json holds it as a mapping
+        # A config.json edited by hand reaches here: sizes that are not positive whole numbers would fail
+        # deep inside the U-Net or the sampler.
+        for name in ("latent_channels", "sample_size", "layers_per_block", "attention_head_dim", "cross_attention_dim",
+                     "norm_num_groups", "text_max_length", "frames_per_clip", "pixels_per_latent"):
+            value = getattr(self, name)
+            if name == "sample_size" and value is None:  # a diffusers U-Net that declares none
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+        scale = self.latent_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+            raise ValueError(f"latent_scale must be a positive number, got {scale!r}")
 
     @property
     def text_embeds_dim(self) -> int | None:
@@ -337,10 +353,6 @@ def from_diffusers_base(folder: str | Path, data) -> T2IModel:
     return model
 
 
-# Beta schedules every sampler of vidtool.diffusion.schedulers (and DDPM training) computes.
-BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
-
-
 def pipeline_schedule(path: Path) -> NoiseSchedule:
     """The noise schedule of a diffusers scheduler config (betas, steps, prediction type), every value
     checked: a schedule with other betas than the U-Net was trained with would train and sample wrongly
@@ -348,7 +360,7 @@ def pipeline_schedule(path: Path) -> NoiseSchedule:
     import json
     import math
 
-    from vidtool.diffusion.schedulers import PREDICTIONS
+    from vidtool.diffusion.schedulers import BETA_SCHEDULES, MAX_TIMESTEPS, PREDICTIONS
 
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -362,8 +374,8 @@ def pipeline_schedule(path: Path) -> NoiseSchedule:
     if doc.get("trained_betas") is not None:
         raise UserError(f"{path} lists trained_betas, which vidtool's schedules do not take{fix}")
     steps = doc.get("num_train_timesteps", NoiseSchedule.train_timesteps)
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 < steps <= 100_000:
-        raise UserError(f"{path}: num_train_timesteps is {steps!r}, not a whole number from 2 to 100000{fix}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 < steps <= MAX_TIMESTEPS:
+        raise UserError(f"{path}: num_train_timesteps is {steps!r}, not a whole number from 2 to {MAX_TIMESTEPS}{fix}")
     betas = []
     for key, default in (("beta_start", NoiseSchedule.beta_start), ("beta_end", NoiseSchedule.beta_end)):
         value = doc.get(key, default)
