@@ -295,3 +295,28 @@ def test_a_clip_that_will_not_decode_is_an_error_row_not_a_crash(tmp_path, stage
     assert len(rows) == 1 and "cannot decode video" in rows[0]["error"]
     assert (tmp_path / "out" / "manifest.jsonl").read_text() == ""
     assert not (tmp_path / "out" / "clips").exists() or not any((tmp_path / "out" / "clips").iterdir())
+
+
+# --- a trained model whose config.json carries the pipeline's schedule, edited by hand -----------------
+
+CONFIG_EDITS = {
+    "NaN beta_end": (lambda c: c["base"]["schedule"].update(beta_end=float("nan")), "beta_end must be a number"),
+    "string beta_start": (lambda c: c["base"]["schedule"].update(beta_start="x"), "beta_start must be a number"),
+    "zero timesteps": (lambda c: c["base"]["schedule"].update(train_timesteps=0), "train_timesteps must be"),
+    "unknown beta_schedule": (lambda c: c["base"]["schedule"].update(beta_schedule="wavy"), "beta_schedule must be"),
+    "schedule not a mapping": (lambda c: c["base"].update(schedule="x"), "schedule must be a mapping"),
+    "string sample_size": (lambda c: c["base"].update(sample_size="x"), "sample_size must be a positive whole number"),
+    "zero latent_scale": (lambda c: c["base"].update(latent_scale=0), "latent_scale must be a positive number"),
+}
+
+
+@pytest.mark.parametrize("case", list(CONFIG_EDITS))
+def test_generate_with_a_hand_edited_schedule_or_size_is_one_line(case, models, tmp_path, stage, capsys):
+    mutate, expect = CONFIG_EDITS[case]
+    folder = tmp_path / "model"
+    shutil.copytree(models / "k3-run", folder, ignore=shutil.ignore_patterns("train_state", "latent-set.safetensors"))
+    doc = json.loads((folder / "config.json").read_text())
+    mutate(doc["config"])
+    (folder / "config.json").write_text(json.dumps(doc))
+    out = tmp_path / "z.safetensors"
+    _refused(stage, capsys, ["generate", "a red circle", "--model", folder, "--steps", "2", "-o", out], expect, out)
