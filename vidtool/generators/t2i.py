@@ -114,7 +114,13 @@ class T2IConfig:
         size values' sinusoidal features); None for a U-Net that takes none."""
         if not self.unet or self.unet.get("addition_embed_type") != "text_time":
             return None
-        return self.unet["projection_class_embeddings_input_dim"] - TIME_IDS * self.unet["addition_time_embed_dim"]
+        total, per_id = (self.unet.get(k) for k in ("projection_class_embeddings_input_dim", "addition_time_embed_dim"))
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (total, per_id)) \
+                or total <= TIME_IDS * per_id:
+            raise UserError(f"the U-Net config's projection_class_embeddings_input_dim ({total!r}) and "
+                            f"addition_time_embed_dim ({per_id!r}) do not leave a pooled text embedding (the first must "
+                            f"be a whole number above {TIME_IDS} x the second); restore the values diffusers wrote")
+        return total - TIME_IDS * per_id
 
     def unet_kwargs(self) -> dict:
         if self.unet is not None:
