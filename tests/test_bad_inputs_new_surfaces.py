@@ -320,3 +320,32 @@ def test_generate_with_a_hand_edited_schedule_or_size_is_one_line(case, models, 
     (folder / "config.json").write_text(json.dumps(doc))
     out = tmp_path / "z.safetensors"
     _refused(stage, capsys, ["generate", "a red circle", "--model", folder, "--steps", "2", "-o", out], expect, out)
+
+
+# --- the U-Net and VAE of a pipeline root, edited or cut short -------------------------------------------
+
+BASE_EDITS = {
+    "Kandinsky3UNet with zero groups": ("k3", "keyframes", lambda d: _edit_json(d / "unet" / "config.json", groups=0),
+                                        "cannot load the diffusers Kandinsky3UNet"),
+    "Kandinsky3UNet with truncated weights": (
+        "k3", "keyframes", lambda d: _truncate(d / "unet" / "diffusion_pytorch_model.safetensors", 1000),
+        "cannot load the diffusers Kandinsky3UNet"),
+    "SDXL VAE with a string scaling_factor": ("sdxl", "harivo", lambda d: _edit_json(d / "vae" / "config.json",
+                                                                                  scaling_factor="x"), "scaling_factor is 'x'"),
+    "SDXL VAE with a NaN scaling_factor": ("sdxl", "harivo", lambda d: _edit_json(d / "vae" / "config.json",
+                                                                               scaling_factor=float("nan")), "scaling_factor is nan"),
+    "SDXL VAE with truncated weights": (
+        "sdxl", "harivo", lambda d: _truncate(d / "vae" / "diffusion_pytorch_model.safetensors", 100),
+        "cannot load the diffusers AutoencoderKL"),
+    "SDXL U-Net with a string addition_time_embed_dim": (
+        "sdxl", "harivo", lambda d: _edit_json(d / "unet" / "config.json", addition_time_embed_dim="x"),
+        "addition_time_embed_dim ('x')"),
+}
+
+
+@pytest.mark.parametrize("case", list(BASE_EDITS))
+def test_a_pipeline_whose_unet_or_vae_is_broken_is_one_line(case, models, tmp_path, stage, capsys):
+    pipeline, family, mutate, expect = BASE_EDITS[case]
+    base = _copy(models, pipeline, tmp_path / pipeline)
+    mutate(base)
+    _refused(stage, capsys, _train_on(base, models, tmp_path / "out", family, latents=pipeline == "k3"), expect)
