@@ -77,8 +77,9 @@ def load_errors() -> tuple[type[BaseException], ...]:
 
 
 def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:300]
+    """The error's text on one line (a library's message may span several), cut at 300 characters."""
+    text = " ".join(str(error).split())
+    return (text or type(error).__name__)[:300]
 
 
 def part_of(root: Path, name: str) -> Path:
@@ -145,3 +146,12 @@ def describe(folder: str | Path) -> str:
     if "model_type" in doc:
         return f"a transformers {doc['model_type']} folder"
     return "a folder of unknown kind"
+
+
+def check_all_weights_read(folder: str | Path, info: dict, what: str) -> None:
+    """Refuse a transformers/diffusers load that left weights at random initialisation (the
+    `output_loading_info` of from_pretrained): the model would run and produce noise without a word."""
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        raise UserError(f"{folder} lacks {len(missing)} of the {what}'s weights (first: {missing[0]}); is its weights "
+                        "file complete and does its config.json match it?")

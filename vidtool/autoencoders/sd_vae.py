@@ -52,7 +52,7 @@ class SDVAE(nn.Module):
         """Wrap the diffusers autoencoder saved in `folder` (diffusers reads and converts its weights)."""
         import diffusers
 
-        from vidtool.standard_folders import first_line, load_errors, quiet_diffusers
+        from vidtool.standard_folders import check_all_weights_read, first_line, load_errors, quiet_diffusers
 
         quiet_diffusers()
         try:
@@ -61,10 +61,7 @@ class SDVAE(nn.Module):
         except load_errors() as e:
             raise UserError(f"cannot load the diffusers {cls.diffusers_class} in {folder}: {first_line(e)}; is it "
                             "the folder diffusers wrote, with its config.json unchanged?") from e
-        missing = sorted(info.get("missing_keys") or [])
-        if missing:  # weights left at random initialisation would encode and decode noise without a word
-            raise UserError(f"{folder} lacks {len(missing)} of the {cls.diffusers_class}'s weights (first: {missing[0]}); "
-                            "does its config.json match its weights?")
+        check_all_weights_read(folder, info, cls.diffusers_class)
         model = cls.__new__(cls)
         nn.Module.__init__(model)
         model.config = SDVAEConfig(diffusers=diffusers_config(vae.config))

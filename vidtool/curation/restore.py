@@ -125,7 +125,7 @@ class Upscaler:
         from transformers.utils import logging as hf_logging
 
         from vidtool.metrics.clipsim import folder_digest
-        from vidtool.standard_folders import config_json, describe, first_line, load_errors
+        from vidtool.standard_folders import check_all_weights_read, config_json, describe, first_line, load_errors
 
         path = Path(folder)
         if not path.is_dir() or not isinstance(doc := config_json(path), dict) or doc.get("model_type") != "swin2sr":
@@ -134,10 +134,13 @@ class Upscaler:
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
         try:
-            self.model = Swin2SRForImageSuperResolution.from_pretrained(str(path), local_files_only=True).eval().to(device)
+            self.model, info = Swin2SRForImageSuperResolution.from_pretrained(str(path), local_files_only=True,
+                                                                              output_loading_info=True)
+            self.model.eval().to(device)
             self.processor = AutoImageProcessor.from_pretrained(str(path), local_files_only=True)
         except load_errors() as error:
             raise UserError(f"cannot load Swin2SR from {path}: {first_line(error)}") from error
+        check_all_weights_read(path, info, "Swin2SRForImageSuperResolution")
         self.scale = int(self.model.config.upscale)
         if self.scale < 2:
             raise UserError(f"--upscale-model {path} does not enlarge (its upscale is {self.scale}): it is a restoration "

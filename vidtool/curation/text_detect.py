@@ -28,7 +28,7 @@ class TextDetector:
         from transformers.utils import logging as hf_logging
 
         from vidtool.metrics.clipsim import folder_digest
-        from vidtool.standard_folders import config_json, describe, first_line, load_errors
+        from vidtool.standard_folders import check_all_weights_read, config_json, describe, first_line, load_errors
 
         path = Path(folder)
         if not path.is_dir():
@@ -41,10 +41,12 @@ class TextDetector:
         hf_logging.set_verbosity_error()  # the processor backend notice and the loading bar would break --quiet
         hf_logging.disable_progress_bar()
         try:
-            self.model = getattr(transformers, MODEL_TYPES[kind]).from_pretrained(str(path), local_files_only=True)
+            self.model, info = getattr(transformers, MODEL_TYPES[kind]).from_pretrained(
+                str(path), local_files_only=True, output_loading_info=True)
             self.processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
         except load_errors() as error:
             raise UserError(f"cannot load the text detector from {path}: {first_line(error)}") from error
+        check_all_weights_read(path, info, MODEL_TYPES[kind])
         self.model.eval().to(device)
         self.device, self.threshold, self.kind = device, threshold, kind
         length = int(self.model.config.text_config.max_position_embeddings)
