@@ -349,3 +349,22 @@ def test_a_pipeline_whose_unet_or_vae_is_broken_is_one_line(case, models, tmp_pa
     base = _copy(models, pipeline, tmp_path / pipeline)
     mutate(base)
     _refused(stage, capsys, _train_on(base, models, tmp_path / "out", family, latents=pipeline == "k3"), expect)
+
+
+def _drop_a_weight(path: Path) -> None:
+    """The weights file without its last tensor, saved as safetensors saves it (a partial export)."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(path)
+    tensors.pop(sorted(tensors)[-1])
+    save_file(tensors, path, metadata={"format": "pt"})
+
+
+@pytest.mark.parametrize("name,option", [("owl", "--text-detector"), ("swin", "--upscale-model")])
+def test_a_model_folder_missing_a_weight_is_refused_not_run_with_random_weights(name, option, models, tmp_path, stage,
+                                                                                capsys):
+    folder = _copy(models, name, tmp_path / name)
+    _drop_a_weight(folder / "model.safetensors")
+    flags = ["--remove-text", option, folder] if option == "--text-detector" else [option, folder]
+    _refused(stage, capsys, ["restore", models / "clips" / "m.jsonl", "-o", tmp_path / "out", *flags], "lacks 1 of the",
+             tmp_path / "out")
