@@ -77,6 +77,9 @@ def restore(
         raise UserError(f"-o names a folder for the restored clips and their manifest, not {out}")
     if not Path(manifest).is_file():
         raise UserError(f"no such file: {manifest}")
+    if Path(out).resolve() == Path(manifest).resolve().parent:
+        raise UserError(f"-o {out} is the input manifest's folder: the restored clips and manifest would mix with the "
+                        "clips they repair; choose another folder")
 
     import cv2
 

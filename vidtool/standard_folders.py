@@ -34,6 +34,54 @@ def is_pipeline_root(folder: str | Path) -> bool:
     return (Path(folder) / PIPELINE_INDEX).is_file()
 
 
+def pipeline_index(root: str | Path) -> dict:
+    """A pipeline root's model_index.json as a mapping; one line when it is not a JSON object."""
+    path = Path(root) / PIPELINE_INDEX
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, RecursionError) as e:
+        raise UserError(f"cannot read {path} ({type(e).__name__}); it should be the pipeline's model_index.json "
+                        "as diffusers wrote it") from e
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}); it should be the pipeline's "
+                        "model_index.json as diffusers wrote it") from e
+    if not isinstance(doc, dict):
+        raise UserError(f"{path} holds a JSON {type(doc).__name__}, not an object naming the pipeline's components")
+    return doc
+
+
+def named_in_index(root: str | Path, name: str) -> str | None:
+    """The folder name under which the pipeline's model_index.json lists `name` (or an alias of it:
+    `vae` -> `movq`) as a component it has, else None."""
+    index = pipeline_index(root)
+    for alias in ALIASES.get(name, (name,)):
+        entry = index.get(alias)
+        if isinstance(entry, list) and entry and entry[0] is not None:
+            return alias
+    return None
+
+
+# What loading a third-party model folder raises when its files are not what they claim: a truncated
+# or corrupt weights file (safetensors' own error), a config value of the wrong type or sign (the
+# library's validation, or the tensor it cannot build), weights of other shapes.
+def load_errors() -> tuple[type[BaseException], ...]:
+    from safetensors import SafetensorError
+
+    errors: tuple[type[BaseException], ...] = (OSError, ValueError, TypeError, KeyError, IndexError, RuntimeError,
+                                               ZeroDivisionError, AttributeError, SafetensorError)
+    try:  # transformers' typed configs (huggingface_hub's strict dataclasses)
+        from huggingface_hub.errors import StrictDataclassError
+    except ImportError:
+        return errors
+    return (*errors, StrictDataclassError)
+
+
+def first_line(error: BaseException) -> str:
+    """The error's text on one line (a library's message may span several), cut at 300 characters."""
+    text = " ".join(str(error).split())
+    return (text or type(error).__name__)[:300]
+
+
 def part_of(root: Path, name: str) -> Path:
     """`root/name`, or `root/ALIAS` for the first alias of `name` the pipeline has (`vae` -> `movq`)."""
     for alias in ALIASES.get(name, (name,)):
@@ -98,3 +146,12 @@ def describe(folder: str | Path) -> str:
     if "model_type" in doc:
         return f"a transformers {doc['model_type']} folder"
     return "a folder of unknown kind"
+
+
+def check_all_weights_read(folder: str | Path, info: dict, what: str) -> None:
+    """Refuse a transformers/diffusers load that left weights at random initialisation (the
+    `output_loading_info` of from_pretrained): the model would run and produce noise without a word."""
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        raise UserError(f"{folder} lacks {len(missing)} of the {what}'s weights (first: {missing[0]}); is its weights "
+                        "file complete and does its config.json match it?")

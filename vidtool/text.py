@@ -139,12 +139,13 @@ def is_two_encoder_pipeline(folder: str | Path) -> bool:
 
 def force_zeros_for_empty_prompt(root: Path) -> bool:
     """The pipeline's rule for the empty (negative) prompt: zeros, StableDiffusionXLPipeline's default."""
-    import json
+    from vidtool.standard_folders import PIPELINE_INDEX, pipeline_index
 
-    from vidtool.standard_folders import PIPELINE_INDEX
-
-    index = json.loads((root / PIPELINE_INDEX).read_text())
-    return bool(index.get("force_zeros_for_empty_prompt", True))
+    value = pipeline_index(root).get("force_zeros_for_empty_prompt", True)
+    if not isinstance(value, bool):
+        raise UserError(f"{root / PIPELINE_INDEX}: force_zeros_for_empty_prompt is {value!r}, not true or false "
+                        "(StableDiffusionXLPipeline's default is true)")
+    return value
 
 
 # transformers model_type -> the class that holds only the text encoder (of an encoder-decoder
@@ -170,10 +171,12 @@ def load_encoder(folder: Path, class_name: str | None = None) -> torch.nn.Module
         raise UserError(f"--text-encoder {folder} is {describe(folder)}, not a transformers text encoder "
                         "(T5, UMT5, CLIP, SigLIP, a sentence-transformers model)")
     cls = getattr(transformers, class_name or ENCODER_CLASSES.get(doc["model_type"], "AutoModel"))
+    from vidtool.standard_folders import first_line, load_errors
+
     try:
         model, info = cls.from_pretrained(folder, local_files_only=True, output_loading_info=True)
-    except (OSError, ValueError, KeyError) as e:
-        raise UserError(f"cannot load the text encoder in {folder}: {str(e).splitlines()[0]}") from e
+    except load_errors() as e:
+        raise UserError(f"cannot load the text encoder in {folder}: {first_line(e)}") from e
     if getattr(model.config, "is_encoder_decoder", False):
         model = model.get_encoder()  # another encoder-decoder family (e.g. BART): its encoder only
     missing = info.get("missing_keys") or []

@@ -52,14 +52,24 @@ class SDVAE(nn.Module):
         """Wrap the diffusers autoencoder saved in `folder` (diffusers reads and converts its weights)."""
         import diffusers
 
-        from vidtool.standard_folders import quiet_diffusers
+        from vidtool.standard_folders import check_all_weights_read, first_line, load_errors, quiet_diffusers
 
         quiet_diffusers()
-        vae = getattr(diffusers, cls.diffusers_class).from_pretrained(Path(folder), local_files_only=True)
+        try:
+            vae, info = getattr(diffusers, cls.diffusers_class).from_pretrained(
+                Path(folder), local_files_only=True, output_loading_info=True)
+        except load_errors() as e:
+            raise UserError(f"cannot load the diffusers {cls.diffusers_class} in {folder}: {first_line(e)}; is it "
+                            "the folder diffusers wrote, with its config.json unchanged?") from e
+        check_all_weights_read(folder, info, cls.diffusers_class)
         model = cls.__new__(cls)
         nn.Module.__init__(model)
         model.config = SDVAEConfig(diffusers=diffusers_config(vae.config))
         model.vae = vae
+        try:
+            model.scaling_factor  # a hand-edited scale would scale every latent by NaN or a string
+        except UserError as e:
+            raise UserError(f"{Path(folder) / 'config.json'}: {e}") from e
         return model
 
     @property
@@ -77,7 +87,13 @@ class SDVAE(nn.Module):
     @property
     def scaling_factor(self) -> float:
         """What the pretrained diffusion models multiply these latents by (SD 1.x/2.x: 0.18215)."""
-        return float(self.config.diffusers.get("scaling_factor", 0.18215))
+        import math
+
+        value = self.config.diffusers.get("scaling_factor", 0.18215)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise UserError(f"the {self.diffusers_class} config's scaling_factor is {value!r}, not a positive number; "
+                            "restore the value diffusers wrote (SD 1.x/2.x: 0.18215, SDXL: 0.13025)")
+        return float(value)
 
     def encode(self, video: torch.Tensor) -> EncoderOutput:
         """[B, 3, T, H, W] in [-1, 1] -> posterior mean [B, C, T, h, w]."""

@@ -73,25 +73,26 @@ class DiffusionInpainter:
     the same seed; its output is kept only inside the mask."""
 
     def __init__(self, folder: str | Path, *, steps: int = 20, seed: int = 0, device: str = "cpu"):
-        import json
-
         from vidtool.metrics.clipsim import folder_digest
-        from vidtool.standard_folders import PIPELINE_INDEX, describe, quiet_diffusers
+        from vidtool.standard_folders import describe, first_line, is_pipeline_root, load_errors, pipeline_index, quiet_diffusers
 
         path = Path(folder)
-        index = path / PIPELINE_INDEX
-        kind = json.loads(index.read_text()).get("_class_name") if index.is_file() else None
+        kind = pipeline_index(path).get("_class_name") if is_pipeline_root(path) else None
         if kind != "StableDiffusionInpaintPipeline":
             raise UserError(f"--inpaint-model {path} is {describe(path) if path.is_dir() else 'not a folder'}; it needs a "
                             "diffusers StableDiffusionInpaintPipeline folder (model_index.json beside unet/, vae/, ...)")
+        for part in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+            if not (path / part).is_dir():
+                raise UserError(f"--inpaint-model {path} has no {part}/ folder; pass the whole diffusers "
+                                "StableDiffusionInpaintPipeline folder as save_pretrained wrote it")
         from diffusers import StableDiffusionInpaintPipeline
 
         quiet_diffusers()
         try:
             self.pipe = StableDiffusionInpaintPipeline.from_pretrained(
                 str(path), safety_checker=None, requires_safety_checker=False, local_files_only=True).to(device)
-        except (OSError, ValueError, TypeError) as error:
-            raise UserError(f"cannot load the inpainting pipeline {path}: {str(error).splitlines()[0]}") from error
+        except load_errors() as error:
+            raise UserError(f"cannot load the inpainting pipeline {path}: {first_line(error)}") from error
         self.pipe.set_progress_bar_config(disable=True)
         self.steps, self.seed, self.device = steps, seed, device
         # The U-Net halves the latent once per down block after the first; the VAE divides by its scale factor.
@@ -124,19 +125,22 @@ class Upscaler:
         from transformers.utils import logging as hf_logging
 
         from vidtool.metrics.clipsim import folder_digest
-        from vidtool.standard_folders import config_json, describe
+        from vidtool.standard_folders import check_all_weights_read, config_json, describe, first_line, load_errors
 
         path = Path(folder)
-        if not path.is_dir() or (config_json(path) or {}).get("model_type") != "swin2sr":
+        if not path.is_dir() or not isinstance(doc := config_json(path), dict) or doc.get("model_type") != "swin2sr":
             raise UserError(f"--upscale-model {path} is {describe(path) if path.is_dir() else 'not a folder'}; it needs "
                             "a transformers Swin2SR super-resolution folder (model_type swin2sr)")
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
         try:
-            self.model = Swin2SRForImageSuperResolution.from_pretrained(str(path), local_files_only=True).eval().to(device)
+            self.model, info = Swin2SRForImageSuperResolution.from_pretrained(str(path), local_files_only=True,
+                                                                              output_loading_info=True)
+            self.model.eval().to(device)
             self.processor = AutoImageProcessor.from_pretrained(str(path), local_files_only=True)
-        except (OSError, ValueError, TypeError) as error:
-            raise UserError(f"cannot load Swin2SR from {path}: {str(error).splitlines()[0]}") from error
+        except load_errors() as error:
+            raise UserError(f"cannot load Swin2SR from {path}: {first_line(error)}") from error
+        check_all_weights_read(path, info, "Swin2SRForImageSuperResolution")
         self.scale = int(self.model.config.upscale)
         if self.scale < 2:
             raise UserError(f"--upscale-model {path} does not enlarge (its upscale is {self.scale}): it is a restoration "

@@ -28,27 +28,41 @@ class TextDetector:
         from transformers.utils import logging as hf_logging
 
         from vidtool.metrics.clipsim import folder_digest
-        from vidtool.standard_folders import config_json, describe
+        from vidtool.standard_folders import check_all_weights_read, config_json, describe, first_line, load_errors
 
         path = Path(folder)
         if not path.is_dir():
             raise UserError(f"--text-detector {path} is not a folder; pass a local transformers OWL-ViT or OWLv2 folder")
-        kind = (config_json(path) or {}).get("model_type")
+        doc = config_json(path)
+        kind = doc.get("model_type") if isinstance(doc, dict) else None
         if kind not in MODEL_TYPES:
             raise UserError(f"--text-detector {path} is {describe(path)}; it needs a transformers OWL-ViT or OWLv2 "
                             "detection folder (model_type owlvit or owlv2)")
         hf_logging.set_verbosity_error()  # the processor backend notice and the loading bar would break --quiet
         hf_logging.disable_progress_bar()
         try:
-            self.model = getattr(transformers, MODEL_TYPES[kind]).from_pretrained(str(path), local_files_only=True)
+            self.model, info = getattr(transformers, MODEL_TYPES[kind]).from_pretrained(
+                str(path), local_files_only=True, output_loading_info=True)
             self.processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
-        except (OSError, ValueError, TypeError) as error:
-            raise UserError(f"cannot load the text detector from {path}: {str(error).splitlines()[0]}") from error
+        except load_errors() as error:
+            raise UserError(f"cannot load the text detector from {path}: {first_line(error)}") from error
+        check_all_weights_read(path, info, MODEL_TYPES[kind])
         self.model.eval().to(device)
         self.device, self.threshold, self.kind = device, threshold, kind
         length = int(self.model.config.text_config.max_position_embeddings)
-        tokens = self.processor.tokenizer(list(QUERIES), padding="max_length", max_length=length, truncation=True,
-                                          return_tensors="pt")
+        tokenizer = getattr(self.processor, "tokenizer", None)
+        if tokenizer is None or getattr(self.processor, "image_processor", None) is None:
+            raise UserError(f"--text-detector {path} has no complete processor (tokenizer and image processor); save "
+                            "it beside the model (processor.save_pretrained)")
+        tokens = tokenizer(list(QUERIES), padding="max_length", max_length=length, truncation=True, return_tensors="pt")
+        special = set(tokenizer.all_special_ids)
+        for query, ids, keep in zip(QUERIES, tokens["input_ids"].tolist(), tokens["attention_mask"].tolist()):
+            if all(i in special for i, k in zip(ids, keep) if k):
+                # A folder without its vocabulary files gives a tokenizer that knows no word: every
+                # query would be the unknown token and the boxes would mean nothing.
+                raise UserError(f"--text-detector {path}: its tokenizer does not know the query {query!r} (no "
+                                "vocabulary files, e.g. vocab.json and merges.txt?); save the processor beside the "
+                                "model (processor.save_pretrained)")
         self.input_ids, self.attention_mask = tokens["input_ids"].to(device), tokens["attention_mask"].to(device)
         self.digest = f"{kind}:{folder_digest(path)}"
 

@@ -189,6 +189,8 @@ def output_files(out: str | os.PathLike, stage: str, shard: Shard | None, *, fol
     """Where a run writes. Sharded: `out` is a folder holding STAGE-shard-I-of-N files. Unsharded:
     `out` is the manifest file itself, or, for stages that write a folder (`folder=True`), OUT/manifest.jsonl."""
     out = Path(out)
+    if (shard is not None or folder) and out.exists() and not out.is_dir():
+        raise UserError(f"-o {out} is a file; this stage writes a folder (its manifest.jsonl and files): name a folder")
     if shard is not None:
         if out.suffix == ".jsonl":
             raise UserError(f"with --shard (or a SLURM array) -o names a folder for the shard files, not {out}; "
@@ -249,9 +251,13 @@ def run_stage(*, stage: str, items: Sequence[Item], shard: Shard | None, files: 
         log(f"resuming from {files.journal.name}: {resumed} of {len(mine)} items already done")
     pending = [item for item in mine if item.key not in done]
 
-    files.manifest.parent.mkdir(parents=True, exist_ok=True)
     fresh = not files.journal.exists()
-    with open(files.journal, "a", encoding="utf-8") as journal:
+    try:
+        files.manifest.parent.mkdir(parents=True, exist_ok=True)
+        opened = open(files.journal, "a", encoding="utf-8")
+    except OSError as e:  # a read-only or missing destination, a file where a folder should be
+        raise UserError(f"cannot write {files.journal}: {e.strerror or e}; choose another output folder") from e
+    with opened as journal:
         if fresh:
             _append(journal, [header])
         failed = sum(1 for outcome in done.values() if outcome.errors)

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import torch
 
 PREDICTIONS = ("epsilon", "v_prediction")
+# Beta schedules every sampler below (and DDPM training) computes.
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+MAX_TIMESTEPS = 100_000
 
 
 @dataclass
@@ -23,8 +26,24 @@ class NoiseSchedule:
     prediction_type: str = "epsilon"  # or "v_prediction" (FusionFrames' interpolation, §4.2)
 
     def __post_init__(self):
+        """Every value checked (a config.json edited by hand reaches here): diffusers would build
+        NaN betas without a word, or fail deep inside sampling."""
+        import math
+
         if self.prediction_type not in PREDICTIONS:
             raise ValueError(f"prediction_type must be one of {PREDICTIONS}, got {self.prediction_type!r}")
+        if self.beta_schedule not in BETA_SCHEDULES:
+            raise ValueError(f"beta_schedule must be one of {BETA_SCHEDULES}, got {self.beta_schedule!r}")
+        steps = self.train_timesteps
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 < steps <= MAX_TIMESTEPS:
+            raise ValueError(f"train_timesteps must be a whole number from 2 to {MAX_TIMESTEPS}, got {steps!r}")
+        for name in ("beta_start", "beta_end"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or not 0 < value < 1:
+                raise ValueError(f"{name} must be a number between 0 and 1, got {value!r}")
+        if self.beta_start > self.beta_end:
+            raise ValueError(f"beta_start {self.beta_start} is above beta_end {self.beta_end}")
 
     def _kwargs(self) -> dict:
         return dict(num_train_timesteps=self.train_timesteps, beta_start=self.beta_start, beta_end=self.beta_end,

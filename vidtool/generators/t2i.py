@@ -89,7 +89,23 @@ class T2IConfig:
     pixels_per_latent: int = 8
 
     def __post_init__(self):
+        import math
+
+        if not isinstance(self.schedule, (dict, NoiseSchedule)):
+            raise ValueError(f"schedule must be a mapping of the noise schedule's values, got {self.schedule!r}")
         self.schedule = schedule_from_dict(self.schedule)  # config.json holds it as a mapping
+        # A config.json edited by hand reaches here: sizes that are not positive whole numbers would fail
+        # deep inside the U-Net or the sampler.
+        for name in ("latent_channels", "sample_size", "layers_per_block", "attention_head_dim", "cross_attention_dim",
+                     "norm_num_groups", "text_max_length", "frames_per_clip", "pixels_per_latent"):
+            value = getattr(self, name)
+            if name == "sample_size" and value is None:  # a diffusers U-Net that declares none
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+        scale = self.latent_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+            raise ValueError(f"latent_scale must be a positive number, got {scale!r}")
 
     @property
     def text_embeds_dim(self) -> int | None:
@@ -98,7 +114,13 @@ class T2IConfig:
         size values' sinusoidal features); None for a U-Net that takes none."""
         if not self.unet or self.unet.get("addition_embed_type") != "text_time":
             return None
-        return self.unet["projection_class_embeddings_input_dim"] - TIME_IDS * self.unet["addition_time_embed_dim"]
+        total, per_id = (self.unet.get(k) for k in ("projection_class_embeddings_input_dim", "addition_time_embed_dim"))
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (total, per_id)) \
+                or total <= TIME_IDS * per_id:
+            raise UserError(f"the U-Net config's projection_class_embeddings_input_dim ({total!r}) and "
+                            f"addition_time_embed_dim ({per_id!r}) do not leave a pooled text embedding (the first must "
+                            f"be a whole number above {TIME_IDS} x the second); restore the values diffusers wrote")
+        return total - TIME_IDS * per_id
 
     def unet_kwargs(self) -> dict:
         if self.unet is not None:
@@ -201,7 +223,12 @@ class T2IModel(nn.Module):
             raise UserError(f"{folder} is {describe(folder)}, not a diffusers {' or '.join(UNET_CLASSES)} folder")
         _check_unet_config(folder)
         quiet_diffusers()
-        unet = unet_class(name).from_pretrained(folder, local_files_only=True)
+        from vidtool.standard_folders import first_line, load_errors
+
+        try:
+            unet = unet_class(name).from_pretrained(folder, local_files_only=True)
+        except load_errors() as e:
+            raise UserError(f"cannot load the diffusers {name} in {folder}: {first_line(e)}") from e
         model = cls.__new__(cls)
         nn.Module.__init__(model)
         model.config = config_from_unet(unet.config, name, **overrides)
@@ -295,14 +322,18 @@ def from_diffusers_base(folder: str | Path, data) -> T2IModel:
     size: the latent set's (its frame size over the autoencoder's factor) is the default sampling
     size. An SDXL-layout U-Net needs the set's captions to carry the pooled embeddings it takes, and
     its size conditioning the VAE's spatial factor."""
-    from vidtool.standard_folders import component, is_pipeline_root
+    from vidtool.standard_folders import component, is_pipeline_root, pipeline_index
 
+    if is_pipeline_root(folder):
+        pipeline_index(folder)  # a model_index.json that is not JSON: one line, not a guess
     unet_folder = component(folder, "unet", "--base")
     root = Path(unet_folder).resolve().parent
     scheduler = root / "scheduler" / "scheduler_config.json"
     overrides = {}
-    if is_pipeline_root(root) and scheduler.is_file():
-        overrides["schedule"] = pipeline_schedule(scheduler)
+    if is_pipeline_root(root):
+        pipeline_index(root)
+        if scheduler.is_file():
+            overrides["schedule"] = pipeline_schedule(scheduler)
     model = T2IModel.from_unet_folder(
         unet_folder, latent_scale=data.latent_scale, vae=data.vae, vae_path=getattr(data, "vae_path", ""),
         text_encoder=data.text_encoder, text_encoder_path=getattr(data, "text_encoder_path", ""),
@@ -329,16 +360,47 @@ def from_diffusers_base(folder: str | Path, data) -> T2IModel:
 
 
 def pipeline_schedule(path: Path) -> NoiseSchedule:
-    """The noise schedule of a diffusers scheduler config (betas, steps, prediction type)."""
+    """The noise schedule of a diffusers scheduler config (betas, steps, prediction type), every value
+    checked: a schedule with other betas than the U-Net was trained with would train and sample wrongly
+    without a word."""
     import json
+    import math
+
+    from vidtool.diffusion.schedulers import BETA_SCHEDULES, MAX_TIMESTEPS, PREDICTIONS
 
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise UserError(f"{path} is not valid JSON ({e.msg} at line {e.lineno})") from e
-    fields = {"num_train_timesteps": "train_timesteps", "beta_start": "beta_start", "beta_end": "beta_end",
-              "beta_schedule": "beta_schedule", "prediction_type": "prediction_type"}
-    return NoiseSchedule(**{ours: doc[theirs] for theirs, ours in fields.items() if theirs in doc})
+    except (OSError, UnicodeDecodeError, RecursionError) as e:
+        raise UserError(f"cannot read {path} ({type(e).__name__}); it should be the scheduler config diffusers wrote") from e
+    if not isinstance(doc, dict):
+        raise UserError(f"{path} holds a JSON {type(doc).__name__}, not a scheduler config object")
+    fix = "; it should be the config of the scheduler the U-Net was trained with, as diffusers wrote it"
+    if doc.get("trained_betas") is not None:
+        raise UserError(f"{path} lists trained_betas, which vidtool's schedules do not take{fix}")
+    steps = doc.get("num_train_timesteps", NoiseSchedule.train_timesteps)
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 < steps <= MAX_TIMESTEPS:
+        raise UserError(f"{path}: num_train_timesteps is {steps!r}, not a whole number from 2 to {MAX_TIMESTEPS}{fix}")
+    betas = []
+    for key, default in (("beta_start", NoiseSchedule.beta_start), ("beta_end", NoiseSchedule.beta_end)):
+        value = doc.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not 0 < value < 1:
+            raise UserError(f"{path}: {key} is {value!r}, not a number between 0 and 1{fix}")
+        betas.append(float(value))
+    if betas[0] > betas[1]:
+        raise UserError(f"{path}: beta_start {betas[0]} is above beta_end {betas[1]}{fix}")
+    schedule = doc.get("beta_schedule", NoiseSchedule.beta_schedule)
+    if schedule not in BETA_SCHEDULES:
+        raise UserError(f"{path}: beta_schedule {schedule!r} is not one vidtool samples with "
+                        f"({', '.join(BETA_SCHEDULES)}){fix}")
+    prediction = doc.get("prediction_type", NoiseSchedule.prediction_type)
+    if prediction not in PREDICTIONS:
+        raise UserError(f"{path}: prediction_type {prediction!r} is not one vidtool trains "
+                        f"({', '.join(PREDICTIONS)}){fix}")
+    return NoiseSchedule(train_timesteps=steps, beta_start=betas[0], beta_end=betas[1], beta_schedule=schedule,
+                         prediction_type=prediction)
 
 
 def _diffusers_spatial_factor(vae_path: str) -> int | None:

@@ -14,13 +14,15 @@ def checked_inputs(family: str, *, preset: str = "tiny", base, vae, text_encoder
     """(family entry, vae, text encoder or text cache, --set entries, bucket shapes or None) once the
     options are checked against the family; a diffusers base supplies its own vae/ and text_encoder/."""
     from vidtool.families import REGISTRY, trainable
-    from vidtool.standard_folders import is_diffusers_unet
+    from vidtool.standard_folders import is_diffusers_unet, is_pipeline_root, pipeline_index
 
     if family not in trainable():
         raise UserError(f"unknown generator family {family!r}; known: {', '.join(trainable())}")
     entry = REGISTRY[family]
     if entry.base and base is None:  # before minutes of encoding
         raise UserError(f"{family} extends a trained {entry.base} model: pass --base DIR (a {entry.base} model folder)")
+    if base is not None and is_pipeline_root(base):
+        pipeline_index(base)  # one line for a model_index.json that is not JSON, before anything reads it
     if base is not None and is_diffusers_unet(base):
         # A Stable Diffusion checkout: its U-Net works in its VAE's latents on its text encoder's tokens.
         vae = vae or pipeline_part(base, "vae")
@@ -65,8 +67,24 @@ def pipeline_part(base: Path, name: str) -> Path | None:
 
     if is_pipeline_root(base):
         part = part_of(Path(base), name)
-        return part if (part / "config.json").is_file() else None
+        if (part / "config.json").is_file():
+            return part
+        return _missing_part(Path(base), name)
+    if is_pipeline_root(Path(base).resolve().parent) and sibling(base, name) is None:
+        return _missing_part(Path(base).resolve().parent, name)
     return sibling(base, name)
+
+
+def _missing_part(root: Path, name: str) -> None:
+    """None for a component the pipeline does not have; one line for one its model_index.json lists
+    but that is not there (the default in its place would train in another latent or text space)."""
+    from vidtool.standard_folders import named_in_index
+
+    listed = named_in_index(root, name)
+    if listed is not None:
+        raise UserError(f"{root}/model_index.json lists {listed}/ but {root / listed} has no config.json; copy the "
+                        f"pipeline's {listed}/ folder back (or pass the {name} you mean explicitly)")
+    return None
 
 
 def pipeline_text_encoder(base: Path) -> Path | None:
@@ -78,6 +96,8 @@ def pipeline_text_encoder(base: Path) -> Path | None:
     root = Path(base) if is_pipeline_root(base) else Path(base).resolve().parent
     if is_two_encoder_pipeline(root):
         return root
+    if is_pipeline_root(root) and not (root / "text_encoder_2" / "config.json").is_file():
+        _missing_part(root, "text_encoder_2")
     return pipeline_part(base, "text_encoder")
 
 
