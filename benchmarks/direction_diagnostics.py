@@ -274,7 +274,6 @@ def motion_weighted_loss(model, batch: dict, weight: float) -> torch.Tensor:
     differences are the error in how the clip moves; the plain MSE is dominated by the part every
     keyframe shares (where the shape is, what it looks like), which the prompt's direction does not
     decide."""
-    import torch.nn.functional as F
 
     from vidtool.diffusion.schedulers import diffusion_pair
     from vidtool.generators.keyframes import sample_keyframes as pick_keyframes
