@@ -103,6 +103,7 @@ def test_controlnet_and_ip_adapter_stay_refused_on_kandinsky3(k3):
         adapt(model, {"ip_adapter": str(root), "ip_image": "red.png"})
 
 
+@pytest.mark.slow
 def test_a_stable_diffusion_lora_on_kandinsky3_is_one_line_exit_2(vidtool, k3, tmp_path):
     from diffusers import UNet2DConditionModel
     from test_bring_your_own_weights import tiny_sd_pipeline

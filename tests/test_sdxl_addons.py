@@ -255,7 +255,8 @@ def test_an_sdxl_ip_adapter_prompts_by_image_with_the_pooled_and_size_conditions
 
 # --- refusals -----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("case", ["sd-lora", pytest.param("sd-controlnet", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("case", [pytest.param("sd-lora", marks=pytest.mark.slow),
+                                  pytest.param("sd-controlnet", marks=pytest.mark.slow)])
 def test_add_ons_of_a_stable_diffusion_1_base_are_refused_on_sdxl(vidtool, xl, tmp_path, case):
     from diffusers import ControlNetModel, UNet2DConditionModel
     from test_bring_your_own_weights import tiny_sd_pipeline
