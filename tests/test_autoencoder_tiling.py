@@ -339,7 +339,9 @@ def _test_sized_cm_vae():
     "33.1 dB (30.5 dB on a photo clip even with 12-of-16 tiles), test-sized cm-vae 64 px 14.5 dB. Each "
     "tile is normalised with its own statistics (GroupNorm, squeeze-excite, mid-block attention); with "
     "the whole clip's statistics an mbq-vae tile's PSNR to the whole decode rises from 6 to 25 dB"))
-@pytest.mark.parametrize("build", [_bundled_mbq, _bundled_movq, _test_sized_cm_vae], ids=["mbq-vae", "movq-temporal", "cm-vae"])
+@pytest.mark.parametrize("build", [pytest.param(_bundled_mbq, id="mbq-vae"),  # movq-temporal: slow (13 s)
+                                   pytest.param(_bundled_movq, id="movq-temporal", marks=pytest.mark.slow),
+                                   pytest.param(_test_sized_cm_vae, id="cm-vae")])
 def test_spatially_tiled_decode_stays_within_the_promised_psnr(build):
     model, frames = build()
     latents = whole_encode(model, frames).latents

@@ -182,7 +182,12 @@ def test_activation_checkpointing_keeps_the_loss_and_the_gradients(case):
     _assert_same_grads(grads, plain_grads)
 
 
-@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+# The two slowest cases run with -m slow (their families' other variants stay in the default suite).
+SLOW_FSDP = {"movq-temporal-video", "cm-vae"}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=k, marks=[pytest.mark.slow] if k in SLOW_FSDP else [])
+                                  for k, c in CASES.items()])
 def test_fsdp2_trains_like_the_plain_model_and_runs_in_bf16(case, one_rank_group):
     """The trainer's wrapping (`_Losses` as the root, each block one unit, fp32 gradient reduction).
     In fp32 and over activation checkpointing (`--strategy fsdp --activation-checkpointing`), one rank
