@@ -87,3 +87,11 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1, err
     return lines[0]
+
+
+@pytest.fixture
+def stage(monkeypatch):
+    """A stage run in process (stage_runner.run_stage), with the SLURM array variables cleared."""
+    from stage_runner import in_process_stages
+
+    return in_process_stages(monkeypatch)

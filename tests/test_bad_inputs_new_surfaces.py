@@ -15,14 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from stage_runner import in_process_stages
 
 CLIP = '{"path": "text.mp4"}\n'
-
-
-@pytest.fixture
-def stage(monkeypatch):
-    return in_process_stages(monkeypatch)
 
 
 @pytest.fixture(scope="module")

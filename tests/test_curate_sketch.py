@@ -9,7 +9,6 @@ import pytest
 from PIL import Image
 
 from conftest import one_line_error
-from stage_runner import in_process_stages
 from vidtool.data.manifest import read_manifest, resolve
 from vidtool.data.sketches import Drawing, SketchLibrary, outline, render
 from vidtool.data.tokens import read_masks, read_sketch
@@ -19,11 +18,6 @@ from vidtool.errors import UserError
 NO_ARRAY = {"SLURM_ARRAY_TASK_ID": "", "SLURM_ARRAY_TASK_COUNT": ""}  # for subprocess runs
 H, W, T = 24, 32, 4
 PALETTE = [0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * (256 * 3 - 9)  # DAVIS's: index 1 dark red, 2 dark green
-
-
-@pytest.fixture
-def stage(monkeypatch):
-    return in_process_stages(monkeypatch)
 
 
 def _boxes(t: int) -> dict[int, tuple[int, int, int, int]]:

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 import curation_footage as footage
-from stage_runner import in_process_stages
 from vidtool.curation.filtering import HashIndex, filter_records
 from vidtool.curation.where import Where
 from vidtool.data.manifest import read_manifest, resolve
@@ -20,11 +19,6 @@ from vidtool.errors import UserError
 from vidtool.video import read_video
 
 WHERE = "motion > 0.5 and sharpness > 15 and text_area < 0.02"
-
-
-@pytest.fixture
-def stage(monkeypatch):
-    return in_process_stages(monkeypatch)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from stage_runner import in_process_stages
 
 from vidtool.data.clips import ClipDataset
 from vidtool.data.manifest import read_manifest, resolve
@@ -14,11 +13,6 @@ from vidtool.video import read_video, write_video
 
 # (height, width, frames, fps): a 16:9 clip, a portrait one and a GIF, written by the project's own writer.
 CLIPS = {"wide.mp4": (72, 128, 12, 24.0), "phone/portrait.MP4": (112, 64, 9, 30.0), "anim.gif": (32, 48, 5, 10.0)}
-
-
-@pytest.fixture
-def stage(monkeypatch):
-    return in_process_stages(monkeypatch)
 
 
 @pytest.fixture

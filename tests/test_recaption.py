@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from stage_runner import in_process_stages
 from vidtool import video
 from vidtool.data.manifest import read_manifest, resolve, write_manifest
 from vidtool.recaption import PAPER_PROMPT, Captioner, CaptionInput
@@ -23,11 +22,6 @@ CHAT = ("{% for m in messages %}{{ m['role'].upper() }}: {% if m['content'] is s
         "{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}<image> {% elif c['type'] == 'video' %}"
         "<video> {% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %} {% endfor %}"
         "{% if add_generation_prompt %}ASSISTANT:{% endif %}")
-
-
-@pytest.fixture
-def stage(monkeypatch):
-    return in_process_stages(monkeypatch)
 
 
 def _tokenizer():

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from large_clip import SIDE, large_clip, record_decodes
-from stage_runner import in_process_stages
 
 
 @pytest.fixture(scope="module")
@@ -18,11 +17,6 @@ def big(tmp_path_factory):
     large_clip(root / "big.mp4", frames=16)
     (root / "manifest.jsonl").write_text(json.dumps({"path": "big.mp4", "caption": "a test pattern"}) + "\n")
     return root
-
-
-@pytest.fixture
-def stage(monkeypatch):
-    return in_process_stages(monkeypatch)
 
 
 def test_score_decodes_at_its_metrics_resolution(stage, big, tmp_path, monkeypatch):

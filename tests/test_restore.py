@@ -11,7 +11,6 @@ import pytest
 import torch
 
 import curation_footage as footage
-from stage_runner import in_process_stages
 from test_bring_your_own_weights import TEXT_DIM, clip_text_config, clip_tokenizer
 from tiny_clip import save_clip_tokenizer
 from vidtool.data.manifest import read_manifest, resolve
@@ -20,11 +19,6 @@ from vidtool.video import read_video, write_video
 # The caption rows of curation_footage.caption (baselines at y=30 and y=110, letters ~12 px high):
 # rows 45-90 are at least 15 px from any letter.
 CLEAR_ROWS = slice(45, 90)
-
-
-@pytest.fixture
-def stage(monkeypatch):
-    return in_process_stages(monkeypatch)
 
 
 @pytest.fixture(scope="module")

@@ -14,16 +14,10 @@ import pytest
 import torch
 
 from conftest import ROOT
-from stage_runner import in_process_stages
 from vidtool import checkpoint, tensorfile, video
 from vidtool.autoencoders import mbq_vae
 from vidtool.data.manifest import read_manifest, resolve, write_manifest
 from vidtool.tensorfile import TensorFile
-
-
-@pytest.fixture
-def stage(monkeypatch):
-    return in_process_stages(monkeypatch)
 
 
 @pytest.fixture(scope="module")

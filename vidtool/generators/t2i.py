@@ -339,9 +339,7 @@ def from_diffusers_base(folder: str | Path, data) -> T2IModel:
         text_encoder=data.text_encoder, text_encoder_path=getattr(data, "text_encoder_path", ""),
         text_max_length=getattr(data, "text_length", None) or T2IConfig.text_max_length, **overrides)
     if model.config.unet_class == "Kandinsky3UNet":
-        factor = _diffusers_spatial_factor(getattr(data, "vae_path", ""))
-        if factor:
-            model.config.sample_size = max(1, data.size // factor)
+        model.config.sample_size = max(1, data.size // _spatial_factor(data))
         return model
     kind = model.unet.config.addition_embed_type
     if kind not in (None, "text_time"):
@@ -401,17 +399,6 @@ def pipeline_schedule(path: Path) -> NoiseSchedule:
                         f"({', '.join(PREDICTIONS)}){fix}")
     return NoiseSchedule(train_timesteps=steps, beta_start=betas[0], beta_end=betas[1], beta_schedule=schedule,
                          prediction_type=prediction)
-
-
-def _diffusers_spatial_factor(vae_path: str) -> int | None:
-    """The spatial factor of the diffusers autoencoder at `vae_path` (2**(levels-1)), from its config."""
-    from vidtool.checkpoint import read_config
-
-    if not vae_path or not Path(vae_path).is_dir():
-        return None
-    doc = read_config(vae_path)
-    widths = doc["config"].get("diffusers", {}).get("block_out_channels") if doc.get("diffusers") else None
-    return 2 ** (len(widths) - 1) if widths else None
 
 
 def _spatial_factor(data) -> int:
