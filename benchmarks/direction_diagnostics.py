@@ -199,6 +199,35 @@ def one_hot_direction(text: torch.Tensor, mask: torch.Tensor, prompts: list[str]
     return text, mask
 
 
+class TemporalDirection:
+    """Diagnostic only: a learned row per direction (zero-initialised) added to every keyframe's position
+    embedding, which only the temporal blocks read: the prompt's direction handed to them directly,
+    past the text encoder and the frozen base. `ids` is set from the prompts before each prediction;
+    a batch twice as long (classifier-free guidance's conditional + unconditional halves) gets the
+    no-direction row for its second half."""
+
+    def __init__(self, model):
+        from torch import nn
+
+        model.direction_table = nn.Embedding(5, model.config.position_dim)  # 4 directions + none
+        nn.init.zeros_(model.direction_table.weight)
+        self.table, self.ids = model.direction_table, None
+        model.frame_positions.register_forward_hook(self._hook)
+
+    @staticmethod
+    def direction_ids(prompts: list[str]) -> torch.Tensor:
+        from vidtool.data.shapes import DIRECTIONS
+        from vidtool.metrics.shapes_probe import parse_prompt
+
+        return torch.tensor([DIRECTIONS.index(parse_prompt(p)[2]) if parse_prompt(p) else 4 for p in prompts])
+
+    def _hook(self, module, args, out):
+        ids = self.ids
+        if out.shape[0] == 2 * len(ids):
+            ids = torch.cat([ids, torch.full_like(ids, 4)])
+        return out + self.table(ids)[:, None, :].to(out.dtype)
+
+
 def _merges(model) -> dict[str, float]:
     """Norm of each temporal block's zero-initialised output projection (its "merge" into the U-Net)."""
     out = {}
@@ -268,22 +297,33 @@ def _encode(prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     return embedded.tokens.float(), embedded.mask
 
 
-def motion_weighted_loss(model, batch: dict, weight: float) -> torch.Tensor:
+def motion_weighted_loss(model, batch: dict, weight: float, weighting: str = "eps", cap: float = 50.0) -> torch.Tensor:
     """The keyframe model's epsilon MSE plus `weight` x the MSE of its error's differences between
     consecutive keyframes. The epsilon error is the x0 error times a per-sample factor, so its frame
     differences are the error in how the clip moves; the plain MSE is dominated by the part every
     keyframe shares (where the shape is, what it looks like), which the prompt's direction does not
-    decide."""
+    decide. `weighting` "x0" scores those differences in x0 units instead (the epsilon error times
+    sigma_t / alpha_t, its square capped at `cap`): the epsilon loss weighs an x0 error by the
+    signal-to-noise ratio, next to nothing at the high noise levels where a sampler commits to a
+    direction. Noise is drawn with the model's own prior (noise_correlation)."""
 
+    from vidtool.diffusion.noise import correlate_frames
     from vidtool.diffusion.schedulers import diffusion_pair
     from vidtool.generators.keyframes import sample_keyframes as pick_keyframes
     from vidtool.generators.t2i import drop_conditions
 
     keyframes = pick_keyframes(batch["latents"], model.config.keyframes, model.config.frame_skip)
     text, mask, pooled = drop_conditions(batch, model.config.cond_dropout)
-    noisy, timesteps, target = diffusion_pair(model.config.base.schedule, keyframes)
+    shape = keyframes.shape
+    noise = correlate_frames(torch.randn(shape), torch.randn((*shape[:2], 1, *shape[3:])), model.config.noise_correlation)
+    schedule = model.config.base.schedule
+    noisy, timesteps, target = diffusion_pair(schedule, keyframes, noise=noise)
     error = model.predict(noisy, timesteps, text, mask, text_embeds=pooled) - target  # [B, C, F, h, w]
-    return error.pow(2).mean() + weight * error.diff(dim=2).pow(2).mean()
+    moving = error.diff(dim=2).pow(2).mean(dim=(1, 2, 3, 4))
+    if weighting == "x0":
+        alpha_bar = schedule.training_scheduler().alphas_cumprod[timesteps].float()
+        moving = moving * ((1 - alpha_bar) / alpha_bar).clamp(max=cap)
+    return error.pow(2).mean() + weight * moving.mean()
 
 
 def overfit(args) -> None:
@@ -299,7 +339,7 @@ def overfit(args) -> None:
     base = from_pretrained(BUNDLED / "t2i-tiny")
     data = LatentDataset(path, latent_scale=base.config.latent_scale)
     batch = _batch(data)
-    config = preset("tiny")
+    config = preset("tiny", noise_correlation=args.noise_correlation)
     config.base = base.config
     torch.manual_seed(args.seed)
     model = KeyframeModel(config)
@@ -310,6 +350,7 @@ def overfit(args) -> None:
     if args.unfreeze_cross_attention:
         for name, p in model.base.named_parameters():
             p.requires_grad_(args.unfreeze_base or ".attn2." in name)
+    temporal_direction = TemporalDirection(model) if args.text == "onehot-temporal" else None
     trainable = [p for p in model.parameters() if p.requires_grad]
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     print(f"{len(records)} clips: " + "; ".join(r["caption"] for r in records))
@@ -319,6 +360,8 @@ def overfit(args) -> None:
           f"{args.steps} full-batch updates")
 
     def text_fn(text, mask, prompts):
+        if temporal_direction is not None:
+            temporal_direction.ids = temporal_direction.direction_ids(prompts)
         return one_hot_direction(text, mask, prompts) if args.text == "onehot" else (text, mask)
 
     def report_gap(label):
@@ -337,7 +380,7 @@ def overfit(args) -> None:
             pick = torch.randperm(len(batch["prompt"]))[:args.batch]
             step_batch = {k: [v[i] for i in pick] if k == "prompt" else v[pick] for k, v in batch.items()}
         step_batch["text"], step_batch["text_mask"] = text_fn(step_batch["text"], step_batch["text_mask"], step_batch["prompt"])
-        loss = (motion_weighted_loss(model, step_batch, args.motion_loss) if args.motion_loss else
+        loss = (motion_weighted_loss(model, step_batch, args.motion_loss, args.motion_weighting) if args.motion_loss else
                 model.training_losses(step_batch, step=step, total_steps=args.steps)["loss"])
         optimizer.zero_grad()
         loss.backward()
@@ -425,12 +468,18 @@ def main() -> None:
     p.add_argument("--per-direction", type=int, default=2)
     p.add_argument("--motion-loss", type=float, default=0.0, metavar="W",
                    help="add W x the MSE of the epsilon error's differences between consecutive keyframes")
+    p.add_argument("--motion-weighting", choices=("eps", "x0"), default="eps",
+                   help="--motion-loss in epsilon units, or in x0 units (its square capped at 50)")
     p.add_argument("--batch", type=int, default=0, help="clips per update drawn at random (0: all, full batch)")
     p.add_argument("--eval-held-out", type=int, default=0, metavar="N",
                    help="sample the captions of N held-out clips per direction (shapes seed 1) instead of the training clips")
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--text", choices=("minilm", "onehot"), default="minilm")
+    p.add_argument("--text", choices=("minilm", "onehot", "onehot-temporal"), default="minilm",
+                   help="onehot: a direction token among the text tokens (read by the frozen base's cross-attention); "
+                        "onehot-temporal: a learned direction vector added to the temporal blocks' frame positions")
+    p.add_argument("--noise-correlation", type=float, default=0.0, metavar="RHO",
+                   help="PYoCo mixed noise prior: keyframes share this fraction of their noise (train and sample)")
     p.add_argument("--unfreeze-base", action="store_true")
     p.add_argument("--unfreeze-cross-attention", action="store_true")
     p.add_argument("--init", choices=("fresh", "bundled"), default="fresh",

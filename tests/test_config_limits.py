@@ -185,6 +185,14 @@ CASES = {
     "train-denoiser --set (parameters)": (["train-denoiser", "--family", "spectral", "--data", "{w}/manifest.jsonl",
                                            "--set", "dim=32768", "--set", "blocks=512", "--set", "heads=1024",
                                            "--steps", "1", "-o", "{t}/run"], None, "parameters"),
+    # A --set value of the wrong type is named with the field and the type it needs (as a config.json
+    # one is), not left to the library or layer that trips on it.
+    "train-denoiser --set (a word for a number)": (["train-denoiser", "--family", "spectral", "--data",
+                                                    "{w}/manifest.jsonl", "--set", "text_dropout=lots", "--steps",
+                                                    "1", "-o", "{t}/run"], None, "text_dropout is 'lots'; it must be a number"),
+    "train-vae --set (a fraction for a count)": (["train-vae", "--family", "movq-temporal", "--data", "{w}/manifest.jsonl",
+                                                  "--set", "layers_per_block=1.5", "--steps", "1", "-o", "{t}/run"], None,
+                                                 "layers_per_block is '1.5'; it must be a whole number"),
 }
 
 

@@ -245,3 +245,58 @@ def test_build_freezes_the_t2i_folder_and_checks_the_clip_length(tmp_path):
     assert all(p.requires_grad for p in model.temporal.parameters())
     with pytest.raises(UserError, match="need clips of 13 frames"):
         build_generator("keyframes", "tiny", [], tmp_path / "t2i", dataclasses.replace(data, frames=8))
+
+
+# --- PYoCo's mixed noise prior (noise_correlation) ---------------------------------------------
+
+
+def test_correlated_frame_noise_is_standard_normal_per_frame_and_correlates_by_rho():
+    from vidtool.diffusion.noise import initial_video_noise
+
+    noise = initial_video_noise((4, 3, 32, 32), 64, torch.Generator().manual_seed(0), 0.6)
+    assert noise.shape == (64, 4, 3, 32, 32)
+    assert abs(float(noise.std()) - 1.0) < 0.02 and abs(float(noise.mean())) < 0.02
+    frames = rearrange(noise, "b c t h w -> t (b c h w)")
+    correlation = torch.corrcoef(frames)
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        assert abs(float(correlation[i, j]) - 0.6) < 0.02
+
+
+def test_zero_correlation_draws_the_same_noise_as_before():
+    from vidtool.diffusion.noise import initial_noise, initial_video_noise
+
+    gens = lambda: [torch.Generator().manual_seed(s) for s in (3, 4)]  # noqa: E731
+    assert torch.equal(initial_video_noise((4, 3, 8, 8), 2, gens(), 0.0), initial_noise((4, 3, 8, 8), 2, gens()))
+
+
+def test_keyframe_sampling_and_training_use_the_configured_noise_prior(monkeypatch):
+    from vidtool.generators import keyframes
+
+    text, mask = prompts(1)
+    null_text, null_mask = null_prompt()
+    # With the temporal parts untrained (identity) every frame is the base's own sample from its
+    # noise: strongly shared noise makes the frames alike, independent noise does not.
+    alike = []
+    for rho in (0.0, 0.9):
+        keys = fusionframes.sample_keyframes(keyframe_model(noise_correlation=rho), text, mask, null_text, null_mask,
+                                             frames=3, steps=3, cfg=2.0,
+                                             generator=[torch.Generator().manual_seed(0)]).latents[0]
+        alike.append(float(torch.corrcoef(rearrange(keys, "c t h w -> t (c h w)"))[0, 1:].mean()))
+    assert alike[1] > 0.8 and alike[0] < 0.5, alike
+    # Training draws its noise with the same prior: the targets (the noise) correlate across frames.
+    seen, real = [], keyframes.diffusion_pair
+
+    def spy(schedule, clean, *args, noise=None, **kwargs):
+        seen.append(noise)
+        return real(schedule, clean, *args, noise=noise, **kwargs)
+
+    monkeypatch.setattr(keyframes, "diffusion_pair", spy)
+    keyframe_model(noise_correlation=0.9).train().training_losses(latent_batch(8), step=1, total_steps=1)
+    frames = rearrange(seen[0], "b c t h w -> t (b c h w)")
+    assert abs(float(torch.corrcoef(frames)[0, 1]) - 0.9) < 0.05
+
+
+def test_a_noise_correlation_outside_0_1_is_refused():
+    for bad in (-0.1, 1.0, float("nan")):
+        with pytest.raises(ValueError, match="noise_correlation"):
+            KeyframeConfig(base=dataclasses.replace(BASE), noise_correlation=bad)

@@ -53,7 +53,7 @@ def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
     if unknown:
         raise UserError(f"config has keys {sorted(unknown)} that {config_cls.__name__} does not know")
     for name, value in values.items():
-        _check_value(config_cls.__name__, name, value, fields[name].default)
+        check_value(config_cls.__name__, name, value, fields[name].default)
     check_values(values, f"config.json: {config_cls.__name__}")  # before __post_init__ builds anything from them
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     try:
@@ -64,10 +64,10 @@ def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
     return config
 
 
-def _check_value(owner: str, name: str, value: Any, default: Any) -> None:
-    """A config.json value has its field's type (from the field's default) and, if a number, is finite
-    and not negative where the default is a count; a string channel count or a negative width would
-    otherwise fail deep inside a layer's constructor."""
+def check_value(owner: str, name: str, value: Any, default: Any, source: str = "config.json") -> None:
+    """A config.json (or `--set`, `source`) value has its field's type (from the field's default) and,
+    if a number, is finite and not negative where the default is a count; a string channel count or a
+    negative width would otherwise fail deep inside a layer's constructor."""
     import math
 
     def numbers(v):
@@ -93,11 +93,11 @@ def _check_value(owner: str, name: str, value: Any, default: Any) -> None:
         expected = None
     if expected is not None and (not isinstance(value, expected) or (expected is not bool and isinstance(value, bool))):
         said = {bool: "true or false", int: "a whole number", str: "a string", list: "a list"}.get(expected, "a number")
-        raise UserError(f"config.json: {owner}.{name} is {str(value)[:40]!r}; it must be {said}")
+        raise UserError(f"{source}: {owner}.{name} is {str(value)[:40]!r}; it must be {said}")
     if any(not math.isfinite(v) for v in numbers(value)):
-        raise UserError(f"config.json: {owner}.{name} holds a NaN or infinite number")
+        raise UserError(f"{source}: {owner}.{name} holds a NaN or infinite number")
     if isinstance(default, int) and not isinstance(default, bool) and default >= 0 and value < 0:
-        raise UserError(f"config.json: {owner}.{name} is {value}; it must not be negative")
+        raise UserError(f"{source}: {owner}.{name} is {value}; it must not be negative")
 
 
 def save_pretrained(model: Any, folder: str | Path, extra: dict[str, Any] | None = None,

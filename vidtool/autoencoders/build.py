@@ -15,7 +15,8 @@ from vidtool.errors import UserError
 
 def parse_overrides(pairs: list[str], config_cls: type) -> dict[str, Any]:
     """`["codebook_size=4096", "patch_sizes=[8,16]"]` → typed values (JSON, lists become tuples)."""
-    names = {f.name for f in dataclasses.fields(config_cls)}
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    names = set(fields)
     overrides = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -27,6 +28,7 @@ def parse_overrides(pairs: list[str], config_cls: type) -> dict[str, Any]:
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw  # a bare word is a string
+        checkpoint.check_value(config_cls.__name__, key, value, fields[key].default, source="--set")
         overrides[key] = tuple(value) if isinstance(value, list) else value
     return overrides
 

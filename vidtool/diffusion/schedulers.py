@@ -78,11 +78,14 @@ SAMPLERS: dict[str, tuple[str, dict]] = {
 
 
 def diffusion_pair(schedule: NoiseSchedule, clean: torch.Tensor, generator: torch.Generator | None = None,
-                   timesteps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                   timesteps: torch.Tensor | None = None,
+                   noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(noisy, timesteps, target) for a batch of clean samples [B, ...]: uniform t per sample unless
-    given, target = noise (epsilon) or v = alpha_t * noise - sigma_t * x0 (v-prediction)."""
+    given, target = noise (epsilon) or v = alpha_t * noise - sigma_t * x0 (v-prediction). `noise`:
+    the draw to use (default: standard normal, independent per element)."""
     scheduler = schedule.training_scheduler()
-    noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype).to(clean.device)
+    if noise is None:
+        noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype).to(clean.device)
     if timesteps is None:
         timesteps = torch.randint(0, schedule.train_timesteps, (clean.shape[0],), generator=generator).to(clean.device)
     noisy = scheduler.add_noise(clean, noise, timesteps)

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
+from vidtool.diffusion.noise import correlate_frames
 from vidtool.diffusion.schedulers import diffusion_pair
 from vidtool.errors import UserError
 from vidtool.generators.t2i import T2IConfig, T2IModel, base_config, drop_conditions, text_length
@@ -83,6 +84,11 @@ class KeyframeConfig:
     # direction word, and its temporal blocks take no text, so the tiny recipe lets the video model
     # re-learn what the prompt's tokens say (issue 31; benchmarks/direction_diagnostics.py overfit).
     train_cross_attention: bool = False
+    # PYoCo's mixed noise prior (vidtool.diffusion.noise.correlate_frames): the keyframes' noise shares
+    # this fraction of its variance, in training and in sampling. FusionFrames draws frames
+    # independently (0, the paper presets). Sampling applies it to the starting noise; the per-step noise
+    # of a stochastic sampler (ddpm) is drawn per frame. The tiny model card has what it measured.
+    noise_correlation: float = 0.0
 
     def __post_init__(self):
         self.base = base_config(self.base)  # config.json holds the nested dataclass as a mapping
@@ -90,6 +96,8 @@ class KeyframeConfig:
             raise ValueError(f"temporal must be one of {', '.join(TEMPORAL_VARIANTS)}, got {self.temporal!r}")
         if self.keyframes < 1 or self.frame_skip < 1:
             raise ValueError(f"keyframes and frame_skip must be >= 1, got {self.keyframes} and {self.frame_skip}")
+        if not 0.0 <= self.noise_correlation < 1.0:
+            raise ValueError(f"noise_correlation must be in [0, 1), got {self.noise_correlation}")
         if (self.keyframes - 1) * self.frame_skip >= self.max_position:
             raise ValueError(f"{self.keyframes} keyframes {self.frame_skip} frames apart reach position "
                              f"{(self.keyframes - 1) * self.frame_skip}; raise max_position above it")
@@ -293,7 +301,13 @@ class KeyframeModel(nn.Module):
         """Epsilon MSE on `keyframes` frames of each clip, `frame_skip` apart from a random start."""
         keyframes = sample_keyframes(batch["latents"], self.config.keyframes, self.config.frame_skip)
         text, mask, pooled = drop_conditions(batch, self.config.cond_dropout)
-        noisy, timesteps, target = diffusion_pair(self.config.base.schedule, keyframes)
+        noise = None
+        if self.config.noise_correlation:
+            shape = keyframes.shape
+            noise = correlate_frames(torch.randn(shape, device=keyframes.device, dtype=keyframes.dtype),
+                                     torch.randn((*shape[:2], 1, *shape[3:]), device=keyframes.device,
+                                                 dtype=keyframes.dtype), self.config.noise_correlation)
+        noisy, timesteps, target = diffusion_pair(self.config.base.schedule, keyframes, noise=noise)
         return {"loss": F.mse_loss(self.predict(noisy, timesteps, text, mask, text_embeds=pooled), target)}
 
 def sample_keyframes(latents: torch.Tensor, count: int, skip: int) -> torch.Tensor:

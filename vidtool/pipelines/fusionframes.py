@@ -20,7 +20,7 @@ import torch
 from einops import rearrange
 
 from vidtool.diffusion.guidance import cfg_weight, guide
-from vidtool.diffusion.noise import initial_noise
+from vidtool.diffusion.noise import initial_video_noise
 from vidtool.diffusion.sampling import sample
 from vidtool.pipelines.conditioning import pooled_with_null, with_null
 from vidtool.pipelines.outputs import LatentsOutput, VideoOutput
@@ -67,7 +67,8 @@ def sample_keyframes(model, text: torch.Tensor, text_mask: torch.Tensor, null_te
     device = model.frame_positions.weight.device
     base = model.config.base
     h, w = size or (base.sample_size, base.sample_size)
-    noise = initial_noise((base.latent_channels, frames, h, w), text.shape[0], generator)
+    noise = initial_video_noise((base.latent_channels, frames, h, w), text.shape[0], generator,
+                                getattr(model.config, "noise_correlation", 0.0))
     positions, dtype = model.positions(frames), model_dtype(model)
     texts, masks = with_null(text, text_mask, null_text, null_mask, device)
     texts = texts.to(dtype)
