@@ -253,3 +253,29 @@ def test_bad_restore_input_is_one_line_and_exit_2(clips, owl_everywhere, swin, t
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_clip_is_restored_chunk_by_chunk_as_it_would_be_whole(tmp_path, monkeypatch):
+    """A clip longer than a chunk is read, restored and written CHUNK_FRAMES frames at a time (its
+    length does not bound memory), and the result is what restoring it whole gives."""
+    from vidtool import video as video_module
+    from vidtool.curation import restore
+
+    monkeypatch.setattr(restore, "CHUNK_FRAMES", 10)
+    source = tmp_path / "long.mp4"
+    write_video(source, footage.caption(footage.pan(footage.PHOTOS[7], 27)), footage.FPS)
+    reads, real = [], video_module.read_frames
+    monkeypatch.setattr(video_module, "read_frames", lambda path, pick, **kw: reads.append(
+        len(out := real(path, pick, **kw).frames)) or video_module.Video(out, footage.FPS))
+    options = restore.RestoreOptions(remove_text=True)
+    record = restore.restore_clip(source, tmp_path / "chunked.mp4", options)
+    assert record["frames"] == 27 and max(reads) <= 10 and sum(reads) == 27 + restore.MASK_FRAMES
+
+    # Whole: the same classical mask (from the same spread frames) and the same per-frame inpainting.
+    frames = real(source, lambda count: np.arange(count)).frames
+    masks = restore.grow(np.broadcast_to(restore.classical_mask(frames, options.size), frames.shape[:3]), options.dilate)
+    painter = restore.TeleaInpainter()
+    whole = np.stack([painter(f, m) if m.any() else f for f, m in zip(frames, masks)])
+    assert record["text_removed"]["mask_area"] == round(float(masks.mean()), 4) > 0.05
+    write_video(tmp_path / "whole.mp4", whole, footage.FPS, crf=options.crf)
+    assert np.array_equal(read_video(tmp_path / "chunked.mp4").frames, read_video(tmp_path / "whole.mp4").frames)

@@ -536,7 +536,8 @@ def write_mp4s(
     preset: str = "medium",
 ) -> None:
     """Write each (path, uint8 [T, H, W, 3] frames) item as a video file (.mp4, .mov or .webm, by
-    its extension), all in one ffmpeg run.
+    its extension), all in one ffmpeg run. The frames may also be an iterator of such chunks of one
+    size, written out as they come, so a clip longer than memory holds never is in memory whole.
 
     Starting ffmpeg takes 0.1-0.2 s (it links some 200 libraries), far longer than encoding a
     16-frame 64x64 clip, so many clips are written in one call: each gets its own input and
@@ -558,17 +559,12 @@ def write_mp4s(
         outputs = []
         for path, frames in items:
             path = Path(path)
-            frames = _check_frames(frames)
             if path.suffix.lower() not in FFMPEG_FORMATS:
                 raise UserError(f"cannot write {path} with ffmpeg; use {', '.join(FFMPEG_FORMATS)}")
             muxer, codec, extra = FFMPEG_FORMATS[path.suffix.lower()]
-            # yuv420p (half-resolution colour) needs even sides: repeat the edge
-            odd = ((0, 0), (0, frames.shape[1] % 2), (0, frames.shape[2] % 2), (0, 0))
-            frames = np.pad(frames, odd, mode="edge")
-            _, h, w, _ = frames.shape
             tmp = temps.enter_context(atomic_path(path))
             raw = temps.enter_context(temp_beside(path, suffix=".rgb"))
-            raw.write_bytes(frames.tobytes())
+            h, w = _write_raw(raw, [frames] if isinstance(frames, (np.ndarray, list, tuple)) else frames)
             clip = ffmpeg.input(
                 str(raw), format="rawvideo", pix_fmt="rgb24", s=f"{w}x{h}", framerate=fps
             )
@@ -603,6 +599,25 @@ def write_mp4s(
             first = items[0][0]
             which = first if len(items) == 1 else f"{len(items)} clips ({first} first)"
             raise UserError(f"ffmpeg could not write {which}: {lines[0]}")
+
+
+def _write_raw(raw: Path, chunks) -> tuple[int, int]:
+    """Append each uint8 [T, H, W, 3] chunk to `raw` as rgb24, sides made even for yuv420p (the last
+    row or column repeated); returns the (even) frame size."""
+    size = None
+    with open(raw, "wb") as sink:
+        for chunk in chunks:
+            chunk = _check_frames(chunk)
+            odd = ((0, 0), (0, chunk.shape[1] % 2), (0, chunk.shape[2] % 2), (0, 0))
+            chunk = np.pad(chunk, odd, mode="edge")
+            if size is None:
+                size = chunk.shape[1:3]
+            elif chunk.shape[1:3] != size:
+                raise ValueError(f"frames of {chunk.shape[1]}x{chunk.shape[2]} after frames of {size[0]}x{size[1]}")
+            sink.write(chunk.tobytes())
+    if size is None:
+        raise ValueError("no frames to write")
+    return size
 
 
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}

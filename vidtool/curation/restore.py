@@ -27,6 +27,7 @@ from vidtool.errors import UserError
 
 TELEA_RADIUS = 3  # pixels around each masked pixel the Telea method draws from (OpenCV's example value)
 MASK_FRAMES = 8  # frames spread over the clip the classical detector compares
+CHUNK_FRAMES = 32  # frames read, restored and written at a time
 UPSCALE_BATCH = 4
 
 
@@ -168,25 +169,42 @@ class Upscaler:
 def restore_clip(source: str | os.PathLike, dest: Path, options: RestoreOptions, *, fps: float | None = None,
                  detector=None, inpainter=None, upscaler=None) -> dict:
     """Write `source` restored to `dest` (.mp4, atomically); returns the columns its record gains:
-    frames, fps, height, width, and what was applied (`text_removed`, `upscaled`)."""
-    from vidtool.video import read_frames, write_video
+    frames, fps, height, width, and what was applied (`text_removed`, `upscaled`). The clip is read,
+    restored and written CHUNK_FRAMES frames at a time, so its length does not bound memory."""
+    from vidtool.video import probe_video, read_frames, write_mp4s
 
-    video = read_frames(Path(source), lambda count: np.arange(count), fps=fps)
-    frames, columns = video.frames, {}
+    source = Path(source)
+    info = probe_video(source, fps=fps)
+    columns, seen, sizes = {}, {"mask": 0.0, "frames": 0}, []
     if options.remove_text:
-        if detector is None:
-            masks = np.broadcast_to(classical_mask(frames, options.size), frames.shape[:3])
-        else:
-            masks = detector.masks(frames)
-        masks = grow(masks, options.dilate)
         inpainter = inpainter or TeleaInpainter()
-        frames = np.stack([inpainter(frame, mask) if mask.any() else frame for frame, mask in zip(frames, masks)])
+        clip_mask = None
+        if detector is None:  # one mask for the whole clip, from frames spread over it
+            spread = np.unique(np.round(np.linspace(0, info.frames - 1, MASK_FRAMES)).astype(np.int64))
+            clip_mask = classical_mask(read_frames(source, lambda count: spread, fps=fps).frames, options.size)
+
+    def chunks():
+        for start in range(0, info.frames, CHUNK_FRAMES):
+            video = read_frames(source, lambda count: np.arange(start, min(start + CHUNK_FRAMES, count)), fps=fps)
+            frames = video.frames
+            if options.remove_text:
+                masks = (np.broadcast_to(clip_mask, frames.shape[:3]) if detector is None else detector.masks(frames))
+                masks = grow(masks, options.dilate)
+                frames = np.stack([inpainter(frame, mask) if mask.any() else frame for frame, mask in zip(frames, masks)])
+                seen["mask"] += float(masks.sum()) / masks[0].size
+            if upscaler is not None:
+                frames = upscaler(frames)
+            seen["frames"] += len(frames)
+            sizes.append(frames.shape[1:3])
+            yield frames
+
+    write_mp4s([(dest, chunks())], info.fps, crf=options.crf)
+    if options.remove_text:
         columns["text_removed"] = {"detector": detector.digest if detector else "classical", "inpainter": inpainter.name,
-                                   "mask_area": round(float(masks.mean()), 4)}
+                                   "mask_area": round(seen["mask"] / max(seen["frames"], 1), 4)}
     if upscaler is not None:
-        frames = upscaler(frames)
         columns["upscaled"] = {"model": upscaler.digest, "scale": upscaler.scale}
-    write_video(dest, frames, video.fps, crf=options.crf)
-    height, width = frames.shape[1:3]
+    height, width = sizes[0]
     # H.264 in yuv420p needs even sides: write_video repeats the last row or column of an odd one.
-    return {"frames": len(frames), "fps": video.fps, "height": height + height % 2, "width": width + width % 2, **columns}
+    return {"frames": seen["frames"], "fps": info.fps, "height": height + height % 2, "width": width + width % 2,
+            **columns}
