@@ -206,3 +206,35 @@ def test_an_absurd_size_is_one_line_and_exit_2_at_once(case, inputs, tmp_path):
     line = one_line_error(result)
     assert named in line, line
     assert not (tmp_path / "run").exists()  # refused before a run folder or a training set is made
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda doc: doc["config"].update(colour=3), "config.json has keys ['colour'] that MoVQTemporalConfig does not know"),
+    (lambda doc: doc["config"].update(channels="64"), "config.json: MoVQTemporalConfig.channels is '64'; it must be a whole number"),
+    (lambda doc: doc["config"].update(channels=-64), "config.json: MoVQTemporalConfig.channels is -64; it must not be negative"),
+])
+def test_a_bad_model_config_names_the_files_full_path(edit, message, tmp_path):
+    from vidtool.checkpoint import from_pretrained
+    from vidtool.errors import UserError
+
+    folder = tmp_path / "model"
+    shutil.copytree(DEFAULTS / "movq-tiny", folder)
+    doc = json.loads((folder / "config.json").read_text())
+    edit(doc)
+    (folder / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(UserError) as error:
+        from_pretrained(folder)
+    assert str(error.value) == f"{folder}/{message}"
+
+
+@pytest.mark.parametrize("content, message", [(b"[" * 100_000, "nests its JSON too deep"),
+                                              (b"\xff\xfe\x00\x01", "is not UTF-8 text")])
+def test_an_unreadable_model_config_says_why_in_words(content, message, tmp_path):
+    from vidtool.checkpoint import from_pretrained
+    from vidtool.errors import UserError
+
+    folder = tmp_path / "model"
+    shutil.copytree(DEFAULTS / "movq-tiny", folder)
+    (folder / "config.json").write_bytes(content)
+    with pytest.raises(UserError, match=message):
+        from_pretrained(folder)

@@ -45,22 +45,23 @@ def model_class(family: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
-    """Build the model's config dataclass, turning JSON lists back into tuples where declared."""
+def config_from_dict(cls: type, values: dict[str, Any], source: str = "config.json") -> Any:
+    """Build the model's config dataclass, turning JSON lists back into tuples where declared. `source`
+    names the file in error messages."""
     config_cls = cls.config_class
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
     unknown = set(values) - set(fields)
     if unknown:
-        raise UserError(f"config has keys {sorted(unknown)} that {config_cls.__name__} does not know")
+        raise UserError(f"{source} has keys {sorted(unknown)} that {config_cls.__name__} does not know")
     for name, value in values.items():
-        check_value(config_cls.__name__, name, value, fields[name].default)
-    check_values(values, f"config.json: {config_cls.__name__}")  # before __post_init__ builds anything from them
+        check_value(config_cls.__name__, name, value, fields[name].default, source)
+    check_values(values, f"{source}: {config_cls.__name__}")  # before __post_init__ builds anything from them
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     try:
         config = config_cls(**kwargs)
     except _BAD_CONFIG as e:  # the config's own checks (__post_init__)
-        raise UserError(f"bad {config_cls.__name__} in config.json: {str(e).splitlines()[0] if str(e) else e!r}") from e
-    check_values(config, f"config.json: {config_cls.__name__}")  # what __post_init__ derived or nested
+        raise UserError(f"bad {config_cls.__name__} in {source}: {str(e).splitlines()[0] if str(e) else e!r}") from e
+    check_values(config, f"{source}: {config_cls.__name__}")  # what __post_init__ derived or nested
     return config
 
 
@@ -142,8 +143,10 @@ def read_config(folder: str | Path) -> dict[str, Any]:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise UserError(f"{path} is not valid JSON ({e.msg} at line {e.lineno})") from e
-    except (ValueError, RecursionError) as e:  # not UTF-8, absurd nesting
-        raise UserError(f"{path} is not a vidtool config ({type(e).__name__})") from e
+    except RecursionError as e:  # absurd nesting
+        raise UserError(f"{path} nests its JSON too deep to be a vidtool config") from e
+    except ValueError as e:  # not UTF-8
+        raise UserError(f"{path} is not UTF-8 text, so not a vidtool config") from e
     if not isinstance(doc, dict):
         raise UserError(f"{path} is not a vidtool config (a JSON object with 'family' and 'config')")
     if doc.get("_class_name") in DIFFUSERS_FAMILIES:
@@ -195,7 +198,7 @@ def from_pretrained(folder: str | Path, device: str = "cpu", dtype: Any = None) 
         if dtype is not None:
             cast(model, dtype)
         return model.to(device).eval()
-    config = config_from_dict(cls, doc["config"])
+    config = config_from_dict(cls, doc["config"], f"{folder}/{CONFIG_NAME}")
     if torch.get_default_device().type != "meta":
         _check_shapes(cls, config, folder, weights)
     model = build(cls, config, folder)
@@ -261,7 +264,7 @@ def spatial_factor(folder: str | Path) -> int:
     doc = read_config(folder)
     cls = model_class(doc["family"])
     with torch.device("meta"):
-        return build(cls, config_from_dict(cls, doc["config"]), Path(folder)).spatial_factor
+        return build(cls, config_from_dict(cls, doc["config"], f"{folder}/{CONFIG_NAME}"), Path(folder)).spatial_factor
 
 
 def digest(folder: str | Path) -> str:

@@ -228,7 +228,8 @@ class T2IModel(nn.Module):
         try:
             unet = unet_class(name).from_pretrained(folder, local_files_only=True)
         except load_errors() as e:
-            raise UserError(f"cannot load the diffusers {name} in {folder}: {first_line(e)}") from e
+            raise UserError(f"cannot load the diffusers {name} in {folder}: {first_line(e)}; is it the folder "
+                            "diffusers wrote, with its config.json unchanged?") from e
         model = cls.__new__(cls)
         nn.Module.__init__(model)
         model.config = config_from_unet(unet.config, name, **overrides)
