@@ -1,7 +1,7 @@
 """Token sets for MotionAura's spectral transformer: clips tokenized once by a frozen 3D-MBQ-VAE,
 captions encoded once, kept in one tensor file (kind `dataset-shard`), like the latent sets.
 
-Layout: "tokens" int16 [N, t, h, w], "fps" float [N], "text" float16 [N, L, D], "text_mask" bool
+Layout: "tokens" int16 [N, t, h, w] (int32 for codebooks past int16's 32,768 ids), "fps" float [N], "text" float16 [N, L, D], "text_mask" bool
 [N, L], "null_text" [1, L, D], "null_mask" [1, L]. With `inpainting=True` (records carrying a
 `mask` file, as `make-dataset` and `curate-sketch-dataset` write) also the inputs of §4:
 "masked_tokens" (tokens of V ⊙ (1 − m)), "region" bool [N, t, h, w] (the tokens whose footprint
@@ -154,8 +154,11 @@ def build_token_set(manifests: list[Path], tokenizer_folder: Path, out_file: Pat
         raise UserError(f"--frames {frames} and --size {size} must be multiples of the tokenizer's factors "
                         f"{tokenizer.temporal_factor} and {tokenizer.spatial_factor}")
 
+    # int16 halves the set's size, but holds ids only below 32,768; a 2^16 LFQ codebook needs int32.
+    id_dtype = torch.int16 if tokenizer.codebook_size <= 2**15 else torch.int32
+
     def tokens_of(video: np.ndarray) -> torch.Tensor:
-        return encode_frames(tokenizer, video, default_tiling(tokenizer), device).tokens.to(torch.int16)
+        return encode_frames(tokenizer, video, default_tiling(tokenizer), device).tokens.to(id_dtype)
 
     def encode(items: list[dict], video: np.ndarray) -> dict[str, torch.Tensor]:
         fps_values = torch.tensor([float(fps or item["source"][1].get("fps") or 8.0) for item in items])
@@ -220,6 +223,11 @@ class TokenDataset(torch.utils.data.Dataset):
         self.tensors = tf.tensors
         self.inpainting = inpainting
         self.prompts = tf.prompts()
+        for name in ("tokens", "masked_tokens") if inpainting else ("tokens",):
+            ids = self.tensors[name]
+            if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.info.codebook_size):
+                raise UserError(f"{path}: '{name}' holds ids from {int(ids.min())} to {int(ids.max())}, outside the "
+                                f"codebook of {self.info.codebook_size}; delete it and build the token set again")
 
     def __len__(self) -> int:
         return self.tensors["tokens"].shape[0]
