@@ -228,7 +228,8 @@ def test_a_bad_model_config_names_the_files_full_path(edit, message, tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [(b"[" * 100_000, "nests its JSON too deep"),
-                                              (b"\xff\xfe\x00\x01", "is not UTF-8 text")])
+                                              (b"\xff\xfe\x00\x01", "is not UTF-8 text"),
+                                              (b'{"family": ' + b"9" * 5000 + b"}", "Exceeds the limit")])
 def test_an_unreadable_model_config_says_why_in_words(content, message, tmp_path):
     from vidtool.checkpoint import from_pretrained
     from vidtool.errors import UserError
@@ -238,3 +239,24 @@ def test_an_unreadable_model_config_says_why_in_words(content, message, tmp_path
     (folder / "config.json").write_bytes(content)
     with pytest.raises(UserError, match=message):
         from_pretrained(folder)
+
+
+def test_every_recipe_set_value_passes_the_set_type_check():
+    """The `set:` entries of recipes/tiny/configs/*.yaml (ints given to float fields, lists to tuple
+    fields, bare words to string fields) are all accepted by the --set type check."""
+    import yaml
+
+    from vidtool.autoencoders.build import parse_overrides
+    from vidtool.checkpoint import model_class
+
+    checked = 0
+    for path in sorted((ROOT / "recipes" / "tiny" / "configs").glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        if doc.get("set"):
+            values = parse_overrides(doc["set"], model_class(doc["family"]).config_class)
+            assert len(values) == len(doc["set"]), path
+            checked += len(values)
+    assert checked > 50
+    floats = parse_overrides(["l2_weight=5", "patch_mask_ratio=[0,0]", "trainable=decoder"],
+                             model_class("mbq-vae").config_class)
+    assert floats == {"l2_weight": 5, "patch_mask_ratio": (0, 0), "trainable": "decoder"}

@@ -279,3 +279,21 @@ def test_a_clip_is_restored_chunk_by_chunk_as_it_would_be_whole(tmp_path, monkey
     assert record["text_removed"]["mask_area"] == round(float(masks.mean()), 4) > 0.05
     write_video(tmp_path / "whole.mp4", whole, footage.FPS, crf=options.crf)
     assert np.array_equal(read_video(tmp_path / "chunked.mp4").frames, read_video(tmp_path / "whole.mp4").frames)
+
+
+def test_chunks_of_another_frame_size_are_refused_and_leave_no_temp_files(tmp_path):
+    """write_mp4s' chunks must share one frame size, compared before the odd side is padded (a 7-wide
+    chunk after an 8-wide one is not the same size), and a refused or failing chunk stream leaves
+    nothing beside the output."""
+    from vidtool.video import write_mp4s
+
+    def chunks(second):
+        yield np.zeros((2, 8, 8, 3), np.uint8)
+        yield np.zeros((2, *second, 3), np.uint8)
+
+    for second in ((8, 7), (6, 8)):
+        with pytest.raises(ValueError, match="after frames of 8x8"):
+            write_mp4s([(tmp_path / "out.mp4", chunks(second))], 8)
+    assert list(tmp_path.iterdir()) == []
+    write_mp4s([(tmp_path / "out.mp4", chunks((8, 8)))], 8)
+    assert read_video(tmp_path / "out.mp4").frames.shape == (4, 8, 8, 3)

@@ -50,3 +50,21 @@ def test_a_token_set_with_ids_outside_its_codebook_is_refused(token_set, tmp_pat
     tensorfile.save(tf, bad)
     with pytest.raises(UserError, match=r"'tokens' holds ids from -5 to .*outside the codebook of 65536; delete it"):
         TokenDataset(bad)
+
+
+def test_int32_ids_are_part_of_the_kept_batches_settings(tmp_path, monkeypatch):
+    """Batches kept by an interrupted build that stored a 2^16 codebook's ids as int16 (wrapped past
+    32,767) are not resumed: the int32 build's settings differ. An int16 set's settings are as before."""
+    from vidtool.data import latents
+
+    seen = {}
+
+    def stop(kind, manifests, folder, **values):
+        seen[folder.name] = values
+        raise RuntimeError("settings seen")
+
+    monkeypatch.setattr(latents, "build_settings", stop)
+    for name in ("mbq-vae-tiny", "mbq-vae-tiny-v1"):
+        with pytest.raises(RuntimeError, match="settings seen"):
+            build_token_set([tmp_path / "manifest.jsonl"], bundled(name), tmp_path / "set.safetensors", frames=4, size=32)
+    assert seen["mbq-vae-tiny"]["ids"] == "int32" and "ids" not in seen["mbq-vae-tiny-v1"]

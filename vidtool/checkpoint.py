@@ -133,7 +133,7 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     """The model's config.json as {"family", "config", ...}; a diffusers folder of a class in
     DIFFUSERS_FAMILIES (or a pipeline root: its vae/) gets one made from its own config, with
     "diffusers": True."""
-    from vidtool.standard_folders import component, describe
+    from vidtool.standard_folders import component, describe, first_line
 
     folder = component(folder, "vae", "the model folder")
     path = folder / CONFIG_NAME
@@ -145,8 +145,10 @@ def read_config(folder: str | Path) -> dict[str, Any]:
         raise UserError(f"{path} is not valid JSON ({e.msg} at line {e.lineno})") from e
     except RecursionError as e:  # absurd nesting
         raise UserError(f"{path} nests its JSON too deep to be a vidtool config") from e
-    except ValueError as e:  # not UTF-8
+    except UnicodeDecodeError as e:
         raise UserError(f"{path} is not UTF-8 text, so not a vidtool config") from e
+    except ValueError as e:  # json's own limits, such as an integer of over 4,300 digits
+        raise UserError(f"{path} is not a vidtool config ({first_line(e)})") from e
     if not isinstance(doc, dict):
         raise UserError(f"{path} is not a vidtool config (a JSON object with 'family' and 'config')")
     if doc.get("_class_name") in DIFFUSERS_FAMILIES:

@@ -608,16 +608,16 @@ def _write_raw(raw: Path, chunks) -> tuple[int, int]:
     with open(raw, "wb") as sink:
         for chunk in chunks:
             chunk = _check_frames(chunk)
-            odd = ((0, 0), (0, chunk.shape[1] % 2), (0, chunk.shape[2] % 2), (0, 0))
-            chunk = np.pad(chunk, odd, mode="edge")
             if size is None:
                 size = chunk.shape[1:3]
-            elif chunk.shape[1:3] != size:
+            elif chunk.shape[1:3] != size:  # compared before padding: a 63-wide chunk is not a 64-wide one
                 raise ValueError(f"frames of {chunk.shape[1]}x{chunk.shape[2]} after frames of {size[0]}x{size[1]}")
+            odd = ((0, 0), (0, chunk.shape[1] % 2), (0, chunk.shape[2] % 2), (0, 0))
+            chunk = np.pad(chunk, odd, mode="edge")
             sink.write(chunk.tobytes())
     if size is None:
         raise ValueError("no frames to write")
-    return size
+    return size[0] + size[0] % 2, size[1] + size[1] % 2
 
 
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}

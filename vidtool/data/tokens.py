@@ -183,7 +183,9 @@ def build_token_set(manifests: list[Path], tokenizer_folder: Path, out_file: Pat
 
     settings = build_settings("tokens", manifests, tokenizer_folder, frames=frames, size=size, fps=fps,
                               text_encoder_path=text_encoder_path, batch_size=batch_size, inpainting=inpainting,
-                              margin=margin)
+                              margin=margin, **({"ids": "int32"} if id_dtype == torch.int32 else {}))
+    # (int32 ids are in the settings so batches kept by a build that stored them as int16, wrapped
+    # past 32,767, are discarded rather than resumed; int16 sets keep their old settings digest.)
     encoded = encode_clip_set(manifests, encode, frames=frames, size=size, fps=fps,
                               text_encoder_path=text_encoder_path, batch_size=batch_size, device=device,
                               progress=progress, out_file=out_file, settings=settings)
