@@ -297,3 +297,18 @@ def test_chunks_of_another_frame_size_are_refused_and_leave_no_temp_files(tmp_pa
     assert list(tmp_path.iterdir()) == []
     write_mp4s([(tmp_path / "out.mp4", chunks((8, 8)))], 8)
     assert read_video(tmp_path / "out.mp4").frames.shape == (4, 8, 8, 3)
+
+
+def test_a_gif_is_decoded_once_and_restored_in_chunks(tmp_path, monkeypatch):
+    """A GIF has no index to seek by: it is read whole once, not once per chunk."""
+    from vidtool import video as video_module
+    from vidtool.curation import restore
+
+    monkeypatch.setattr(restore, "CHUNK_FRAMES", 4)
+    source = tmp_path / "clip.gif"
+    write_video(source, footage.pan(footage.PHOTOS[4], 10), footage.FPS)
+    reads, real = [], video_module.read_frames
+    monkeypatch.setattr(video_module, "read_frames", lambda path, pick, **kw: reads.append(path) or real(path, pick, **kw))
+    record = restore.restore_clip(source, tmp_path / "out.mp4", restore.RestoreOptions(remove_text=False))
+    assert record["frames"] == 10 == len(read_video(tmp_path / "out.mp4").frames)
+    assert len(reads) == 1

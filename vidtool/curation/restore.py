@@ -183,10 +183,16 @@ def restore_clip(source: str | os.PathLike, dest: Path, options: RestoreOptions,
             spread = np.unique(np.round(np.linspace(0, info.frames - 1, MASK_FRAMES)).astype(np.int64))
             clip_mask = classical_mask(read_frames(source, lambda count: spread, fps=fps).frames, options.size)
 
+    # A GIF has no index to seek by (each read decodes it from the start), so it is read once; it is
+    # also the one input that is small by nature.
+    whole = read_frames(source, np.arange, fps=fps).frames if source.suffix.lower() == ".gif" else None
+
     def chunks():
         for start in range(0, info.frames, CHUNK_FRAMES):
-            video = read_frames(source, lambda count: np.arange(start, min(start + CHUNK_FRAMES, count)), fps=fps)
-            frames = video.frames
+            if whole is not None:
+                frames = whole[start : start + CHUNK_FRAMES]
+            else:
+                frames = read_frames(source, lambda count: np.arange(start, min(start + CHUNK_FRAMES, count)), fps=fps).frames
             if options.remove_text:
                 masks = (np.broadcast_to(clip_mask, frames.shape[:3]) if detector is None else detector.masks(frames))
                 masks = grow(masks, options.dilate)
