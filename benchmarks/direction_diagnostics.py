@@ -326,6 +326,25 @@ def motion_weighted_loss(model, batch: dict, weight: float, weighting: str = "ep
     return error.pow(2).mean() + weight * moving.mean()
 
 
+def contrastive_loss(model, batch: dict, swapped: tuple[torch.Tensor, torch.Tensor], weight: float,
+                     margin: float) -> torch.Tensor:
+    """The epsilon MSE with the true caption, plus `weight` x a hinge that pays for reading the direction:
+    on the same noisy keyframes, the loss with the caption's direction reversed (`swapped`: its
+    encoded tokens and mask) must exceed the true caption's loss by `margin` per clip. Noise is drawn
+    with the model's own prior (noise_correlation)."""
+    from vidtool.diffusion.noise import correlate_frames
+    from vidtool.diffusion.schedulers import diffusion_pair
+    from vidtool.generators.keyframes import sample_keyframes as pick_keyframes
+
+    keyframes = pick_keyframes(batch["latents"], model.config.keyframes, model.config.frame_skip)
+    shape = keyframes.shape
+    noise = correlate_frames(torch.randn(shape), torch.randn((*shape[:2], 1, *shape[3:])), model.config.noise_correlation)
+    noisy, timesteps, target = diffusion_pair(model.config.base.schedule, keyframes, noise=noise)
+    right = (model.predict(noisy, timesteps, batch["text"], batch["text_mask"]) - target).pow(2).mean(dim=(1, 2, 3, 4))
+    wrong = (model.predict(noisy, timesteps, *swapped) - target).pow(2).mean(dim=(1, 2, 3, 4))
+    return right.mean() + weight * torch.relu(margin + right - wrong).mean()
+
+
 def overfit(args) -> None:
     from vidtool.autoencoders.apply import decode_frames
     from vidtool.autoencoders.tiling import default_tiling
@@ -380,8 +399,12 @@ def overfit(args) -> None:
             pick = torch.randperm(len(batch["prompt"]))[:args.batch]
             step_batch = {k: [v[i] for i in pick] if k == "prompt" else v[pick] for k, v in batch.items()}
         step_batch["text"], step_batch["text_mask"] = text_fn(step_batch["text"], step_batch["text_mask"], step_batch["prompt"])
-        loss = (motion_weighted_loss(model, step_batch, args.motion_loss, args.motion_weighting) if args.motion_loss else
-                model.training_losses(step_batch, step=step, total_steps=args.steps)["loss"])
+        if args.contrast:
+            swapped = [_swap_direction(prompt) for prompt in step_batch["prompt"]]
+            loss = contrastive_loss(model, step_batch, text_fn(*_encode(swapped), swapped), args.contrast, args.margin)
+        else:
+            loss = (motion_weighted_loss(model, step_batch, args.motion_loss, args.motion_weighting) if args.motion_loss
+                    else model.training_losses(step_batch, step=step, total_steps=args.steps)["loss"])
         optimizer.zero_grad()
         loss.backward()
         if step in (1, 10) or step % args.log_every == 0:
@@ -468,6 +491,9 @@ def main() -> None:
     p.add_argument("--per-direction", type=int, default=2)
     p.add_argument("--motion-loss", type=float, default=0.0, metavar="W",
                    help="add W x the MSE of the epsilon error's differences between consecutive keyframes")
+    p.add_argument("--contrast", type=float, default=0.0, metavar="W",
+                   help="add W x a hinge: the loss with the direction reversed must exceed the true caption's by --margin")
+    p.add_argument("--margin", type=float, default=0.005)
     p.add_argument("--motion-weighting", choices=("eps", "x0"), default="eps",
                    help="--motion-loss in epsilon units, or in x0 units (its square capped at 50)")
     p.add_argument("--batch", type=int, default=0, help="clips per update drawn at random (0: all, full batch)")
