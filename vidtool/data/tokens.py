@@ -2,8 +2,9 @@
 captions encoded once, kept in one tensor file (kind `dataset-shard`), like the latent sets.
 
 Layout: "tokens" int16 [N, t, h, w] (int32 for codebooks past int16's 32,768 ids), "fps" float [N],
-"text" float16 [N, L, D], "text_mask" bool [N, L], "null_text" [1, L, D], "null_mask" [1, L]. With `inpainting=True` (records carrying a
-`mask` file, as `make-dataset` and `curate-sketch-dataset` write) also the inputs of §4:
+"text" float16 [N, L, D], "text_mask" bool [N, L], "null_text" [1, L, D], "null_mask" [1, L]. With
+`inpainting=True` (records carrying a `mask` file, as `make-dataset` and `curate-sketch-dataset`
+write) also the inputs of §4:
 "masked_tokens" (tokens of V ⊙ (1 − m)), "region" bool [N, t, h, w] (the tokens whose footprint
 touches the region to fill) and "sketch" uint8 [N, S, S] (the object's sketch, 1 on strokes).
 
