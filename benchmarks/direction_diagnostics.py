@@ -307,15 +307,14 @@ def motion_weighted_loss(model, batch: dict, weight: float, weighting: str = "ep
     signal-to-noise ratio, next to nothing at the high noise levels where a sampler commits to a
     direction. Noise is drawn with the model's own prior (noise_correlation)."""
 
-    from vidtool.diffusion.noise import correlate_frames
+    from vidtool.diffusion.noise import frame_noise_like
     from vidtool.diffusion.schedulers import diffusion_pair
     from vidtool.generators.keyframes import sample_keyframes as pick_keyframes
     from vidtool.generators.t2i import drop_conditions
 
     keyframes = pick_keyframes(batch["latents"], model.config.keyframes, model.config.frame_skip)
     text, mask, pooled = drop_conditions(batch, model.config.cond_dropout)
-    shape = keyframes.shape
-    noise = correlate_frames(torch.randn(shape), torch.randn((*shape[:2], 1, *shape[3:])), model.config.noise_correlation)
+    noise = frame_noise_like(keyframes, model.config.noise_correlation)
     schedule = model.config.base.schedule
     noisy, timesteps, target = diffusion_pair(schedule, keyframes, noise=noise)
     error = model.predict(noisy, timesteps, text, mask, text_embeds=pooled) - target  # [B, C, F, h, w]
@@ -332,13 +331,12 @@ def contrastive_loss(model, batch: dict, swapped: tuple[torch.Tensor, torch.Tens
     on the same noisy keyframes, the loss with the caption's direction reversed (`swapped`: its
     encoded tokens and mask) must exceed the true caption's loss by `margin` per clip. Noise is drawn
     with the model's own prior (noise_correlation)."""
-    from vidtool.diffusion.noise import correlate_frames
+    from vidtool.diffusion.noise import frame_noise_like
     from vidtool.diffusion.schedulers import diffusion_pair
     from vidtool.generators.keyframes import sample_keyframes as pick_keyframes
 
     keyframes = pick_keyframes(batch["latents"], model.config.keyframes, model.config.frame_skip)
-    shape = keyframes.shape
-    noise = correlate_frames(torch.randn(shape), torch.randn((*shape[:2], 1, *shape[3:])), model.config.noise_correlation)
+    noise = frame_noise_like(keyframes, model.config.noise_correlation)
     noisy, timesteps, target = diffusion_pair(model.config.base.schedule, keyframes, noise=noise)
     right = (model.predict(noisy, timesteps, batch["text"], batch["text_mask"]) - target).pow(2).mean(dim=(1, 2, 3, 4))
     wrong = (model.predict(noisy, timesteps, *swapped) - target).pow(2).mean(dim=(1, 2, 3, 4))

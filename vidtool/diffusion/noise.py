@@ -35,3 +35,13 @@ def initial_video_noise(shape: tuple[int, ...], batch: int, generator: torch.Gen
     c, t, *rest = shape
     drawn = initial_noise((c, t + 1, *rest), batch, generator)
     return correlate_frames(drawn[:, :, 1:], drawn[:, :, :1], correlation)
+
+
+def frame_noise_like(clips: torch.Tensor, correlation: float) -> torch.Tensor | None:
+    """Training noise for clips [B, C, T, ...] under the mixed prior (`correlate_frames`), on their
+    device and dtype; None when `correlation` is 0, so the caller draws plain noise as before."""
+    if not correlation:
+        return None
+    b, c, _, *rest = clips.shape
+    own = torch.randn(clips.shape, device=clips.device, dtype=clips.dtype)
+    return correlate_frames(own, torch.randn((b, c, 1, *rest), device=clips.device, dtype=clips.dtype), correlation)

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
-from vidtool.diffusion.noise import correlate_frames
+from vidtool.diffusion.noise import frame_noise_like
 from vidtool.diffusion.schedulers import diffusion_pair
 from vidtool.errors import UserError
 from vidtool.generators.t2i import T2IConfig, T2IModel, base_config, drop_conditions, text_length
@@ -301,12 +301,7 @@ class KeyframeModel(nn.Module):
         """Epsilon MSE on `keyframes` frames of each clip, `frame_skip` apart from a random start."""
         keyframes = sample_keyframes(batch["latents"], self.config.keyframes, self.config.frame_skip)
         text, mask, pooled = drop_conditions(batch, self.config.cond_dropout)
-        noise = None
-        if self.config.noise_correlation:
-            shape = keyframes.shape
-            noise = correlate_frames(torch.randn(shape, device=keyframes.device, dtype=keyframes.dtype),
-                                     torch.randn((*shape[:2], 1, *shape[3:]), device=keyframes.device,
-                                                 dtype=keyframes.dtype), self.config.noise_correlation)
+        noise = frame_noise_like(keyframes, self.config.noise_correlation)
         noisy, timesteps, target = diffusion_pair(self.config.base.schedule, keyframes, noise=noise)
         return {"loss": F.mse_loss(self.predict(noisy, timesteps, text, mask, text_embeds=pooled), target)}
 
